@@ -1,0 +1,34 @@
+"""Functions: the shared library of the Medical-Image-Processing course.
+
+Data discovery and loading, preprocessing, augmentation, models, losses,
+metrics, training, evaluation, plotting and the command line
+(``python -m Functions <command>``).  Everything is written with Keras 3
+layers and ``keras.ops`` so it runs on the TensorFlow, JAX and PyTorch
+backends.
+
+Submodules are imported lazily so that ``import Functions`` stays fast and
+does not start a deep-learning backend until one is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "augmentation", "classification", "cli", "datasets", "discovery", "errors",
+    "evaluation", "imaging", "losses", "medical_io", "metrics", "keras_metrics",
+    "models", "paths", "pipeline", "plotting", "prediction", "preprocessing",
+    "reporting", "splits", "synthetic", "training", "comparison", "benchmark",
+    "distribute", "gradcam", "seeding", "callbacks",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'Functions' has no attribute {name!r}")
+
+
+__all__ = sorted(_SUBMODULES) + ["__version__"]

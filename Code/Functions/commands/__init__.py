@@ -1,0 +1,1 @@
+"""CLI commands, one module each (``NAME``, ``HELP``, ``add_arguments``, ``run``)."""

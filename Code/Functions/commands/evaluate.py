@@ -1,0 +1,193 @@
+"""``python -m Functions evaluate``: score predicted masks against true masks, one CSV row per image.
+
+Folder mode (``--masks DIR --predictions DIR``)
+    Files are paired by stem (``case_07.png`` with ``case_07.tif``); any
+    image extension works.  Every mask needs a prediction; predictions
+    without a mask are ignored (and counted).
+    Masks are read with :func:`Functions.imaging.read_mask` (0/1, 0/255 and
+    label images: non-zero is foreground).
+    Predictions: an image holding only the values 0 and 1 is taken as is;
+    otherwise it is a probability map and foreground is ``value >= half the
+    full scale`` - 128 for 8-bit (so ``round(255 * p)`` is foreground for
+    ``p >= 0.5``), 32768 for 16-bit, 0.5 for floating point.  Colour images
+    use their brightest channel.
+    Writes ``image, dice, iou, precision, recall, specificity,
+    pixel_accuracy, boundary_f1, hd95, assd`` per image to ``--out`` (default
+    ``metrics.csv``, or ``metrics-1.csv``... when that exists; an explicit
+    ``--out`` that exists is an error, never overwritten) and prints the mean,
+    standard deviation and median of each column.  Conventions (boundaries,
+    empty masks, HD95) are those of :mod:`Functions.metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+NAME = "evaluate"
+HELP = "score predicted masks against true masks (Dice, IoU, boundary F1, HD95, ASSD...) and write a CSV"
+
+#: Extensions read as images when scanning the folders.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--masks", metavar="DIR", help="folder of true masks (needs --predictions)")
+    # A second mode, `--run RUN_DIR` (evaluate a trained run folder), is added to this group;
+    # `run()` below dispatches on which of the two was given.
+    parser.add_argument("--predictions", metavar="DIR",
+                        help="folder of predicted masks or 8-bit probability maps, paired with --masks by file stem")
+    parser.add_argument("--tolerance", type=float, default=2.0, metavar="PX",
+                        help="boundary F1 distance tolerance in pixels (%(default)s)")
+    parser.add_argument("--spacing", type=float, nargs="+", metavar="S",
+                        help="pixel size (one value, or one per axis: rows cols) to report HD95/ASSD and "
+                             "the tolerance in physical units instead of pixels")
+    parser.add_argument("--out", metavar="CSV",
+                        help="per-image CSV to write (default metrics.csv in the current folder, "
+                             "numbered if it exists); an existing file is never overwritten")
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "masks", None):
+        return _run_folders(args)
+    # `--run RUN_DIR` mode goes here.
+    raise UserError("pass --masks DIR together with --predictions DIR")
+
+
+# ----------------------------------------------------------------------------
+# folder mode
+# ----------------------------------------------------------------------------
+def _run_folders(args) -> int:
+    from ..metrics import METRIC_COLUMNS, per_image_metrics, summarize
+
+    if not args.predictions:
+        raise UserError("--masks needs --predictions DIR (the folder of predicted masks to score)")
+    if args.tolerance is None or args.tolerance < 0:
+        raise UserError(f"--tolerance must be a distance >= 0 in pixels, got {args.tolerance}")
+    spacing = _check_spacing(args.spacing)
+    masks = _image_files(Path(args.masks), "--masks")
+    preds = _image_files(Path(args.predictions), "--predictions")
+    out = _output_path(args.out)
+
+    missing = [path for stem, path in masks.items() if stem not in preds]
+    if missing:
+        names = ", ".join(p.name for p in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise UserError(
+            f"{len(missing)} mask(s) in {args.masks} have no prediction with the same name in "
+            f"{args.predictions}: {names}; predict them or remove the masks"
+        )
+    extra = sorted(set(preds) - set(masks))
+
+    names, trues, guesses = [], [], []
+    for stem in sorted(masks):
+        t = _read_truth(masks[stem])
+        p = _read_prediction(preds[stem])
+        if t.shape != p.shape:
+            raise UserError(
+                f"size mismatch for {stem}: mask {masks[stem]} is {t.shape[1]}x{t.shape[0]} but prediction "
+                f"{preds[stem]} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
+            )
+        names.append(stem)
+        trues.append(t)
+        guesses.append(p)
+
+    table = per_image_metrics(trues, guesses, names=names, spacing=spacing, tolerance=args.tolerance)
+    table = table[["image"] + METRIC_COLUMNS]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+
+    summary = summarize(table)
+    unit = "px" if spacing is None else "units of --spacing"
+    print(f"{len(table)} image(s): {args.masks} vs {args.predictions}  (boundary tolerance {args.tolerance:g} "
+          f"{unit}; hd95/assd in {unit})")
+    print(summary.loc[["mean", "std", "median"]].T.to_string(float_format=lambda v: f"{v:.4f}"))
+    n_inf = int(len(table) - summary.loc["n", "hd95"]) if len(table) else 0
+    if n_inf:
+        print(f"note: {n_inf} image(s) have an empty mask or prediction (but not both): their hd95/assd are "
+              "inf and left out of the summary", file=sys.stderr)
+    if extra:
+        print(f"note: {len(extra)} prediction(s) without a mask were ignored (e.g. {extra[0]})", file=sys.stderr)
+    print(f"per-image metrics -> {out}")
+    return 0
+
+
+def _check_spacing(spacing):
+    if spacing is None:
+        return None
+    if len(spacing) not in (1, 2) or any(not (s > 0) for s in spacing):
+        raise UserError(f"--spacing takes one or two positive numbers (rows cols), got {' '.join(map(str, spacing))}")
+    return spacing[0] if len(spacing) == 1 else tuple(spacing)
+
+
+def _image_files(folder: Path, flag: str) -> dict[str, Path]:
+    """``{stem: path}`` of the image files directly in ``folder``."""
+    if not folder.is_dir():
+        raise UserError(f"{flag} {folder} is not a folder; pass the folder that holds the image files")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if path.stem in found:
+            raise UserError(
+                f"{flag} {folder} holds two files named {path.stem} ({found[path.stem].name}, {path.name}); "
+                "keep one so masks and predictions pair unambiguously"
+            )
+        found[path.stem] = path
+    if not found:
+        raise UserError(f"{flag} {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
+def _output_path(out) -> Path:
+    if out:
+        path = Path(out).expanduser()
+        if path.exists():
+            alt = _free_name(path)
+            raise UserError(f"--out {path} already exists and is never overwritten; choose another name, "
+                            f"e.g. --out {alt}")
+        return path
+    path = Path("metrics.csv")
+    return _free_name(path) if path.exists() else path
+
+
+def _free_name(path: Path) -> Path:
+    k = 1
+    while (alt := path.with_name(f"{path.stem}-{k}{path.suffix}")).exists():
+        k += 1
+    return alt
+
+
+def _read_truth(path: Path):
+    """A true mask as ``(H, W)`` bool (non-zero / bright = foreground)."""
+    from ..imaging import read_mask
+
+    return read_mask(path).astype(bool)
+
+
+def _read_prediction(path: Path):
+    """A prediction as ``(H, W)`` bool, by the rule in the module docstring."""
+    from ..imaging import read_image
+
+    arr = read_image(path)
+    arr = arr.max(axis=-1) if arr.ndim == 3 else arr
+    return prediction_to_mask(arr)
+
+
+def prediction_to_mask(arr):
+    """Binarize a stored prediction: {0, 1} as is; else ``>= half the full scale`` (128 for 8-bit)."""
+    import numpy as np
+
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return a
+    if a.size and np.isin(a, (0, 1)).all():
+        return a.astype(bool)
+    if np.issubdtype(a.dtype, np.floating):
+        return a >= 0.5
+    if a.dtype == np.uint16 or (a.dtype != np.uint8 and a.max(initial=0) > 255):
+        return a >= 32768
+    return a >= 128

@@ -1,0 +1,58 @@
+"""``python -m Functions make-sample``: regenerate the offline sample in ``Data/sample``."""
+
+from __future__ import annotations
+
+import time
+
+NAME = "make-sample"
+HELP = "regenerate the synthetic offline sample (nuclei and breast ultrasound) from its seed"
+DESCRIPTION = (
+    "Write the synthetic sample that ships in Data/sample: fluorescence-like nuclei "
+    "(nuclei/images + nuclei/masks) and BUSI-like breast ultrasound "
+    "(ultrasound/{benign,malignant,normal}). The output depends only on --seed, --n and --size. "
+    "A non-empty target folder is refused unless --overwrite is given; even then only files "
+    "named like the generator's own output are replaced."
+)
+
+
+def add_arguments(parser) -> None:
+    from ..synthetic import DEFAULT_N_NUCLEI, DEFAULT_N_PER_CLASS, DEFAULT_SEED, DEFAULT_SIZE
+
+    parser.add_argument("--out", default=None, help="sample root folder (default: <repo>/Data/sample)")
+    parser.add_argument("--kind", choices=("nuclei", "ultrasound", "all"), default="all",
+                        help="which set to write (default: all)")
+    parser.add_argument("--n", type=int, default=None,
+                        help=f"nucleus images, or ultrasound images per class "
+                             f"(default: {DEFAULT_N_NUCLEI} and {DEFAULT_N_PER_CLASS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help=f"image side in pixels (default: {DEFAULT_SIZE})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the generated files in a non-empty target folder")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..paths import repo_root
+    from ..synthetic import write_sample
+
+    if args.out is None:
+        root = repo_root()
+        if root is None:
+            raise UserError("cannot find the repository's Data/ folder from this installation; pass --out DIR")
+        out = root / "Data" / "sample"
+    else:
+        out = Path(args.out).expanduser()
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n {args.n} must be a positive number of images")
+    if args.size < 64:
+        raise UserError(f"--size {args.size} is too small; use 64 pixels or more")
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed} must be 0 or more")
+    start = time.perf_counter()
+    written = write_sample(out, kind=args.kind, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    parts = ", ".join(f"{k}: {v} images" for k, v in written.items())
+    print(f"wrote {parts} to {out} (seed {args.seed}, {time.perf_counter() - start:.1f} s)")
+    return 0

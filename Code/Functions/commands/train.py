@@ -1,0 +1,77 @@
+"""``python -m Functions train``: train a segmentation model (default: U-Net on the offline sample)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+
+NAME = "train"
+HELP = "train a segmentation model and report test Dice/IoU (no arguments: U-Net on the Data/ sample)"
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as a Python literal when it is one (``depth=3``, ``dropout=0.1``)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--model-option expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip().replace("-", "_"), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip().replace("-", "_"), value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..training import TrainConfig
+
+    d = TrainConfig()
+    src = p.add_argument_group("data")
+    src.add_argument("--data", metavar="DIR", help="folder of images and masks (default: Data/sample/nuclei)")
+    src.add_argument("--dataset", metavar="NAME", help="a registered dataset (see `python -m Functions datasets`)")
+    src.add_argument("--data-dir", metavar="DIR", help="where registered datasets are stored (default $MIP_DATA_DIR)")
+    src.add_argument("--image-size", type=int, default=d.image_size, metavar="N", help="resize to N x N (%(default)s)")
+    src.add_argument("--channels", type=int, choices=(1, 3), help="force 1 or 3 input channels (default: from data)")
+    src.add_argument("--normalization", default=d.normalization,
+                     choices=("minmax", "standardize", "scale", "percentile", "none"),
+                     help="per-image intensity normalisation (%(default)s)")
+    src.add_argument("--clahe", action="store_true", help="apply CLAHE contrast equalisation before resizing")
+    src.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F")
+    src.add_argument("--test-fraction", type=float, default=d.test_fraction, metavar="F")
+    src.add_argument("--augment", nargs="?", const="default", metavar="PRESET",
+                     help="augment training batches (presets: light, default, strong; bare flag = default)")
+    m = p.add_argument_group("model and optimisation")
+    m.add_argument("--model", default=d.model, metavar="NAME", help="architecture (%(default)s); see `architectures`")
+    m.add_argument("--model-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                   help="architecture option, repeatable (e.g. base_filters=32, deep_supervision=True)")
+    m.add_argument("--loss", default=d.loss, metavar="NAME", help="loss (%(default)s): bce, dice, bce_dice, jaccard, "
+                   "focal, tversky, focal_tversky")
+    m.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="(%(default)s)")
+    m.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="(%(default)s)")
+    m.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate", metavar="LR",
+                   help="Adam learning rate (%(default)s)")
+    m.add_argument("--threshold", type=float, default=d.threshold, help="probability threshold for masks (%(default)s)")
+    m.add_argument("--monitor", default=d.monitor, help="metric that picks the best model (%(default)s)")
+    m.add_argument("--no-jit", dest="jit_compile", action="store_false", default="auto",
+                   help="disable XLA compilation")
+    m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="new run folder (default runs/<model>-<time>); never overwritten")
+    o.add_argument("--workers", type=int, default=d.workers, help="input-pipeline threads (%(default)s)")
+    o.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+
+
+def config_from_args(args):
+    from ..training import TrainConfig
+
+    fields = TrainConfig.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items() if k in fields and k != "model_options"}
+    values["model_options"] = dict(args.model_option)
+    if values.get("verbose") is None:
+        values["verbose"] = "auto"
+    return TrainConfig(**values)
+
+
+def run(args) -> int:
+    from ..training import train
+
+    train(config_from_args(args))
+    return 0

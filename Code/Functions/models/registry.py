@@ -1,0 +1,79 @@
+"""The table of architectures: name -> builder, task and paper.
+
+:mod:`Functions.models` exposes it as ``MODEL_REGISTRY`` / ``build_model``;
+adding an architecture means writing its builder and adding one
+:class:`ModelSpec` line to ``_SPECS`` below.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .attention_unet import build_attention_unet
+from .encoder_unet import build_unet_efficientnetb0, build_unet_mobilenetv2, build_unet_resnet50
+from .resnet import build_resnet18, build_resnet34, build_resnet50, build_resnet50_imagenet
+from .resunet import build_resunet
+from .resunet_plus_plus import build_resunet_plus_plus
+from .unet import build_unet
+from .unet_plus_plus import build_unet_plus_plus
+
+TASKS = ("segmentation", "classification")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable
+    task: str
+    paper: str
+
+
+_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec("unet", build_unet, "segmentation", "Ronneberger et al. 2015, U-Net"),
+    ModelSpec("unet_plus_plus", build_unet_plus_plus, "segmentation", "Zhou et al. 2018, UNet++"),
+    ModelSpec("resunet", build_resunet, "segmentation", "Zhang, Liu & Wang 2018, deep residual U-Net"),
+    ModelSpec("resunet_plus_plus", build_resunet_plus_plus, "segmentation", "Jha et al. 2019, ResUNet++"),
+    ModelSpec("attention_unet", build_attention_unet, "segmentation", "Oktay et al. 2018, Attention U-Net"),
+    ModelSpec("unet_resnet50", build_unet_resnet50, "segmentation", "U-Net decoder on ResNet50 (He et al. 2016)"),
+    ModelSpec("unet_mobilenetv2", build_unet_mobilenetv2, "segmentation",
+              "U-Net decoder on MobileNetV2 (Sandler et al. 2018)"),
+    ModelSpec("unet_efficientnetb0", build_unet_efficientnetb0, "segmentation",
+              "U-Net decoder on EfficientNetB0 (Tan & Le 2019)"),
+    ModelSpec("resnet18", build_resnet18, "classification", "He et al. 2016, ResNet-18"),
+    ModelSpec("resnet34", build_resnet34, "classification", "He et al. 2016, ResNet-34"),
+    ModelSpec("resnet50", build_resnet50, "classification", "He et al. 2016, ResNet-50"),
+    ModelSpec("resnet50_imagenet", build_resnet50_imagenet, "classification",
+              "He et al. 2016, ResNet-50 (keras.applications, ImageNet weights)"),
+)
+
+SPECS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+MODEL_REGISTRY: dict[str, Callable] = {s.name: s.builder for s in _SPECS}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec for ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return SPECS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}") from None
+
+
+def default_options(builder: Callable) -> dict:
+    """Keyword options of a builder and their defaults (``input_shape`` and ``num_classes`` included)."""
+    return {
+        p.name: p.default
+        for p in inspect.signature(builder).parameters.values()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+#: Options that name pretrained weights; :func:`offline_options` sets them to None.
+WEIGHT_OPTIONS = ("encoder_weights", "weights")
+
+
+def offline_options(name: str) -> dict:
+    """Options that build ``name`` without downloading anything (random weights, same architecture)."""
+    defaults = default_options(get_spec(name).builder)
+    return {k: None for k in WEIGHT_OPTIONS if k in defaults}

@@ -1,0 +1,130 @@
+"""Turning samples into model-ready arrays and batches.
+
+* :func:`load_arrays` decodes samples once (in threads), converts channels,
+  resizes and normalises them, and returns one in-memory copy:
+  images ``(N, H, W, C) float32`` and masks ``(N, H, W, 1) uint8``.
+  This is the cache: nothing is decoded twice.
+* :class:`SegmentationBatches` is a :class:`keras.utils.PyDataset` over
+  those arrays: seeded shuffling every epoch, optional augmentation, batches,
+  and background prefetching with worker threads.  PyDataset works the same
+  on the TensorFlow, JAX and PyTorch backends.
+
+Determinism: the order and the augmentation of epoch ``e`` depend only on
+``(seed, e)`` and the batch index, not on thread timing, so a run can be
+repeated and resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .discovery import Sample, load_sample
+from .errors import UserError
+from .imaging import is_grayscale
+from .preprocessing import normalize, resize_image, resize_mask, to_channels, clahe
+
+
+def infer_channels(samples: Sequence[Sample], probe: int = 16) -> int:
+    """1 if the first ``probe`` images are all grayscale (including RGB with equal channels), else 3."""
+    for s in list(samples)[:probe]:
+        if not is_grayscale(load_sample(s)[0]):
+            return 3
+    return 1
+
+
+def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | None = 128, channels: int | None = None,
+                normalization: str = "minmax", use_clahe: bool = False, mask_mode: str = "binary",
+                workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and preprocess ``samples`` into ``(images, masks)``.
+
+    images: ``(N, H, W, C) float32``; masks: ``(N, H, W, 1) uint8`` (0/1 with
+    ``mask_mode="binary"``, label values with ``"labels"``).  ``image_size``
+    ``None`` keeps the original size (all images must then share one size).
+    ``channels`` ``None`` picks 1 or 3 with :func:`infer_channels`.
+    """
+    samples = list(samples)
+    if not samples:
+        raise UserError("no samples to load; check the data folder and the split fractions")
+    if channels is None:
+        channels = infer_channels(samples)
+
+    def one(sample: Sample):
+        image, mask = load_sample(sample)
+        image = to_channels(image, channels)
+        if use_clahe:
+            image = clahe(image)
+        if image_size is not None:
+            image, mask = resize_image(image, image_size), resize_mask(mask, image_size)
+        if mask_mode == "binary":
+            mask = (mask > 0).astype(np.uint8)
+        return normalize(image, normalization), mask.astype(np.uint8)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pairs = list(pool.map(one, samples))
+    shapes = {p[0].shape for p in pairs}
+    if len(shapes) > 1:
+        raise UserError(f"images have different sizes {sorted(shapes)[:3]}...; pass --image-size N to resize them")
+    images = np.stack([p[0] for p in pairs])
+    masks = np.stack([p[1] for p in pairs])[..., None]
+    return images, masks
+
+
+def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shuffle: bool = False,
+                 augmenter=None, seed: int = 0, num_outputs: int = 1, workers: int = 2,
+                 drop_remainder: bool = False):
+    """A :class:`keras.utils.PyDataset` yielding ``(x, y)`` batches (``y`` a tuple for several outputs).
+
+    ``augmenter`` is a callable ``(image, mask, rng) -> (image, mask)`` (see
+    :mod:`Functions.augmentation`) or ``None``.  ``workers`` threads prefetch
+    batches in the background (``workers=0`` or ``1`` runs in the main thread).
+    """
+    import keras
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=8)
+            self.images, self.masks = images, masks
+            self.batch_size = int(batch_size)
+            self.shuffle, self.augmenter, self.seed = shuffle, augmenter, int(seed)
+            self.num_outputs = int(num_outputs)
+            self.drop_remainder = drop_remainder
+            self.epoch = 0
+            self._order = self._make_order()
+
+        def _make_order(self):
+            n = len(self.images)
+            if not self.shuffle:
+                return np.arange(n)
+            return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+        def set_epoch(self, epoch: int) -> None:
+            """Position the shuffling/augmentation stream at ``epoch`` (used when resuming)."""
+            self.epoch = int(epoch)
+            self._order = self._make_order()
+
+        def __len__(self):
+            n = len(self.images)
+            return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+
+        def __getitem__(self, i):
+            idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+            x, y = self.images[idx], self.masks[idx]
+            if self.augmenter is not None:
+                rng = np.random.default_rng([self.seed, self.epoch, i, 7])
+                pairs = [self.augmenter(a, b, rng) for a, b in zip(x, y)]
+                x = np.stack([p[0] for p in pairs]).astype(np.float32)
+                y = np.stack([np.asarray(p[1]).reshape(p[0].shape[:2] + (1,)) for p in pairs])
+            y = y.astype(np.float32)
+            if self.num_outputs > 1:
+                return x, tuple([y] * self.num_outputs)
+            return x, y
+
+        def on_epoch_end(self):
+            self.set_epoch(self.epoch + 1)
+
+    if len(images) == 0:
+        raise UserError("an empty split cannot be batched; lower the validation/test fractions or add data")
+    return _Batches()

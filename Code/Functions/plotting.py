@@ -1,0 +1,211 @@
+"""Figures: samples, overlays, curves, predictions, augmentation grids.
+
+Every function returns a :class:`matplotlib.figure.Figure` (and saves it when
+given ``path``) so notebooks display it and the command line writes it.  The
+non-interactive Agg backend is used unless a notebook already chose one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+TRUTH_COLOR = (0.0, 1.0, 0.0)   # green
+PRED_COLOR = (1.0, 0.0, 1.0)    # magenta
+
+
+def _plt():
+    import matplotlib
+
+    if "ipykernel" not in os.environ.get("MPLBACKEND", "") and matplotlib.get_backend().lower() not in (
+            "module://matplotlib_inline.backend_inline", "inline", "nbagg", "widget"):
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """An ``(H, W, C)`` image as something ``imshow`` shows well: 2-D gray or RGB scaled to [0, 1]."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray | None = None, pred: np.ndarray | None = None,
+            alpha: float = 0.45) -> np.ndarray:
+    """RGB ``(H, W, 3)`` float image with the truth (green) and prediction (magenta) drawn over it.
+
+    Filled areas are tinted with ``alpha``; contours are drawn solid.
+    """
+    from skimage.segmentation import find_boundaries
+
+    base = display_image(image)
+    rgb = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base.copy()
+    for m, color in ((mask, TRUTH_COLOR), (pred, PRED_COLOR)):
+        if m is None:
+            continue
+        m = np.asarray(m)
+        m = m[..., 0] if m.ndim == 3 else m
+        on = m > 0
+        rgb[on] = (1 - alpha) * rgb[on] + alpha * np.asarray(color)
+        rgb[find_boundaries(on, mode="inner")] = color
+    return np.clip(rgb, 0, 1)
+
+
+def plot_samples(images, masks, n: int = 4, titles=None, path=None):
+    """Rows of image | mask | overlay for the first ``n`` samples."""
+    plt = _plt()
+    n = min(n, len(images))
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for i in range(n):
+        m = np.asarray(masks[i])
+        m = m[..., 0] if m.ndim == 3 else m
+        panels = (display_image(images[i]), m, overlay(images[i], m))
+        for j, (ax, p) in enumerate(zip(axes[i], panels)):
+            ax.imshow(p, cmap="gray" if p.ndim == 2 else None)
+            ax.set_axis_off()
+            ax.set_title(("image" if titles is None else str(titles[i]), "mask", "overlay")[j], fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_history(history, path=None, metrics=("loss", "dice")):
+    """Loss and Dice per epoch, training and validation, from a Keras ``History``, a dict or a ``history.csv``."""
+    import pandas as pd
+
+    plt = _plt()
+    if hasattr(history, "history"):
+        df = pd.DataFrame(history.history)
+        df.insert(0, "epoch", range(len(df)))
+    elif isinstance(history, (str, os.PathLike)):
+        df = pd.read_csv(history)
+    else:
+        df = pd.DataFrame(history)
+    x = (df["epoch"] + 1) if "epoch" in df else np.arange(1, len(df) + 1)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        cols = [c for c in df.columns if c == name or (c.endswith("_" + name) and not c.startswith("val_")
+                                                      and "mean_" + name not in c)]
+        for col in cols[:1]:
+            ax.plot(x, df[col], "o-", ms=3, label=f"train {name}")
+            if "val_" + col in df:
+                ax.plot(x, df["val_" + col], "s-", ms=3, label=f"validation {name}")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_predictions(images, masks, preds, n: int = 4, scores=None, titles=None, path=None):
+    """Rows of image | truth | prediction | overlay (truth green, prediction magenta)."""
+    plt = _plt()
+    n = min(n, len(images))
+    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
+    for i in range(n):
+        m = np.asarray(masks[i])
+        m = m[..., 0] if m.ndim == 3 else m
+        p = np.asarray(preds[i])
+        p = p[..., 0] if p.ndim == 3 else p
+        panels = (display_image(images[i]), m, p, overlay(images[i], m, p))
+        heads = ["image" if titles is None else str(titles[i]), "truth", "prediction",
+                 "overlay" + ("" if scores is None else f"  Dice {scores[i]:.3f}")]
+        for ax, panel, head in zip(axes[i], panels, heads):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0 if panel.ndim == 2 else None)
+            ax.set_title(head, fontsize=9)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter=None,
+                           n: int = 8, seed: int = 0, *, ncols: int = 3,
+                           panel_size: float = 2.6, path=None):
+    """The original sample and ``n`` augmented versions, each with the mask outline drawn on it.
+
+    Args:
+        image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` image (any intensity scale).
+        mask: ``(H, W)`` or ``(H, W, 1)`` label mask, or ``None`` for no outline.
+        augmenter: anything :func:`Functions.augmentation.get_augmenter` accepts;
+            ``None`` uses the ``"default"`` preset.
+        n: number of augmented versions.
+        seed: version ``i`` uses ``rng_for(seed, i)``, so the grid is reproducible.
+        ncols: panels per row.
+        panel_size: width and height of one panel in inches.
+        path: where to save the figure (optional).
+
+    Returns:
+        A figure with ``n + 1`` panels: the original, then each version titled
+        with the transforms applied to it.  Every panel uses the original's
+        grey-value scale, so intensity changes are visible; each label of the
+        mask is outlined in its own colour.
+    """
+    from skimage.measure import find_contours
+
+    from .augmentation import get_augmenter, rng_for
+
+    if int(n) < 1:
+        raise ValueError(f"plot_augmentation_grid: n={n!r} must be at least 1")
+    plt = _plt()
+    aug = get_augmenter("default" if augmenter is None else augmenter)
+    image = np.asarray(image)
+    lo, hi = float(np.min(image)), float(np.max(image))
+    span = hi - lo if hi > lo else 1.0
+
+    panels = [(image, mask, "original")]
+    for i in range(int(n)):
+        if aug is None:
+            panels.append((image, mask, f"#{i + 1}: no augmentation"))
+        else:
+            img, msk, applied = aug.apply(image, mask, rng_for(seed, i))
+            panels.append((img, msk, f"#{i + 1}: " + (", ".join(applied) or "unchanged")))
+
+    cols = max(1, min(int(ncols), len(panels)))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows + 0.3),
+                             squeeze=False)
+    colours = [TRUTH_COLOR] + [plt.get_cmap("tab10")(k) for k in (1, 3, 4, 5, 6, 8, 9)]
+    for ax, (img, msk, title) in zip(axes.flat, panels):
+        shown = (np.asarray(img, dtype=np.float32) - lo) / span
+        if shown.ndim == 3 and shown.shape[2] == 1:
+            shown = shown[..., 0]
+        if shown.ndim == 3:
+            ax.imshow(np.clip(shown[..., :3], 0.0, 1.0))
+        else:
+            ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0)
+        if msk is not None:
+            labels = np.asarray(msk).reshape(shown.shape[:2])
+            for k, value in enumerate(v for v in np.unique(labels) if v != 0):
+                for contour in find_contours((labels == value).astype(np.float32), 0.5):
+                    ax.plot(contour[:, 1], contour[:, 0], color=colours[k % len(colours)],
+                            linewidth=1.0)
+        ax.set_title(_wrap_title(title, 28), fontsize=8)
+        ax.set_axis_off()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.remove()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _wrap_title(text: str, width: int) -> str:
+    """Break a comma-separated title into lines of about ``width`` characters."""
+    lines, line = [], ""
+    for part in text.split(", "):
+        candidate = f"{line}, {part}" if line else part
+        if line and len(candidate) > width:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = candidate
+    return "\n".join(lines + [line])

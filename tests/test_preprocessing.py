@@ -1,0 +1,59 @@
+"""Resize, normalise, colour conversion, CLAHE and cropping, checked by hand."""
+
+import numpy as np
+import pytest
+
+from Functions.preprocessing import (clahe, crop_to_mask, mask_bbox, normalize, resize_image, resize_mask,
+                                     to_grayscale, to_rgb)
+
+
+def test_resize_area_for_images_nearest_for_masks():
+    img = np.array([[0, 4], [8, 12]], np.float32).repeat(2, 0).repeat(2, 1)[..., None]  # 4x4 blocks
+    small = resize_image(img, 2)
+    np.testing.assert_allclose(small[..., 0], [[0, 4], [8, 12]])
+    img2 = np.zeros((4, 4, 1), np.float32)
+    img2[0, 0] = 4.0
+    assert resize_image(img2, 2)[0, 0, 0] == pytest.approx(1.0)  # area average of a 2x2 block
+    labels = np.array([[0, 1, 2, 2]] * 4, np.uint8)
+    big = resize_mask(labels, (4, 8))
+    assert set(np.unique(big)) == {0, 1, 2} and big.dtype == np.uint8
+
+
+def test_normalize_modes():
+    x = np.array([[10, 20], [30, 50]], np.uint8)[..., None]
+    np.testing.assert_allclose(normalize(x, "minmax")[..., 0], [[0, 0.25], [0.5, 1]])
+    z = normalize(x, "standardize")
+    assert abs(z.mean()) < 1e-6 and z.std() == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(normalize(x, "scale")[..., 0], x[..., 0] / 255.0)
+    assert normalize(np.full((3, 3, 1), 7, np.uint8), "minmax").max() == 0
+    with pytest.raises(ValueError, match="normalization"):
+        normalize(x, "zscore")
+
+
+def test_colour_conversions():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 1] = 255
+    assert to_grayscale(rgb).shape == (2, 2, 1)
+    assert to_grayscale(rgb)[0, 0, 0] == 150  # 0.587 * 255, OpenCV BT.601 weights
+    assert to_rgb(np.ones((2, 2, 1))).shape == (2, 2, 3)
+
+
+def test_clahe_increases_local_contrast():
+    rng = np.random.default_rng(0)
+    low = (100 + rng.integers(0, 10, (64, 64))).astype(np.uint8)[..., None]
+    out = clahe(low)
+    assert out.dtype == np.uint8 and out.shape == (64, 64, 1)
+    assert out.std() > 2 * low.std()
+
+
+def test_crop_to_mask_with_margin():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[40:60, 30:50] = 1
+    image = np.arange(100 * 100).reshape(100, 100, 1)
+    assert mask_bbox(mask) == (40, 30, 60, 50)
+    ci, cm = crop_to_mask(image, mask, margin=5)
+    assert cm.shape == (30, 30) and ci.shape == (30, 30, 1) and cm.sum() == 400
+    ci, cm = crop_to_mask(image, mask, margin=0.5)  # 10 px each side
+    assert cm.shape == (40, 40)
+    ci, cm = crop_to_mask(image, np.zeros_like(mask))
+    assert cm.shape == (100, 100)
