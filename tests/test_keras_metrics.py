@@ -140,6 +140,7 @@ def test_config_round_trip():
         KM.Dice(num_classes=0)
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading")
 @pytest.mark.parametrize("num_classes", [1, 3])
 def test_compiled_evaluate_matches_numpy(num_classes, tmp_path):
     """Inside model.evaluate (XLA where the backend has it) over 3 batches: the epoch's exact values."""

@@ -13,6 +13,11 @@ does not start a deep-learning backend until one is needed.
 from __future__ import annotations
 
 import importlib
+import os
+
+# TensorFlow's C++ start-up chatter (CPU feature flags, CUDA probing on CPU-only machines) hides what
+# learners need to see; failures still surface as Python exceptions.  Set the variable yourself to override.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
 

@@ -77,6 +77,9 @@ def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shu
                  drop_remainder: bool = False):
     """A :class:`keras.utils.PyDataset` yielding ``(x, y)`` batches (``y`` a tuple for several outputs).
 
+    ``masks`` are ``(N, H, W, 1)`` masks for segmentation, or ``(N, K)`` per-image
+    targets (one-hot class labels) for classification: those are left as they
+    are while the images are augmented.
     ``augmenter`` is a callable ``(image, mask, rng) -> (image, mask)`` (see
     :mod:`Functions.augmentation`) or ``None``.  ``workers`` threads prefetch
     batches in the background (``workers=0`` or ``1`` runs in the main thread).
@@ -114,9 +117,12 @@ def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shu
             x, y = self.images[idx], self.masks[idx]
             if self.augmenter is not None:
                 rng = np.random.default_rng([self.seed, self.epoch, i, 7])
-                pairs = [self.augmenter(a, b, rng) for a, b in zip(x, y)]
-                x = np.stack([p[0] for p in pairs]).astype(np.float32)
-                y = np.stack([np.asarray(p[1]).reshape(p[0].shape[:2] + (1,)) for p in pairs])
+                if y.ndim < 3:  # per-image targets (class labels): only the image moves
+                    x = np.stack([self.augmenter(a, None, rng)[0] for a in x]).astype(np.float32)
+                else:
+                    pairs = [self.augmenter(a, b, rng) for a, b in zip(x, y)]
+                    x = np.stack([p[0] for p in pairs]).astype(np.float32)
+                    y = np.stack([np.asarray(p[1]).reshape(p[0].shape[:2] + (1,)) for p in pairs])
             y = y.astype(np.float32)
             if self.num_outputs > 1:
                 return x, tuple([y] * self.num_outputs)

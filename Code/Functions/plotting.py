@@ -209,3 +209,97 @@ def _wrap_title(text: str, width: int) -> str:
         else:
             line = candidate
     return "\n".join(lines + [line])
+
+
+# ----------------------------------------------------------------------------- classification
+def plot_confusion_matrix(matrix, classes, normalize: bool = True, path=None):
+    """Confusion matrix as a heat map: rows = true class, columns = predicted class.
+
+    ``matrix`` is ``(K, K)`` counts (a list of lists is fine).  With
+    ``normalize`` the colours show each row's fraction (the recall of that
+    class) and every cell is labelled ``count`` and ``fraction``; otherwise the
+    colours show counts.
+    """
+    plt = _plt()
+    cm = np.asarray(matrix, dtype=np.int64)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    shown = frac if normalize else cm
+    k = len(classes)
+    side = 1.2 + 0.9 * k
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, int(cm.max())))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class" if normalize else "images")
+    for i in range(k):
+        for j in range(k):
+            text = f"{cm[i, j]}\n{frac[i, j]:.0%}" if normalize else str(cm[i, j])
+            dark = shown[i, j] > (0.5 if normalize else cm.max() / 2)
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=30, ha="right")
+    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
+    ax.set_title(f"Confusion matrix ({int(cm.sum())} images, accuracy {acc:.3f})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_roc(y_true, probabilities, classes, path=None):
+    """One-vs-rest ROC curve of every class (with its AUC in the legend) for labels ``(N,)`` and
+    probabilities ``(N, K)``."""
+    from .classification import roc_auc, roc_curve
+
+    plt = _plt()
+    y = np.asarray(y_true)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    for k, name in enumerate(classes):
+        auc = roc_auc(y == k, probs[:, k])
+        if auc is None:
+            continue  # no positives or no negatives: no curve
+        fpr, tpr, _ = roc_curve(y == k, probs[:, k])
+        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title("ROC, one class vs the rest", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """RGB ``(H, W, 3)`` float image: ``heatmap`` ``(H, W)`` in [0, 1] coloured with ``cmap`` over the image."""
+    plt = _plt()
+    base = display_image(image)
+    rgb = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
+    colour = plt.get_cmap(cmap)(np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1))[..., :3]
+    return np.clip((1 - alpha) * rgb + alpha * colour, 0, 1)
+
+
+def plot_gradcam(images, heatmaps, titles=None, ncols: int = 4, path=None):
+    """Grad-CAM figure: for each image, the image above its heat map overlay (red = most evidence).
+
+    ``images`` ``(N, H, W, C)``, ``heatmaps`` ``(N, H, W)`` in [0, 1] (see
+    :mod:`Functions.gradcam`); ``titles`` one string per image.
+    """
+    plt = _plt()
+    n = len(images)
+    cols = max(1, min(ncols, n))
+    groups = -(-n // cols)
+    fig, axes = plt.subplots(2 * groups, cols, figsize=(2.6 * cols, 5.4 * groups), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(n):
+        r, c = 2 * (i // cols), i % cols
+        shown = display_image(images[i])
+        axes[r, c].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        axes[r, c].set_title("image" if titles is None else str(titles[i]), fontsize=8)
+        axes[r + 1, c].imshow(heatmap_overlay(images[i], heatmaps[i]))
+        axes[r + 1, c].set_title("Grad-CAM", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -86,14 +86,14 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     """Gaussian-filtered white noise rescaled to zero mean and unit standard deviation.
 
     ``sigma`` (pixels, scalar or per axis) sets the correlation length.  Wide fields
-    are drawn on a coarse grid and interpolated (cubic), which is much faster and
+    are drawn on a coarse grid and interpolated (bilinear), which is much faster and
     looks the same."""
     step = int(min(np.atleast_1d(sigma)) // 4)
     if step >= 2:
         coarse = tuple(n // step + 4 for n in shape)
         small = ndimage.gaussian_filter(rng.standard_normal(coarse), np.asarray(sigma) / step, mode="reflect")
         coords = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64) / step + 1.5
-        field = ndimage.map_coordinates(small, coords, order=3, mode="reflect")
+        field = ndimage.map_coordinates(small, coords, order=1, mode="reflect")
     else:
         field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
     field -= field.mean()
@@ -266,7 +266,14 @@ def make_nuclei(n: int, size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED) -> l
     pixel belongs to the one drawn last).  ``labels > 0`` is the semantic mask.
     """
     _check_counts(n=n, size=size)
-    return [_nucleus_image(_rng(seed, _KIND_NUCLEI, i), size) for i in range(n)]
+    return [make_nucleus_image(i, size=size, seed=seed) for i in range(n)]
+
+
+def make_nucleus_image(index: int, *, size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED):
+    """Image number ``index`` (from 0) of :func:`make_nuclei` for this ``seed``, alone:
+    ``(image uint8 (size, size), labels int32 (size, size))``."""
+    _check_counts(n=index + 1, size=size)
+    return _nucleus_image(_rng(seed, _KIND_NUCLEI, index), size)
 
 
 # --------------------------------------------------------------------------- ultrasound
@@ -332,9 +339,10 @@ def _tissue(rng: np.random.Generator, size: int, depth: np.ndarray) -> np.ndarra
     w_muscle = 1 / (1 + np.exp(-(z - gland_end) / (2 * soft)))
     echo = fat + w_gland * (gland - fat) + w_muscle * (muscle - gland)
     echo = np.where(z < skin - 0.012, 0.35, echo)
-    # Skin: a bright line at the top of the field.
-    echo = echo + 0.9 * np.exp(-0.5 * ((z - skin) / 0.006) ** 2)
-    echo = echo * (0.25 + 0.75 * w_fat) + 0.9 * np.exp(-0.5 * ((z - skin) / 0.006) ** 2)
+    # Skin: a bright echo at the top of the field; the darker dermis under it
+    # (the 0.25 + 0.75 * w_fat factor) splits it into the usual double line.
+    skin_line = 0.9 * np.exp(-0.5 * ((z - skin) / 0.006) ** 2)
+    echo = (echo + skin_line) * (0.25 + 0.75 * w_fat) + skin_line
     # Cooper's ligaments: thin bright arcs in the fat.
     for _ in range(rng.integers(2, 5)):
         arc = _wavy(rng, w, rng.uniform(0.08, 0.28), 0.04)[None, :]
@@ -342,8 +350,16 @@ def _tissue(rng: np.random.Generator, size: int, depth: np.ndarray) -> np.ndarra
     return np.clip(echo, 0.02, None)
 
 
-def _lesion(rng: np.random.Generator, size: int, kind: str, fov: np.ndarray, depth: np.ndarray, avoid=None):
-    """Draw one lesion: returns (mask bool, radius fn, centre, reach) or None if it does not fit."""
+def _scaled(radius, factor: float):
+    return lambda theta: factor * radius(theta)
+
+
+def _lesion(rng: np.random.Generator, size: int, kind: str, fov: np.ndarray, avoid=None):
+    """Draw one lesion inside the field of view, away from the lesions in ``avoid``
+    (a list of ``(cy, cx, reach)``; a second lesion is also smaller).
+
+    Returns ``(mask bool (size, size), (cy, cx, reach))``, or ``None`` if no
+    position was found."""
     s = size / 256.0
     for _ in range(50):
         cy = rng.uniform(0.32, 0.62) * size
@@ -363,7 +379,7 @@ def _lesion(rng: np.random.Generator, size: int, kind: str, fov: np.ndarray, dep
             if any(np.hypot(cy - ay, cx - ax) < reach + ar + 6 * s for ay, ax, ar in avoid):
                 continue
             reach_scale = rng.uniform(0.45, 0.7)  # a second lesion is smaller
-            radius = (lambda f, k: (lambda t: k * f(t)))(radius, reach_scale)
+            radius = _scaled(radius, reach_scale)
             reach *= reach_scale
         sl, inside, rho, theta = _draw_shape((size, size), cy, cx, radius, reach)
         if sl is None:
@@ -387,18 +403,22 @@ def _ultrasound_image(rng: np.random.Generator, size: int, label: str):
         n_lesions = 2 if rng.random() < 0.1 else 1
         placed = []
         for _ in range(n_lesions):
-            got = _lesion(rng, size, label, fov, depth, avoid=placed if placed else None)
+            got = _lesion(rng, size, label, fov, avoid=placed if placed else None)
             if got is None:
                 continue
             mask, info = got
             masks.append(mask)
             placed.append(info)
+        if not masks:  # never ship a lesion image with an empty mask
+            raise RuntimeError(f"could not place a {label} lesion in a {size}x{size} image")
         for mask in masks:
             dist_in = ndimage.distance_transform_edt(mask)
             dist_out = ndimage.distance_transform_edt(~mask)
             inner = _smooth_noise(rng, (h, w), 3 * s)
             if label == "benign":
-                interior = rng.uniform(0.03, 0.07) * (1.0 + 0.3 * inner)
+                # Mostly solid (fibroadenoma-like, low-level internal echoes); some cyst-like, nearly anechoic.
+                level = rng.uniform(0.02, 0.045) if rng.random() < 0.3 else rng.uniform(0.05, 0.11)
+                interior = level * (1.0 + 0.3 * inner)
                 rim = rng.uniform(0.3, 0.6) * np.exp(-0.5 * (dist_out / (1.2 * s)) ** 2)  # thin capsule
             else:
                 interior = rng.uniform(0.03, 0.08) * np.clip(1.0 + 0.6 * inner, 0.2, None)
@@ -468,14 +488,22 @@ def make_ultrasound(n_per_class: int, size: int = DEFAULT_SIZE, seed: int = DEFA
     one all-zero mask).
     """
     _check_counts(n=n_per_class, size=size)
-    out = []
-    for c, label in enumerate(ULTRASOUND_CLASSES):
-        for i in range(n_per_class):
-            image, masks = _ultrasound_image(_rng(seed, _KIND_ULTRASOUND, i, sub=c), size, label)
-            if not masks:
-                masks = [np.zeros((size, size), np.uint8)]
-            out.append(UltrasoundCase(label, image, masks))
-    return out
+    return [make_ultrasound_image(label, i, size=size, seed=seed)
+            for label in ULTRASOUND_CLASSES for i in range(n_per_class)]
+
+
+def make_ultrasound_image(label: str, index: int, *, size: int = DEFAULT_SIZE,
+                          seed: int = DEFAULT_SEED) -> UltrasoundCase:
+    """Image number ``index`` (from 0) of class ``label`` in :func:`make_ultrasound`,
+    alone.  On disk it is ``<label> (<index + 1>).png``."""
+    if label not in ULTRASOUND_CLASSES:
+        raise ValueError(f"label must be one of {ULTRASOUND_CLASSES}, got {label!r}")
+    _check_counts(n=index + 1, size=size)
+    rng = _rng(seed, _KIND_ULTRASOUND, index, sub=ULTRASOUND_CLASSES.index(label))
+    image, masks = _ultrasound_image(rng, size, label)
+    if not masks:  # normal: one empty mask, as BUSI ships it
+        masks = [np.zeros((size, size), np.uint8)]
+    return UltrasoundCase(label, image, masks)
 
 
 # --------------------------------------------------------------------------- on disk

@@ -3,15 +3,26 @@
 :func:`train` takes a :class:`TrainConfig` and produces a run folder::
 
     run/
-      config.json        every setting, so the run can be repeated or resumed
+      config.json        every setting (data path, channels, normalisation...), so the run can be
+                         repeated, resumed, evaluated and used by ``predict``
       split.json         which samples went to train / validation / test
-      model.keras        the best model by validation Dice
-      history.csv        one row per epoch (Keras CSVLogger, column ``epoch``)
+      model.keras        the best model by ``--monitor`` (validation Dice by default)
+      history.csv        one row per finished epoch: ``epoch``, losses and metrics, ``learning_rate``, ``seconds``
+      progress.png       predictions on fixed validation images, redrawn every ``--progress-every`` epochs
       metrics.json       test metrics (per-image means) and their summary
       test_metrics.csv   one row of metrics per test image
       curves.png         loss and Dice per epoch
       predictions.png    image | truth | prediction | overlay on test images
       report.md          settings, data, metrics and figures, readable on GitHub
+      backup/            resume state while training runs (deleted when the run completes)
+      tensorboard/       with ``--tensorboard``
+
+Resuming (``train(resume_config(run_dir), resume=True)``, or ``python -m
+Functions train --resume RUN_DIR``) restarts from the last epoch committed in
+``backup/``: model and optimizer weights (with the learning rate and step
+count), the history rows, the best value so far and the early-stopping /
+learning-rate-plateau counters.  The shuffling and augmentation of epoch
+``e`` depend only on ``(seed, e)``, so they continue as if uninterrupted.
 """
 
 from __future__ import annotations
@@ -19,12 +30,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+
+#: Quantities logged every epoch that --monitor can pick (each also with a ``val_`` prefix).
+MONITORS = ("dice", "iou", "mean_dice", "loss")
+
+
+def _monitor_base(monitor: str) -> str:
+    return monitor[4:] if monitor.startswith("val_") else monitor
 
 
 @dataclass
@@ -54,6 +72,13 @@ class TrainConfig:
     workers: int = 2
     out: str | None = None
     verbose: int | str = "auto"
+    patience: int = 0                  # early stopping after N epochs without improvement; 0 = off
+    reduce_lr_patience: int = 0        # halve the learning rate after N epochs without improvement; 0 = off
+    reduce_lr_factor: float = 0.5
+    progress_every: int = 5            # progress.png every N epochs; 0 = off
+    tensorboard: bool = False          # TensorBoard logs in run/tensorboard
+    mixed_precision: bool = False      # float16 compute on GPUs (bfloat16 on CPU, with a warning)
+    deterministic: bool = False        # also ask the backend for deterministic kernels (slower; disables XLA)
 
     def validate(self) -> None:
         checks = [
@@ -64,6 +89,19 @@ class TrainConfig:
             (0 < self.threshold < 1, f"--threshold must be between 0 and 1, got {self.threshold}"),
             (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),
             (not (self.data and self.dataset), "give either --data DIR or --dataset NAME, not both"),
+            (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+             and self.val_fraction + self.test_fraction < 1,
+             f"--val-fraction and --test-fraction must each be in [0, 1) and sum below 1, got "
+             f"{self.val_fraction} and {self.test_fraction}"),
+            (self.val_fraction > 0, "--val-fraction must be above 0: the best model is chosen on validation images"),
+            (self.patience >= 0, f"--patience must be 0 (off) or more, got {self.patience}"),
+            (self.reduce_lr_patience >= 0, f"--reduce-lr-patience must be 0 (off) or more, got {self.reduce_lr_patience}"),
+            (0 < self.reduce_lr_factor < 1, f"--reduce-lr-factor must be between 0 and 1, got {self.reduce_lr_factor}"),
+            (self.progress_every >= 0, f"--progress-every must be 0 (off) or more, got {self.progress_every}"),
+            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
+            (_monitor_base(self.monitor) in MONITORS,
+             f"--monitor {self.monitor} is not logged; choose one of "
+             + ", ".join(p + m for p in ("val_", "") for m in MONITORS)),
         ]
         for ok, message in checks:
             if not ok:
@@ -166,62 +204,227 @@ def build(config: TrainConfig, input_shape: tuple[int, int, int]):
 
 
 # ----------------------------------------------------------------------------- main job
-def train(config: TrainConfig) -> dict:
-    """Train, keep the best model by validation Dice, evaluate on the test split and write the run folder.
+def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train, keep the best model by ``config.monitor``, evaluate on the test split and write the run folder.
 
-    Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame}``.
+    ``resume=True`` continues the interrupted run in ``config.out`` (see
+    :func:`resume_config`) from its last completed epoch, with the model and
+    optimizer weights, learning rate, history, best value and callback
+    counters it had then.  ``callbacks``: extra Keras callbacks (notebooks,
+    tests).
+
+    Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
+    Raises :class:`UserError` for bad settings or data (before any folder is
+    made) and when the loss becomes NaN.
     """
     import keras
     import pandas as pd
 
-    from .paths import new_run_dir
+    from .callbacks import clean_partial_files, read_state, write_history_csv
     from .seeding import set_seed
 
+    config = replace(config)                              # never change the caller's object
     config.validate()
-    set_seed(config.seed)
+    if config.data and not resume:
+        config.data = str(Path(config.data).expanduser().resolve())   # so evaluate/resume find it from anywhere
+    state = None
+    if resume:
+        run_dir = Path(config.out)
+        state = read_state(run_dir / "backup")
+    set_seed(config.seed, deterministic=config.deterministic)
     data = prepare_data(config)                       # all input errors surface before a folder is made
+    if config.channels is None:
+        config.channels = data["channels"]
+    split = {k: [str(s.image) for s in data[k][2]] for k in ("train", "val", "test")}
+    if resume:
+        _check_same_split(run_dir, split)
     x_tr, y_tr, s_tr = data["train"]
     x_va, y_va, s_va = data["val"]
-    model = build(config, (config.image_size, config.image_size, data["channels"]))
-    run_dir = new_run_dir(config.out, prefix=config.model)
-    _write_json(run_dir / "config.json", asdict(config))
-    _write_json(run_dir / "split.json", {k: [str(s.image) for s in data[k][2]] for k in ("train", "val", "test")})
 
-    compile_model(model, config)
-    from .pipeline import make_batches
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        _set_precision(config.mixed_precision)
+        # ---- model: build + compile (kept together so a distribution scope can wrap them)
+        model = build(config, (config.image_size, config.image_size, data["channels"]))
+        compile_model(model, config)
 
-    augmenter = None
-    if config.augment:
-        from .augmentation import get_augmenter
+        if not resume:
+            from .paths import new_run_dir
 
-        augmenter = get_augmenter(config.augment)
-    n_out = len(model.outputs)
-    train_batches = make_batches(x_tr, y_tr, config.batch_size, shuffle=True, augmenter=augmenter,
-                                 seed=config.seed, num_outputs=n_out, workers=config.workers)
-    val_batches = make_batches(x_va, y_va, config.batch_size, num_outputs=n_out, workers=1)
-    monitor = monitor_name(model, config.monitor)
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=monitor,
-                                        mode="min" if monitor.endswith("loss") else "max", save_best_only=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    verbose = config.verbose
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, {len(data['test'][2])} test), "
-          f"{x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, {model.count_params():,} parameters, "
-          f"backend {keras.backend.backend()}; run folder {run_dir}", flush=True)
-    t0 = time.time()
-    history = model.fit(train_batches, validation_data=val_batches, epochs=config.epochs,
-                        callbacks=callbacks, verbose=verbose)
-    seconds = time.time() - t0
-    hist = pd.read_csv(run_dir / "history.csv")
-    if not (run_dir / "model.keras").exists():   # e.g. NaN from the first epoch: keep the last state
-        model.save(run_dir / "model.keras")
-    best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+            run_dir = new_run_dir(config.out, prefix=config.model)
+            _write_json(run_dir / "config.json", asdict(config))
+            _write_json(run_dir / "split.json", split)
+        clean_partial_files(run_dir / "backup", run_dir)
+        start, rows, finished = 0, [], False
+        if state is not None:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(state["weights_path"])
+            start, rows, finished = state["epochs_done"], state["history"], state["finished"]
+        if resume:                                     # history.csv holds exactly the committed epochs
+            if rows:
+                write_history_csv(run_dir / "history.csv", rows)
+            else:
+                (run_dir / "history.csv").unlink(missing_ok=True)
+            print(f"Resuming {run_dir} after epoch {start} of {config.epochs}", flush=True)
+
+        run_callbacks, guard = make_callbacks(config, model, run_dir, data, rows=rows, state=state,
+                                              extra=callbacks)
+        verbose = config.verbose
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2
+        t0 = time.time()
+        if start < config.epochs and not finished:
+            from .pipeline import make_batches
+
+            augmenter = None
+            if config.augment:
+                from .augmentation import get_augmenter
+
+                augmenter = get_augmenter(config.augment)
+            n_out = len(model.outputs)
+            train_batches = make_batches(x_tr, y_tr, config.batch_size, shuffle=True, augmenter=augmenter,
+                                         seed=config.seed, num_outputs=n_out, workers=config.workers)
+            train_batches.set_epoch(start)            # shuffling/augmentation continue where they stopped
+            val_batches = make_batches(x_va, y_va, config.batch_size, num_outputs=n_out, workers=1)
+            if start == 0:
+                print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, "
+                      f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
+                      f"{model.count_params():,} parameters, backend {keras.backend.backend()}; "
+                      f"run folder {run_dir}", flush=True)
+            model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start,
+                      callbacks=run_callbacks, verbose=verbose)
+        if guard.nan_epoch is not None:
+            raise UserError(guard.message(config.learning_rate) + f"; the epochs before it are in {run_dir}")
+        seconds = time.time() - t0 + sum(r.get("seconds", 0.0) for r in rows)
+        hist = pd.read_csv(run_dir / "history.csv")
+        if not (run_dir / "model.keras").exists():   # the monitored value was never finite: keep the last state
+            model.save(run_dir / "model.keras")
+        best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     metrics = finish_run(best, config, data, run_dir, hist, seconds)
+    import shutil
+
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)   # the run is complete: nothing left to resume
     return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
+
+
+def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: list | None = None,
+                   state: dict | None = None, extra: list | None = None):
+    """The run's callbacks in the order they must run, and the NaN guard (to ask after ``fit``).
+
+    Order matters: the NaN guard first; the history row and the best model
+    before the plateau/early-stopping counters; :class:`TrainingState` last so
+    that it commits what all the others did in the epoch.
+    """
+    import keras
+
+    from .callbacks import BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState
+
+    monitor = monitor_name(model, config.monitor)
+    mode = "min" if monitor.endswith("loss") else "max"
+    guard = NaNGuard()
+    log = EpochLog(run_dir / "history.csv", rows=rows)
+    best = BestModel(run_dir / "model.keras", monitor=monitor, mode=mode)
+    stateful = {"best_model": best}
+    cbs = [guard, log, best]
+    if config.patience:
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                                   patience=config.patience, verbose=1)
+    if config.reduce_lr_patience:
+        stateful["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, patience=config.reduce_lr_patience, factor=config.reduce_lr_factor,
+            min_lr=config.learning_rate * 1e-3, verbose=1)
+    cbs += [stateful[k] for k in ("early_stopping", "reduce_lr") if k in stateful]
+    if config.progress_every:
+        x_va, y_va, _ = data["val"]
+        k = min(4, len(x_va))
+        cbs.append(ProgressFigure(x_va[:k], y_va[:k], run_dir / "progress.png", every=config.progress_every,
+                                  threshold=config.threshold, total_epochs=config.epochs))
+    if config.tensorboard:
+        try:
+            import tensorflow  # noqa: F401 - the TensorBoard callback writes with tf.summary
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorflow package; `pip install tensorflow` "
+                            "or drop --tensorboard") from None
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    cbs += list(extra or [])
+    cbs.append(TrainingState(run_dir / "backup", log, stateful=stateful, nan_guard=guard,
+                             total_epochs=config.epochs, restore=state))
+    return cbs, guard
+
+
+def _set_precision(mixed: bool) -> None:
+    """``mixed_float16`` on a GPU; ``mixed_bfloat16`` on CPU (with a warning: it rarely helps there)."""
+    import keras
+
+    if not mixed:
+        keras.mixed_precision.set_global_policy("float32")
+        return
+    if _has_gpu():
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return
+    print("warning: --mixed-precision is meant for GPUs; no GPU found, so using bfloat16 on the CPU, "
+          "which is usually slower than float32", file=sys.stderr, flush=True)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def _has_gpu() -> bool:
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001 - no usable accelerator runtime
+        return False
+    return False
+
+
+# ----------------------------------------------------------------------------- resume
+def resume_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` of an interrupted run, to pass to ``train(config, resume=True)``.
+
+    Raises :class:`UserError` when ``run_dir`` is not a run folder or the run has already finished.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"--resume {run_dir} is not a folder; pass the run folder printed when training started")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"--resume {run_dir} has no config.json, so it is not a run folder made by `train`; "
+                        "pass the folder printed when training started")
+    try:
+        values = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{cfg_path} is not valid JSON; the run cannot be resumed - start a new run") from None
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in values.items() if k in fields})
+    config.out = str(run_dir)
+    if (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists():
+        raise UserError(f"run {run_dir} already finished (see {run_dir / 'report.md'}); nothing to resume - "
+                        "start a new run with --out NEW_FOLDER")
+    return config
+
+
+def _check_same_split(run_dir: Path, split: dict) -> None:
+    path = run_dir / "split.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if {k: sorted(v) for k, v in saved.items()} != {k: sorted(v) for k, v in split.items()}:
+        raise UserError(f"the data of run {run_dir} changed since it started (its files no longer match "
+                        f"{path}); restore the data or start a new run")
 
 
 def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import ast
 
+from ..errors import UserError
+
 NAME = "train"
 HELP = "train a segmentation model and report test Dice/IoU (no arguments: U-Net on the Data/ sample)"
 
@@ -53,8 +55,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--no-jit", dest="jit_compile", action="store_false", default="auto",
                    help="disable XLA compilation")
     m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")
+    m.add_argument("--deterministic", action="store_true",
+                   help="also ask the backend for deterministic kernels (GPU; slower, turns XLA off)")
+    m.add_argument("--mixed-precision", action="store_true",
+                   help="float16 compute with float32 weights on a GPU (faster, less memory)")
+    c = p.add_argument_group("callbacks")
+    c.add_argument("--patience", type=int, default=d.patience, metavar="N",
+                   help="stop after N epochs without improvement of --monitor (default 0: off)")
+    c.add_argument("--reduce-lr-patience", type=int, default=d.reduce_lr_patience, metavar="N",
+                   help="multiply the learning rate by --reduce-lr-factor after N epochs without improvement "
+                        "(default 0: off)")
+    c.add_argument("--reduce-lr-factor", type=float, default=d.reduce_lr_factor, metavar="F", help="(%(default)s)")
+    c.add_argument("--progress-every", type=int, default=d.progress_every, metavar="N",
+                   help="draw progress.png (predictions on fixed validation images) every N epochs; 0 = off "
+                        "(%(default)s)")
+    c.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to RUN/tensorboard")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="new run folder (default runs/<model>-<time>); never overwritten")
+    o.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its last completed epoch, with its saved settings")
     o.add_argument("--workers", type=int, default=d.workers, help="input-pipeline threads (%(default)s)")
     o.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
@@ -70,8 +89,33 @@ def config_from_args(args):
     return TrainConfig(**values)
 
 
-def run(args) -> int:
-    from ..training import train
+#: Options that may accompany --resume (they change how the run is shown, not what it computes).
+RESUME_OPTIONS = ("resume", "verbose", "workers")
 
+
+def _changed_options(args) -> list[str]:
+    """The options given on the command line with a value other than their default."""
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    base = vars(defaults.parse_args([]))
+    return [k for k, v in base.items() if k not in RESUME_OPTIONS and getattr(args, k, v) != v]
+
+
+def run(args) -> int:
+    from ..training import resume_config, train
+
+    if args.resume:
+        changed = _changed_options(args)
+        if changed:
+            names = {"learning_rate": "--lr", "jit_compile": "--no-jit"}
+            flags = " ".join(names.get(k, "--" + k.replace("_", "-")) for k in changed)
+            raise UserError(f"--resume continues {args.resume} with its saved settings; drop {flags} "
+                            "(start a new run with --out to change settings)")
+        config = resume_config(args.resume)
+        if args.verbose is not None:
+            config.verbose = args.verbose
+        config.workers = args.workers
+        train(config, resume=True)
+        return 0
     train(config_from_args(args))
     return 0

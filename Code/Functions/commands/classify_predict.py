@@ -1,0 +1,67 @@
+"""``python -m Functions classify-predict``: class probabilities for new images with a trained classifier."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "classify-predict"
+HELP = "per-image class probabilities from a classify-train model (printed, or written with --out file.csv)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="FILE",
+                   help="model.keras from a classify-train run (or the run folder; classes.json must sit beside it)")
+    p.add_argument("--images", required=True, metavar="PATH",
+                   help="an image file or a folder of images (searched recursively, *_mask* files skipped)")
+    p.add_argument("--out", metavar="FILE.csv", help="write the table as CSV instead of printing it")
+    p.add_argument("--gradcam", metavar="FILE.png", help="also save Grad-CAM heat maps of the images (first 16)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="(%(default)s)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..classification import predict_images
+    from ..errors import UserError
+
+    if args.out and Path(args.out).suffix.lower() != ".csv":
+        raise UserError(f"--out {args.out} must end in .csv")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    table = predict_images(args.model, args.images, batch_size=args.batch_size)
+    if args.out:
+        out = Path(args.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        print(f"{len(table)} image(s) -> {out}")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.gradcam:
+        _save_gradcam(args, table)
+    return 0
+
+
+def _save_gradcam(args, table) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..classification import load_classifier
+    from ..gradcam import GradCAM
+    from ..imaging import read_image
+    from ..plotting import _plt, plot_gradcam
+    from ..preprocessing import prepare_image
+
+    model, info = load_classifier(args.model)
+    rows = table.head(16)
+    x = np.stack([prepare_image(read_image(p), info["image_size"], info["channels"],
+                                info.get("normalization", "minmax"), info.get("clahe", False)) for p in rows["image"]])
+    heat, _ = GradCAM(model)(x, batch_size=args.batch_size)
+    titles = [f"{Path(p).name}\n{c} ({q:.2f})" for p, c, q in zip(rows["image"], rows["predicted"], rows["probability"])]
+    out = Path(args.gradcam).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _plt().close(plot_gradcam(x, heat, titles=titles, path=out))
+    print(f"Grad-CAM -> {out}")
