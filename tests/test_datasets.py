@@ -7,7 +7,6 @@ import functools
 import hashlib
 import http.server
 import io
-import os
 import tarfile
 import threading
 import zipfile
@@ -198,7 +197,8 @@ def test_busi_labels_merged_masks_and_data_dir_forms(tmp_path):
     for data_dir in (tmp_path / "Downloads", top, tmp_path):
         samples = datasets.load("busi", data_dir=data_dir)
         assert [(s.id, s.label) for s in samples] == [
-            ("benign (1)", "benign"), ("benign (2)", "benign"), ("malignant (1)", "malignant"), ("normal (1)", "normal")]
+            ("benign (1)", "benign"), ("benign (2)", "benign"),
+            ("malignant (1)", "malignant"), ("normal (1)", "normal")]
     _, merged = load_sample(samples[1])
     assert merged.sum() == 32 and merged[0, 0] == 1 and merged[12, 12] == 1
     assert load_sample(samples[3])[1].sum() == 0

@@ -63,6 +63,8 @@ def test_jpeg_mask_noise_is_thresholded(tmp_path):
     # values such as 3 and 252 (Kvasir-SEG) map to 0 and 1
     np.testing.assert_array_equal(binarize_mask(np.array([[3, 252], [0, 255]], np.uint8)), [[0, 1], [0, 1]])
     np.testing.assert_array_equal(binarize_mask(np.array([[0, 40000]], np.uint16)), [[0, 1]])
+    # a 16-bit instance label map with 300 nuclei: every labelled pixel is foreground
+    np.testing.assert_array_equal(binarize_mask(np.array([[0, 1, 150, 300]], np.uint16)), [[0, 1, 1, 1]])
 
 
 def test_corrupt_and_missing_files_are_user_errors(tmp_path):

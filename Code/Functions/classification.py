@@ -157,7 +157,8 @@ class ClassifyConfig:
     clahe: bool = False
     monitor: str = "val_loss"
     gradcam_images: int = 8
-    jit_compile: str | bool = "auto"
+    jit_compile: str | bool = False    # XLA: "auto" as in training; off by default (compiling a ResNet costs
+                                       # more than it saves on small CPU runs)
     workers: int = 2
     out: str | None = None
     verbose: int | str = "auto"

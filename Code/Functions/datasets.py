@@ -601,7 +601,7 @@ def _unpack(archive: Path, staging: Path, into: str) -> None:
 
 
 def _unpack_nested(staging: Path) -> None:
-    """Unpack ZIPs that came inside the archive (figshare's "download all" bundle), each into a folder named after it."""
+    """Unpack ZIPs found inside the archive (figshare's "download all" bundle), each into a folder of its name."""
     for _ in range(2):  # a bundle of parts; no deeper nesting is expected
         inner = sorted(p for p in staging.rglob("*.zip") if p.is_file())
         if not inner:

@@ -10,11 +10,13 @@ dropped), 8- and 16-bit.
   0/1 (``uint8``); with ``mode="labels"`` the stored label values
   (``int32``, a 0/255 mask becomes 0/1).
 
-Binary thresholding rule (documented because JPEG masks are noisy): a mask
-whose largest value is below 128 is a label or 0/1 mask, so foreground is
-``value > 0``; otherwise foreground is ``value >= half the full scale``
-(128 for 8-bit values, 32768 for 16-bit).  A JPEG mask with values such as
-3 and 252 therefore becomes 0 and 1.
+Binary thresholding rule (documented because JPEG masks are noisy): an
+8-bit mask whose largest value is below 128 is a label or 0/1 mask, so
+foreground is ``value > 0``; an 8-bit mask reaching 128 or more is a 0/255
+mask, possibly noisy, so foreground is ``value >= 128`` (a JPEG mask with
+values such as 3 and 252 becomes 0 and 1); a 16-bit mask with values above
+255 (0/65535, or an instance label map with hundreds of labels) is
+foreground wherever it is nonzero.  Float masks in [0, 1] use 0.5.
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def binarize_mask(mask: np.ndarray) -> np.ndarray:
         return (m > 0).astype(np.uint8)
     if np.issubdtype(m.dtype, np.floating) and top <= 1.0:
         return (m >= 0.5).astype(np.uint8)
-    full = 255.0 if top <= 255 else 65535.0
-    return (m >= (full + 1) / 2).astype(np.uint8)
+    if top > 255 and np.issubdtype(m.dtype, np.integer):
+        return (m > 0).astype(np.uint8)  # 16-bit: 0/65535 masks and instance label maps alike
+    return (m >= 128).astype(np.uint8)
 
 
 def read_mask(path: str | os.PathLike, mode: str = "binary") -> np.ndarray:

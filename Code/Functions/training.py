@@ -79,6 +79,7 @@ class TrainConfig:
     tensorboard: bool = False          # TensorBoard logs in run/tensorboard
     mixed_precision: bool = False      # float16 compute on GPUs (bfloat16 on CPU, with a warning)
     deterministic: bool = False        # also ask the backend for deterministic kernels (slower; disables XLA)
+    distribute: bool = False           # data-parallel over all local devices (TF/JAX); batch_size is per replica
 
     def validate(self) -> None:
         checks = [
@@ -242,8 +243,14 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     x_va, y_va, s_va = data["val"]
 
     previous_policy = keras.mixed_precision.global_policy()
+    from contextlib import ExitStack
+
+    from . import distribute as dist
+
+    scope = ExitStack()                               # --distribute: build, compile and fit inside the strategy
     try:
         _set_precision(config.mixed_precision)
+        replicas = dist.open_scope(scope, config.distribute, per_replica_batch=config.batch_size)
         # ---- model: build + compile (kept together so a distribution scope can wrap them)
         model = build(config, (config.image_size, config.image_size, data["channels"]))
         compile_model(model, config)
@@ -282,17 +289,26 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
 
                 augmenter = get_augmenter(config.augment)
             n_out = len(model.outputs)
-            train_batches = make_batches(x_tr, y_tr, config.batch_size, shuffle=True, augmenter=augmenter,
+            # --distribute: --batch-size is per replica; the pipeline yields the global batch (its share of
+            # it on each JAX host), padded with zero-weight samples where JAX needs equal device slices.
+            batch = dist.input_batch_size(config.batch_size, replicas) if config.distribute else config.batch_size
+            part_tr, part_va = dist.process_shard(len(x_tr)), dist.process_shard(len(x_va))
+            train_batches = make_batches(x_tr[part_tr], y_tr[part_tr], batch, shuffle=True, augmenter=augmenter,
                                          seed=config.seed, num_outputs=n_out, workers=config.workers)
             train_batches.set_epoch(start)            # shuffling/augmentation continue where they stopped
-            val_batches = make_batches(x_va, y_va, config.batch_size, num_outputs=n_out, workers=1)
+            val_batches = make_batches(x_va[part_va], y_va[part_va], batch, num_outputs=n_out, workers=1)
+            train_batches = dist.pad_batches(train_batches, dist.batch_multiple())
+            val_batches = dist.pad_batches(val_batches, dist.batch_multiple())
             if start == 0:
                 print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, "
                       f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
                       f"{model.count_params():,} parameters, backend {keras.backend.backend()}; "
                       f"run folder {run_dir}", flush=True)
+            # shuffle=False: the batches shuffle themselves from (seed, epoch); Keras' own shuffling of
+            # batch order draws from Python's global random state, which a resumed run cannot restore.
             model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start,
-                      callbacks=run_callbacks, verbose=verbose)
+                      callbacks=run_callbacks, verbose=verbose, shuffle=False)
+        scope.close()                                 # the saved model is loaded and tested without a strategy
         if guard.nan_epoch is not None:
             raise UserError(guard.message(config.learning_rate) + f"; the epochs before it are in {run_dir}")
         seconds = time.time() - t0 + sum(r.get("seconds", 0.0) for r in rows)
@@ -301,6 +317,7 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
             model.save(run_dir / "model.keras")
         best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     finally:
+        scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
     metrics = finish_run(best, config, data, run_dir, hist, seconds)
     import shutil
@@ -338,9 +355,13 @@ def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: 
     cbs += [stateful[k] for k in ("early_stopping", "reduce_lr") if k in stateful]
     if config.progress_every:
         x_va, y_va, _ = data["val"]
+        from .distribute import batch_multiple
+
         k = min(4, len(x_va))
-        cbs.append(ProgressFigure(x_va[:k], y_va[:k], run_dir / "progress.png", every=config.progress_every,
-                                  threshold=config.threshold, total_epochs=config.epochs))
+        k -= k % batch_multiple()                     # JAX data parallelism: equal slices per device
+        if k:
+            cbs.append(ProgressFigure(x_va[:k], y_va[:k], run_dir / "progress.png", every=config.progress_every,
+                                      threshold=config.threshold, total_epochs=config.epochs))
     if config.tensorboard:
         try:
             import tensorflow  # noqa: F401 - the TensorBoard callback writes with tf.summary

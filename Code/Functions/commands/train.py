@@ -70,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="draw progress.png (predictions on fixed validation images) every N epochs; 0 = off "
                         "(%(default)s)")
     c.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to RUN/tensorboard")
+    g = p.add_argument_group("several devices")
+    g.add_argument("--distribute", action="store_true",
+                   help="data-parallel training over all local GPUs (TensorFlow MirroredStrategy, or "
+                        "MultiWorkerMirroredStrategy when TF_CONFIG is set; JAX DataParallel); "
+                        "--batch-size is then per device and the global batch is batch x devices")
+    g.add_argument("--cpu-devices", type=int, metavar="N",
+                   help="split the CPU into N devices, to try --distribute without GPUs")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="new run folder (default runs/<model>-<time>); never overwritten")
     o.add_argument("--resume", metavar="RUN_DIR",
@@ -90,7 +97,7 @@ def config_from_args(args):
 
 
 #: Options that may accompany --resume (they change how the run is shown, not what it computes).
-RESUME_OPTIONS = ("resume", "verbose", "workers")
+RESUME_OPTIONS = ("resume", "verbose", "workers", "cpu_devices")
 
 
 def _changed_options(args) -> list[str]:
@@ -104,6 +111,10 @@ def _changed_options(args) -> list[str]:
 def run(args) -> int:
     from ..training import resume_config, train
 
+    if getattr(args, "cpu_devices", None):             # before the backend starts
+        from ..distribute import use_cpu_devices
+
+        use_cpu_devices(args.cpu_devices)
     if args.resume:
         changed = _changed_options(args)
         if changed:

@@ -1,0 +1,439 @@
+"""Training on several devices (data parallelism) with the TensorFlow and JAX backends.
+
+Data parallelism keeps one copy of the model on every device ("replica"),
+cuts each global batch into equal per-replica slices, computes gradients
+on each slice and averages them before one shared weight update.  So the
+effective (global) batch is ``per_replica_batch * replicas``.
+
+* TensorFlow: :class:`tf.distribute.MirroredStrategy` over all local GPUs
+  (or, without a GPU, over the logical CPU devices when there are several),
+  and :class:`tf.distribute.MultiWorkerMirroredStrategy` when the
+  ``TF_CONFIG`` environment variable describes a cluster of machines.
+* JAX: :class:`keras.distribution.DataParallel` over every device JAX sees.
+  On several hosts, call :func:`keras.distribution.initialize` first (done
+  here automatically when ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` and
+  ``KERAS_DISTRIBUTION_NUM_PROCESSES`` are set; see ``docs/scaling_up.md``).
+* PyTorch: not supported here (Keras has no built-in data-parallel
+  distribution for torch); :func:`distribution_scope` raises a
+  :class:`~Functions.errors.UserError` that says to use TensorFlow or JAX.
+
+Build *and* compile the model inside :func:`distribution_scope`, and (for
+JAX) call ``fit`` inside it too.  The model saved from a distributed run is
+an ordinary ``.keras`` file that loads with no strategy at all.
+
+For tests on a CPU-only machine, :func:`split_cpu_for_testing` cuts the CPU
+into several logical TensorFlow devices; JAX needs
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` in the environment
+*before* ``jax`` is imported (run such code in a fresh process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+
+from .errors import UserError
+
+_JAX_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
+
+
+def backend_name() -> str:
+    """The active Keras backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
+    import keras
+
+    return keras.backend.backend()
+
+
+# ----------------------------------------------------------------------------- devices
+def split_cpu_for_testing(n: int = 2) -> list[str]:
+    """Cut the (first) physical CPU into ``n`` logical TensorFlow devices; returns their names.
+
+    Must run before TensorFlow initialises its devices (before any tensor
+    is created); raises ``RuntimeError`` otherwise.  Only for the
+    TensorFlow backend: for JAX, set
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` before ``jax``
+    is imported.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is None or len(current) != n:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _tf_local_devices() -> list[str]:
+    """GPUs when there are any, otherwise the logical CPUs (several only after a split)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return [d.name for d in gpus]
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def is_multi_worker() -> bool:
+    """True when ``TF_CONFIG`` describes a cluster with more than one task (TensorFlow multi-worker)."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return False
+    try:
+        cluster = json.loads(text).get("cluster", {})
+    except (ValueError, AttributeError):
+        raise UserError("TF_CONFIG is not valid JSON; see docs/scaling_up.md for its form") from None
+    return sum(len(v) for v in cluster.values()) > 1
+
+
+# ----------------------------------------------------------------------------- strategies
+def get_strategy(kind: str = "auto"):
+    """The data-parallel strategy for the active backend.
+
+    ``kind``: ``"auto"`` (multi-worker if ``TF_CONFIG`` describes a
+    cluster, else the local devices), ``"mirrored"``, ``"multi_worker"``
+    (TensorFlow only) or ``"data_parallel"`` (JAX only).
+
+    Returns a ``tf.distribute.Strategy`` on TensorFlow and a
+    ``keras.distribution.DataParallel`` on JAX.  PyTorch raises
+    :class:`UserError`.
+    """
+    backend = backend_name()
+    kinds = {"tensorflow": ("auto", "mirrored", "multi_worker"), "jax": ("auto", "data_parallel")}
+    if backend not in kinds:
+        raise UserError(f"--distribute is not supported on the {backend} backend; run with "
+                        "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax (torch DDP is out of scope here)")
+    if kind not in kinds[backend]:
+        raise UserError(f"distribution kind {kind!r} is not available on {backend}; choose one of {kinds[backend]}")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if kind == "multi_worker" or (kind == "auto" and is_multi_worker()):
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        devices = _tf_local_devices()
+        if len(devices) > 1 and "GPU" not in devices[0].upper():
+            # Several logical CPUs: gather on one device (no NCCL on CPU).
+            return tf.distribute.MirroredStrategy(devices=devices,
+                                                  cross_device_ops=tf.distribute.ReductionToOneDevice())
+        return tf.distribute.MirroredStrategy(devices=devices)
+    import keras
+
+    if any(os.environ.get(k) for k in _JAX_ENV):
+        _jax_initialize_once()
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+
+
+_JAX_INITIALISED = False
+
+
+def _jax_initialize_once() -> None:
+    """Join a multi-host JAX job described by the ``KERAS_DISTRIBUTION_*`` environment variables."""
+    global _JAX_INITIALISED
+    if _JAX_INITIALISED:
+        return
+    import keras
+
+    keras.distribution.initialize()
+    _JAX_INITIALISED = True
+
+
+@contextlib.contextmanager
+def distribution_scope(enabled: bool = True, kind: str = "auto") -> Iterator[object | None]:
+    """Context in which to build, compile (and on JAX, fit) a model for data-parallel training.
+
+    Yields the strategy (TensorFlow), the ``DataParallel`` distribution
+    (JAX) or ``None`` when ``enabled`` is false (then it does nothing).
+    On JAX the previous global distribution is restored on exit, so a model
+    loaded afterwards is an ordinary single-device model.
+    """
+    if not enabled:
+        yield None
+        return
+    strategy = get_strategy(kind)
+    if backend_name() == "tensorflow":
+        with strategy.scope():
+            yield strategy
+        return
+    import keras
+
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(strategy)
+    try:
+        yield strategy
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def open_scope(stack: contextlib.ExitStack, enabled: bool, per_replica_batch: int, kind: str = "auto") -> int:
+    """Enter :func:`distribution_scope` on ``stack`` (closed by the caller) and return the replica count.
+
+    Does nothing and returns 1 when ``enabled`` is false.  When enabled,
+    prints the strategy, its devices and the global batch size.
+    """
+    if not enabled:
+        return 1
+    strategy = stack.enter_context(distribution_scope(True, kind))
+    replicas = replica_count(strategy)
+    name = type(strategy).__name__
+    print(f"Distributed training: {name} with {replicas} replica(s) on {', '.join(strategy_devices(strategy))}; "
+          f"batch {per_replica_batch} per replica x {replicas} = global batch "
+          f"{global_batch_size(per_replica_batch, replicas)}", flush=True)
+    if replicas == 1:
+        print("warning: --distribute found a single device, so training runs as usual", flush=True)
+    return replicas
+
+
+def strategy_devices(strategy) -> list[str]:
+    """Short device names a TF strategy or JAX distribution computes on."""
+    devices = getattr(getattr(strategy, "extended", None), "worker_devices", None)
+    if devices is None:
+        mesh = getattr(strategy, "device_mesh", None)
+        devices = [] if mesh is None else [str(d) for d in mesh.devices.flatten()]
+    return [str(d).replace("/job:localhost/replica:0/task:0/device:", "").lower() for d in devices]
+
+
+def input_batch_size(per_replica: int, replicas: int) -> int:
+    """The batch this process's input pipeline must yield: the global batch / number of host processes.
+
+    One machine (and TensorFlow, whose strategies split the global batch
+    themselves): the global batch.  JAX multi-host: each host feeds its part.
+    """
+    total = global_batch_size(per_replica, replicas)
+    count = process_count()
+    if total % count:
+        raise UserError(f"--batch-size {per_replica} x {replicas} replicas does not split over {count} hosts")
+    return total // count
+
+
+def replica_count(strategy=None) -> int:
+    """Number of model replicas: of ``strategy`` if given, else of the active TF strategy / JAX distribution.
+
+    1 when nothing is distributed.
+    """
+    if strategy is None:
+        backend = backend_name()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            strategy = tf.distribute.get_strategy()
+        elif backend == "jax":
+            import keras
+
+            strategy = keras.distribution.distribution()
+    if strategy is None:
+        return 1
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return int(strategy.num_replicas_in_sync)
+    mesh = getattr(strategy, "device_mesh", None)
+    if mesh is not None:
+        batch_axis = getattr(strategy, "batch_dim_name", None)
+        if batch_axis in mesh.axis_names:
+            return int(mesh.shape[list(mesh.axis_names).index(batch_axis)])
+        return int(mesh.devices.size)
+    return 1
+
+
+def global_batch_size(per_replica: int, replicas: int) -> int:
+    """Batch that one training step consumes in all: ``per_replica * replicas``.
+
+    >>> global_batch_size(8, 4)
+    32
+    """
+    if per_replica < 1 or replicas < 1:
+        raise ValueError(f"per_replica and replicas must be positive, got {per_replica} and {replicas}")
+    return int(per_replica) * int(replicas)
+
+
+def process_count() -> int:
+    """Number of host processes in the job (JAX multi-host); 1 on one machine and on other backends."""
+    if backend_name() != "jax":
+        return 1
+    import jax
+
+    return int(jax.process_count())
+
+
+def process_index() -> int:
+    """This host's index in a JAX multi-host job; 0 otherwise."""
+    if backend_name() != "jax":
+        return 0
+    import jax
+
+    return int(jax.process_index())
+
+
+def batch_multiple() -> int:
+    """What every batch size must be a multiple of under the active distribution.
+
+    JAX's ``DataParallel`` splits each batch into equal slices, one per
+    device, so a batch must divide evenly (the replica count per process);
+    TensorFlow's strategies accept uneven last batches, and an undistributed
+    model takes any size, so 1 there.
+    """
+    if backend_name() != "jax":
+        return 1
+    import keras
+
+    dist = keras.distribution.distribution()
+    if dist is None:
+        return 1
+    return max(1, replica_count(dist) // process_count())
+
+
+def pad_batches(batches, multiple: int):
+    """Wrap a :class:`keras.utils.PyDataset` of ``(x, y)`` so each batch size is a multiple of ``multiple``.
+
+    Short batches are filled up by repeating their first sample, and every
+    batch gains a sample-weight vector ``(B,)`` that is 1 for real samples
+    and 0 for the filler, so the streaming metrics (Dice, IoU, mean Dice)
+    count only real images.  The loss of a filled batch is averaged over the
+    padded size (Keras divides by the batch size), a small under-weighting
+    of that one batch.  ``set_epoch`` and ``on_epoch_end`` pass through, so
+    shuffling and resuming behave as with the unwrapped batches.
+
+    ``multiple <= 1`` returns ``batches`` unchanged.
+    """
+    if multiple <= 1:
+        return batches
+    import keras
+    import numpy as np
+
+    class _Padded(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=getattr(batches, "workers", 1),
+                             use_multiprocessing=False,
+                             max_queue_size=getattr(batches, "max_queue_size", 10))
+            self.inner = batches
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            x, y = self.inner[i][:2]
+            n = len(x)
+            pad = (-n) % multiple
+            weights = np.ones((n + pad,), dtype="float32")
+            if pad:
+                weights[n:] = 0.0
+
+                def fill(a):
+                    return np.concatenate([a, np.repeat(a[:1], pad, axis=0)], axis=0)
+
+                x = fill(x)
+                y = tuple(fill(t) for t in y) if isinstance(y, tuple) else fill(y)
+            w = tuple(weights for _ in y) if isinstance(y, tuple) else weights
+            return x, y, w
+
+        def set_epoch(self, epoch: int) -> None:
+            self.inner.set_epoch(epoch)
+
+        def on_epoch_end(self):
+            self.inner.on_epoch_end()
+
+    return _Padded()
+
+
+def process_shard(n: int) -> slice:
+    """The part of ``n`` samples this host reads in a JAX multi-host job (every ``process_count``-th one).
+
+    ``slice(None)`` (everything) on one host and on TensorFlow, where
+    ``tf.distribute`` shards the input itself.
+    """
+    count = process_count()
+    if count <= 1:
+        return slice(None)
+    return slice(process_index(), n, count)
+
+
+def use_cpu_devices(n: int) -> None:
+    """Make ``n`` CPU devices visible to the backend, to try ``--distribute`` on a machine without GPUs.
+
+    Must run before the backend starts: for JAX it sets
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` (so ``jax`` must
+    not be imported yet); for TensorFlow it calls
+    :func:`split_cpu_for_testing`.  PyTorch: nothing to do (not distributed).
+    Raises :class:`UserError` when it is too late.
+    """
+    import sys
+
+    if n < 1:
+        raise UserError(f"--cpu-devices must be at least 1, got {n}")
+    flag = f"--xla_force_host_platform_device_count={n}"
+    if "jax" in sys.modules:
+        import jax
+
+        if jax.device_count("cpu") != n:
+            raise UserError(f"--cpu-devices {n}: JAX already started with {jax.device_count('cpu')} CPU device(s); "
+                            f"set XLA_FLAGS={flag} before Python starts")
+    else:
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+                 if not f.startswith("--xla_force_host_platform_device_count")]
+        os.environ["XLA_FLAGS"] = " ".join(flags + [flag])
+    if backend_name() == "tensorflow":
+        try:
+            split_cpu_for_testing(n)
+        except RuntimeError:
+            raise UserError(f"--cpu-devices {n}: TensorFlow devices were already initialised; "
+                            "use it in a fresh Python process") from None
+
+
+def scaled_learning_rate(base_lr: float, replicas: int, rule: str = "linear") -> float:
+    """Learning rate for a batch ``replicas`` times larger: ``"linear"`` (lr x k), ``"sqrt"`` (lr x sqrt k) or ``"none"``.
+
+    A starting point, not a law: with Adam, the square-root rule or no
+    scaling plus a short warm-up is often safer than the linear rule.
+    """
+    if rule == "none":
+        return float(base_lr)
+    if rule == "linear":
+        return float(base_lr) * replicas
+    if rule == "sqrt":
+        return float(base_lr) * replicas ** 0.5
+    raise ValueError(f"rule must be 'linear', 'sqrt' or 'none', got {rule!r}")
+
+
+# ----------------------------------------------------------------------------- reporting
+def list_accelerators() -> list[str]:
+    """The devices the active backend computes on, as short strings (``"cpu:0"``, ``"gpu:0"``...)."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return [d.name.replace("/device:", "").lower() for d in devices]
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id}" for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return ["cpu"]
+    return ["cpu"]
+
+
+def environment_summary() -> str:
+    """One line for notebooks and logs: Keras version, backend (and its version) and devices.
+
+    Example: ``"Keras 3.15.1 | backend tensorflow 2.20.0 | devices: cpu:0"``.
+    """
+    import importlib
+
+    import keras
+
+    backend = backend_name()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
+    try:
+        version = importlib.import_module(module).__version__
+    except Exception:  # noqa: BLE001 - an exotic backend without __version__
+        version = "?"
+    try:
+        devices = ", ".join(list_accelerators())
+    except Exception as exc:  # noqa: BLE001 - never fail a notebook over a device query
+        devices = f"unknown ({type(exc).__name__})"
+    return f"Keras {keras.__version__} | backend {backend} {version} | devices: {devices}"
