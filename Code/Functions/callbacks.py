@@ -172,8 +172,9 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def message(self, learning_rate: float) -> str:
-        lower = learning_rate / 10
-        return (f"loss became NaN at epoch {self.nan_epoch + 1}; try a lower learning rate, e.g. --lr {lower:.0e} "
+        lower = min(learning_rate / 10, 1e-4)
+        text = f"{lower:.0e}".replace("e-0", "e-")
+        return (f"loss became NaN at epoch {self.nan_epoch + 1}; try a lower learning rate, e.g. --lr {text} "
                 f"(this run used {learning_rate:g})")
 
 
@@ -206,7 +207,7 @@ class ProgressFigure(keras.callbacks.Callback):
         preds = probabilities_to_masks(probs, self.threshold)
         scores = [dice(m[..., 0], p) for m, p in zip(self.masks, preds)]
         fig = plot_predictions(self.images, self.masks, preds, n=len(self.images), scores=scores)
-        fig.suptitle(f"validation images after epoch {epoch + 1}", y=1.0)
+        fig.suptitle(f"validation images after epoch {epoch + 1}", y=1.02)
         tmp = self.path.with_name(f".{self.path.stem}.tmp.png")
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
         plt.close(fig)

@@ -112,6 +112,7 @@ def get_strategy(kind: str = "auto"):
         import tensorflow as tf
 
         if kind == "multi_worker" or (kind == "auto" and is_multi_worker()):
+            _patch_keras_multi_worker()
             return tf.distribute.MultiWorkerMirroredStrategy()
         devices = _tf_local_devices()
         if len(devices) > 1 and "GPU" not in devices[0].upper():
@@ -123,7 +124,72 @@ def get_strategy(kind: str = "auto"):
 
     if any(os.environ.get(k) for k in _JAX_ENV):
         _jax_initialize_once()
-    return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    # Several hosts: each one reads its own share of the samples (see process_shard), so Keras must not
+    # try to shard the input again (it can only do that for tf.data pipelines).
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices(),
+                                           auto_shard_dataset=process_count() == 1)
+
+
+_KERAS_PATCHED = False
+
+
+def _patch_keras_multi_worker() -> None:
+    """Work around two places where Keras 3 (checked with 3.15) ``fit`` fails under MultiWorkerMirroredStrategy.
+
+    1. Before the first step Keras averages the first batch over the
+       replicas with ``strategy.reduce(..., axis=None)``, which the
+       multi-worker strategy cannot do eagerly ("Attempt to convert a value
+       (PerReplica...) to a Tensor").  Only shapes are needed there, so this
+       worker's first slice is used instead.
+    2. Each step's logs are averaged with ``strategy.reduce("MEAN", v,
+       axis=0)``, which fails for the scalar losses and metrics ("Invalid
+       reduction dimension 0 for input with 0 dimensions"); ``axis=None``
+       averages them over the replicas as intended.
+
+    Both replacements hand everything else to the original Keras code, and
+    act only for a multi-worker collective strategy.  Checked on one machine
+    with two worker processes: the weights after training equal those of a
+    single-process run on the same global batches.
+    """
+    global _KERAS_PATCHED
+    if _KERAS_PATCHED:
+        return
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not hasattr(tf_trainer, "_collective_all_reduce_multi_worker"):   # a Keras whose internals moved on
+        return
+    is_multi = tf_trainer._collective_all_reduce_multi_worker
+
+    def local_first(strategy, value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is not None and strategy is not None and is_multi(strategy):
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(lambda v: local_first(strategy, v), next(it))
+                break
+            return original_build(self, data_batch=data_batch)
+        return original_build(self, iterator=iterator, data_batch=data_batch)
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and is_multi(strategy):
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None)
+                if isinstance(v, tf.distribute.DistributedValues) else v, values)
+        return original_reduce(values, strategy, reduction)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    _KERAS_PATCHED = True
 
 
 _JAX_INITIALISED = False
@@ -165,6 +231,21 @@ def distribution_scope(enabled: bool = True, kind: str = "auto") -> Iterator[obj
         yield strategy
     finally:
         keras.distribution.set_distribution(previous)
+
+
+def jit_allowed() -> bool:
+    """False inside a TensorFlow strategy with several replicas, where XLA ``jit_compile`` cannot run.
+
+    XLA compiles a step as one cluster and refuses variables that live on
+    another device ("Trying to access resource ... located in device
+    CPU:1 from device CPU:0"), which is what mirrored variables are.  JAX
+    compiles every step anyway, and one device is unaffected: True there.
+    """
+    if backend_name() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return not (tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1)
 
 
 def open_scope(stack: contextlib.ExitStack, enabled: bool, per_replica_batch: int, kind: str = "auto") -> int:
@@ -266,14 +347,21 @@ def process_index() -> int:
 
 
 def batch_multiple() -> int:
-    """What every batch size must be a multiple of under the active distribution.
+    """What every batch size must be a multiple of under the active distribution (1 when none).
 
     JAX's ``DataParallel`` splits each batch into equal slices, one per
-    device, so a batch must divide evenly (the replica count per process);
-    TensorFlow's strategies accept uneven last batches, and an undistributed
-    model takes any size, so 1 there.
+    device, so a batch must divide evenly (by the replicas of this process).
+    TensorFlow's strategies accept an uneven last batch in training, but
+    Keras 3 builds the metrics from the first validation batch by averaging
+    the per-replica slices, which fails when they differ in size; so under
+    a strategy the batches are kept divisible there too.
     """
-    if backend_name() != "jax":
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
+    if backend != "jax":
         return 1
     import keras
 

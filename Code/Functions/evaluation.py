@@ -42,3 +42,157 @@ def score_masks(true_masks: np.ndarray, pred_masks: np.ndarray, names=None, num_
     if num_classes > 1:
         kwargs.setdefault("num_classes", num_classes)
     return per_image_metrics(list(t), list(pred_masks), names=names, **kwargs)
+
+
+# ----------------------------------------------------------------------------- a run folder
+#: Splits ``evaluate --run`` understands; ``all`` is every sample of the data.
+SPLITS = ("train", "val", "test", "all")
+
+
+def run_samples(run_dir, config, data: str | None = None, dataset: str | None = None,
+                data_dir: str | None = None, split: str | None = None):
+    """The samples to evaluate a run on, and the split's name.
+
+    Without ``data``/``dataset``: the run's own data, split ``test`` by
+    default, taken from the run's ``split.json`` (the exact files it held
+    out).  With other data: ``all`` samples by default, or the named split
+    drawn with the run's seed and fractions.
+    """
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .errors import UserError
+    from .splits import split_indices
+    from .training import resolve_samples
+
+    own = not (data or dataset)
+    split = split or ("test" if own else "all")
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split}")
+    if own:
+        samples = resolve_samples(config)
+    else:
+        samples = resolve_samples(replace(config, data=data, dataset=dataset, data_dir=data_dir or config.data_dir))
+    if split == "all":
+        return list(samples), split
+    split_file = Path(run_dir) / "split.json"
+    if own and split_file.is_file():
+        wanted = set(json.loads(split_file.read_text()).get(split, []))
+        chosen = [s for s in samples if str(s.image) in wanted]
+        if len(chosen) != len(wanted):
+            raise UserError(f"{len(wanted) - len(chosen)} {split} image(s) listed in {split_file} are no longer in "
+                            f"{config.data or config.dataset or 'the sample data'}; restore them or pass --data DIR")
+    else:
+        idx = split_indices(len(samples), config.val_fraction, config.test_fraction, config.seed)
+        chosen = [samples[i] for i in idx[("train", "val", "test").index(split)]]
+    if not chosen:
+        raise UserError(f"the {split} split of {run_dir} is empty; choose another with --split "
+                        f"({', '.join(SPLITS)})")
+    return chosen, split
+
+
+def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, data_dir: str | None = None,
+                 split: str | None = None, tta: bool = False, out=None, batch_size: int = 8,
+                 worst: int = 4, tolerance: float = 2.0, spacing=None) -> dict:
+    """Score a trained run's ``model.keras`` on images with true masks, at each image's own size.
+
+    Writes to ``out`` (default ``RUN_DIR/evaluation-<split>[-tta]``, numbered
+    when it exists; an explicit ``out`` must be new or empty):
+    ``metrics.csv`` (one row per image: ``image`` and the metric columns of
+    :mod:`Functions.metrics`), ``summary.csv`` (mean, std, median, n),
+    ``worst.png`` (the ``worst`` lowest-Dice images with overlays) and
+    ``report.md``.  With ``tta`` the masks come from flip-averaged
+    probabilities and ``"plain"`` holds the mean metrics without TTA.
+    ``tolerance`` and ``spacing`` go to :func:`Functions.metrics.per_image_metrics`.
+
+    Returns ``{"out": Path, "table": DataFrame, "summary": DataFrame, "split": str, "plain": dict | None}``.
+    """
+    from pathlib import Path
+
+    from .discovery import load_sample
+    from .errors import UserError
+    from .metrics import per_image_metrics, summarize
+    from .prediction import check_new_folder, load_predictor
+    from .training import load_run_config
+
+    run_dir = Path(run_dir).expanduser()
+    config = load_run_config(run_dir, flag="--run")
+    if not (run_dir / "model.keras").is_file():
+        raise UserError(f"--run {run_dir} has no model.keras (the run stopped before its first epoch ended); "
+                        "resume it with `train --resume` or pass another run")
+    samples, split = run_samples(run_dir, config, data, dataset, data_dir, split)
+    predictor = load_predictor(run_dir / "model.keras", flag="--run")
+    num_classes = int(predictor.model.outputs[-1].shape[-1])
+    num_classes = num_classes if num_classes > 1 else 1
+    if out is None:
+        base = run_dir / f"evaluation-{split}{'-tta' if tta else ''}"
+        out, k = base, 1
+        while out.exists():
+            out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    else:
+        out = check_new_folder(out)
+
+    tables = {True: [], False: []} if tta else {False: []}
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        pairs = [load_sample(s) for s in chunk]
+        images = [p[0] for p in pairs]
+        truths = [p[1] for p in pairs]
+        for use_tta in tables:
+            preds = predictor.predict(images, batch_size=batch_size, tta=use_tta)
+            tables[use_tta].append(per_image_metrics(truths, preds, names=[s.id for s in chunk],
+                                                     num_classes=num_classes if num_classes > 1 else None,
+                                                     tolerance=tolerance, spacing=spacing))
+    import pandas as pd
+
+    table = pd.concat(tables[tta], ignore_index=True)
+    summary = summarize(table)
+    plain = None
+    if tta:
+        plain_table = pd.concat(tables[False], ignore_index=True)
+        plain = {k: float(v) for k, v in summarize(plain_table).loc["mean"].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "metrics.csv", index=False)
+    summary.to_csv(out / "summary.csv", index_label="statistic")
+    _worst_figure(predictor, samples, table, out / "worst.png", n=worst, tta=tta)
+    _evaluation_report(out, run_dir, split, samples, summary, plain, tta)
+    return {"out": out, "table": table, "summary": summary, "split": split, "plain": plain}
+
+
+def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False) -> None:
+    """The ``n`` lowest-Dice images: image | truth | prediction | overlay."""
+    import matplotlib.pyplot as plt
+
+    from .discovery import load_sample
+    from .plotting import plot_predictions
+
+    if "dice" not in table or not len(table):
+        return
+    order = np.argsort(table["dice"].to_numpy(), kind="stable")[:n]
+    pairs = [load_sample(samples[i]) for i in order]
+    preds = predictor.predict([p[0] for p in pairs], tta=tta)
+    fig = plot_predictions([p[0] for p in pairs], [p[1] for p in pairs], preds, n=len(order),
+                           scores=table["dice"].to_numpy()[order], titles=[samples[i].id for i in order])
+    fig.suptitle("lowest-Dice images (truth green, prediction magenta)", y=1.02)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
+    from .reporting import markdown_table
+
+    lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
+             f"{len(samples)} image(s), scored at each image's own size"
+             f"{' with test-time augmentation (flips averaged)' if tta else ''}.\n",
+             "## Summary\n"]
+    rows = [{"metric": c, **{s: float(summary.loc[s, c]) for s in summary.index}} for c in summary.columns]
+    lines.append(markdown_table(rows))
+    if plain is not None:
+        lines.append("\n## Effect of test-time augmentation\n")
+        lines.append(markdown_table([{"metric": k, "without TTA": plain[k],
+                                      "with TTA": float(summary.loc["mean", k]),
+                                      "change": float(summary.loc["mean", k]) - plain[k]}
+                                     for k in ("dice", "iou", "hd95") if k in plain]))
+    lines.append("\nPer-image values: [metrics.csv](metrics.csv).\n\n## Lowest-Dice images\n\n![worst](worst.png)\n")
+    (out / "report.md").write_text("\n".join(lines))

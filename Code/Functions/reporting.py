@@ -27,9 +27,24 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, floatfmt:
 
 
 def write_report(run_dir: Path, config: dict, data: dict | None = None, metrics: dict | None = None,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, command: str | None = None) -> Path:
+    """Write ``run_dir/report.md``: summary, settings, data, metrics and every figure present in the folder.
+
+    ``command``: the command line that repeats the run, shown in a code block.
+    """
     run_dir = Path(run_dir)
     out = [f"# {title or 'Run ' + run_dir.name}\n"]
+    if metrics and "dice" in metrics:
+        line = (f"**{config.get('model', 'model')}**: Dice {metrics['dice']:.4f}, IoU {metrics.get('iou', float('nan')):.4f} "
+                f"on {metrics.get('n_images', '?')} {metrics.get('split', 'test')} images")
+        if metrics.get("best_epoch"):
+            line += (f"; best epoch {metrics['best_epoch']} of {metrics.get('epochs_trained', '?')} by "
+                     f"{metrics.get('monitor')} ({metrics['best_value']:.4f})")
+        if metrics.get("train_seconds") is not None:
+            line += f"; {metrics['train_seconds']:.0f} s of training"
+        out.append(line + ".\n")
+    if command:
+        out.append("Repeat it with:\n\n```bash\n" + command + "\n```\n")
     out.append("## Settings\n")
     out.append(markdown_table([{"setting": k, "value": v} for k, v in config.items()]))
     if data:

@@ -80,10 +80,13 @@ class TrainConfig:
     mixed_precision: bool = False      # float16 compute on GPUs (bfloat16 on CPU, with a warning)
     deterministic: bool = False        # also ask the backend for deterministic kernels (slower; disables XLA)
     distribute: bool = False           # data-parallel over all local devices (TF/JAX); batch_size is per replica
+    subset: int | None = None          # use only N samples (a seeded random choice) for quick experiments; None = all
+    run_eagerly: bool = False          # no graph compilation: slower steps, no start-up wait (tiny runs, debugging)
 
     def validate(self) -> None:
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.subset is None or self.subset >= 3, f"--subset must be at least 3 samples, got {self.subset}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.image_size >= 8, f"--image-size must be at least 8, got {self.image_size}"),
             (self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}"),
@@ -131,6 +134,9 @@ def prepare_data(config: TrainConfig, samples=None):
     from .splits import split_indices
 
     samples = list(resolve_samples(config) if samples is None else samples)
+    if config.subset is not None and config.subset < len(samples):   # seeded, so a rerun gets the same images
+        keep = np.sort(np.random.default_rng(config.seed).choice(len(samples), config.subset, replace=False))
+        samples = [samples[i] for i in keep]
     if len(samples) < 3:
         raise UserError(f"only {len(samples)} sample(s) found; training needs at least 3 (train, validation, test)")
     labels = [s.label for s in samples]
@@ -155,6 +161,7 @@ def compile_model(model, config: TrainConfig):
     """Compile with the configured loss (averaged over deep-supervision heads), Adam and streaming metrics."""
     import keras
 
+    from .distribute import jit_allowed
     from .keras_metrics import segmentation_metrics
     from .losses import get_loss
 
@@ -173,7 +180,8 @@ def compile_model(model, config: TrainConfig):
         loss=loss,
         loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
         metrics=metrics,
-        jit_compile=resolve_jit_compile(config.jit_compile),
+        jit_compile=resolve_jit_compile(config.jit_compile) and jit_allowed() and not config.run_eagerly,
+        run_eagerly=config.run_eagerly,
     )
     return model
 
@@ -197,22 +205,28 @@ def monitor_name(model, monitor: str) -> str:
 
 def build(config: TrainConfig, input_shape: tuple[int, int, int]):
     from .models import build_model
+    from .models.registry import SPECS
 
+    spec = SPECS.get(config.model)
+    if spec is not None and spec.task != "segmentation":
+        names = ", ".join(k for k, v in SPECS.items() if v.task == "segmentation")
+        raise UserError(f"--model {config.model} is a classifier; `train` fits segmentation models: {names}")
     try:
         return build_model(config.model, input_shape=input_shape, num_classes=1, **config.model_options)
     except ValueError as exc:
-        raise UserError(f"--model {config.model}: {exc}") from None
+        raise UserError(f"--model {config.model} at --image-size {config.image_size}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- main job
-def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None) -> dict:
+def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None) -> dict:
     """Train, keep the best model by ``config.monitor``, evaluate on the test split and write the run folder.
 
     ``resume=True`` continues the interrupted run in ``config.out`` (see
     :func:`resume_config`) from its last completed epoch, with the model and
     optimizer weights, learning rate, history, best value and callback
     counters it had then.  ``callbacks``: extra Keras callbacks (notebooks,
-    tests).
+    tests).  ``data``: the output of :func:`prepare_data` for this config,
+    when the caller already loaded it (``compare`` trains several models on it).
 
     Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
     Raises :class:`UserError` for bad settings or data (before any folder is
@@ -233,7 +247,8 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
         run_dir = Path(config.out)
         state = read_state(run_dir / "backup")
     set_seed(config.seed, deterministic=config.deterministic)
-    data = prepare_data(config)                       # all input errors surface before a folder is made
+    if data is None:
+        data = prepare_data(config)                   # all input errors surface before a folder is made
     if config.channels is None:
         config.channels = data["channels"]
     split = {k: [str(s.image) for s in data[k][2]] for k in ("train", "val", "test")}
@@ -306,11 +321,16 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
                       f"run folder {run_dir}", flush=True)
             # shuffle=False: the batches shuffle themselves from (seed, epoch); Keras' own shuffling of
             # batch order draws from Python's global random state, which a resumed run cannot restore.
-            model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start,
-                      callbacks=run_callbacks, verbose=verbose, shuffle=False)
+            try:
+                model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=start,
+                          callbacks=run_callbacks, verbose=verbose, shuffle=False)
+            except KeyboardInterrupt:
+                print(f"\ninterrupted; continue with: python -m Functions train --resume {run_dir}",
+                      file=sys.stderr, flush=True)
+                raise
         scope.close()                                 # the saved model is loaded and tested without a strategy
         if guard.nan_epoch is not None:
-            raise UserError(guard.message(config.learning_rate) + f"; the epochs before it are in {run_dir}")
+            raise UserError(guard.message(config.learning_rate) + f"; the history so far is in {run_dir}")
         seconds = time.time() - t0 + sum(r.get("seconds", 0.0) for r in rows)
         hist = pd.read_csv(run_dir / "history.csv")
         if not (run_dir / "model.keras").exists():   # the monitored value was never finite: keep the last state
@@ -413,24 +433,31 @@ def _has_gpu() -> bool:
 
 
 # ----------------------------------------------------------------------------- resume
+def load_run_config(run_dir: str | Path, flag: str = "--run") -> TrainConfig:
+    """The :class:`TrainConfig` saved in ``run_dir/config.json`` (unknown keys ignored)."""
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{flag} {run_dir} is not a folder; pass the run folder printed when training started")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{flag} {run_dir} has no config.json, so it is not a run folder made by `train`; "
+                        "pass the folder printed when training started")
+    try:
+        values = json.loads(cfg_path.read_text())
+        fields = TrainConfig.__dataclass_fields__
+        return TrainConfig(**{k: v for k, v in values.items() if k in fields})
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError):
+        raise UserError(f"{cfg_path} is not a valid run configuration; restore it from a backup or start "
+                        "a new run") from None
+
+
 def resume_config(run_dir: str | Path) -> TrainConfig:
     """The :class:`TrainConfig` of an interrupted run, to pass to ``train(config, resume=True)``.
 
     Raises :class:`UserError` when ``run_dir`` is not a run folder or the run has already finished.
     """
     run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise UserError(f"--resume {run_dir} is not a folder; pass the run folder printed when training started")
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"--resume {run_dir} has no config.json, so it is not a run folder made by `train`; "
-                        "pass the folder printed when training started")
-    try:
-        values = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{cfg_path} is not valid JSON; the run cannot be resumed - start a new run") from None
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in values.items() if k in fields})
+    config = load_run_config(run_dir, flag="--resume")
     config.out = str(run_dir)
     if (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists():
         raise UserError(f"run {run_dir} already finished (see {run_dir / 'report.md'}); nothing to resume - "
@@ -465,6 +492,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
     metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
+                    **_best_epoch(hist, monitor_name(model, config.monitor)),
                     "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
     _write_json(run_dir / "metrics.json", metrics)
     import matplotlib.pyplot as plt
@@ -475,10 +503,44 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     plt.close(plot_predictions(x_te[pick], y_te[pick], preds[pick], n=len(pick),
                                scores=table["dice"].to_numpy()[pick], titles=[s_te[i].id for i in pick],
                                path=run_dir / "predictions.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics)
+    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=reproduce_command(config))
     print(f"Test ({split_name}, {len(table)} images): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  "
           f"({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics
+
+
+def _best_epoch(hist, monitor: str) -> dict:
+    """``best_epoch`` (1-based), ``monitor`` and ``best_value`` from the history table, when it has the column."""
+    if monitor not in hist or not len(hist):
+        return {"monitor": monitor}
+    values = hist[monitor].to_numpy(dtype=float)
+    if not np.isfinite(values).any():
+        return {"monitor": monitor}
+    i = int(np.nanargmin(values) if monitor.endswith("loss") else np.nanargmax(values))
+    out = {"monitor": monitor, "best_epoch": int(hist["epoch"].iloc[i]) + 1, "best_value": float(values[i])}
+    if "learning_rate" in hist:
+        out["final_learning_rate"] = float(hist["learning_rate"].iloc[-1])
+    return out
+
+
+def reproduce_command(config: TrainConfig) -> str:
+    """The ``python -m Functions train`` line that repeats this run (settings that differ from the defaults)."""
+    flags = {"learning_rate": "--lr"}
+    default = TrainConfig()
+    parts = ["python -m Functions train"]
+    for name in TrainConfig.__dataclass_fields__:
+        value, base = getattr(config, name), getattr(default, name)
+        if name in ("out", "verbose", "workers", "model_options") or value == base or value is None:
+            continue
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        if name == "jit_compile":
+            parts.append("--no-jit") if value is False else None
+        elif isinstance(value, bool):
+            parts.append(flag) if value else None
+        else:
+            parts.append(f"{flag} {value}")
+    parts += [f"--model-option {k}={v}" for k, v in sorted(config.model_options.items())]
+    return " ".join(parts)
 
 
 def _num(v):

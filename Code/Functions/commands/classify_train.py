@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model and optimisation")
     m.add_argument("--model", default=d.model, metavar="NAME",
                    help="classifier (%(default)s): resnet18, resnet34, resnet50, resnet50_imagenet")
+    m.add_argument("--width", type=int, metavar="N",
+                   help="filters of the first stage of from-scratch ResNets (default 16 for fast CPU runs; "
+                        "the paper uses 64)")
     m.add_argument("--model-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="architecture option, repeatable (e.g. base_filters=32, dropout=0.2)")
     m.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,

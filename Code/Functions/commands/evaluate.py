@@ -17,6 +17,15 @@ Folder mode (``--masks DIR --predictions DIR``)
     ``--out`` that exists is an error, never overwritten) and prints the mean,
     standard deviation and median of each column.  Conventions (boundaries,
     empty masks, HD95) are those of :mod:`Functions.metrics`.
+
+Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
+    Predicts with the run's ``model.keras`` (preprocessed as in training,
+    masks resized back to each image's own size) and scores against the true
+    masks.  Default data: the run's own, its ``test`` split from
+    ``split.json``.  Writes ``metrics.csv`` (same columns), ``summary.csv``,
+    ``worst.png`` (lowest-Dice images with overlays) and ``report.md`` to a
+    new folder (``--out``, default ``RUN_DIR/evaluation-<split>``).
+    ``--tta`` averages the four flips and prints the change it makes.
 """
 
 from __future__ import annotations
@@ -37,8 +46,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--masks", metavar="DIR", help="folder of true masks (needs --predictions)")
-    # A second mode, `--run RUN_DIR` (evaluate a trained run folder), is added to this group;
-    # `run()` below dispatches on which of the two was given.
+    source.add_argument("--run", metavar="RUN_DIR",
+                        help="a training run folder: predict with its model.keras and score against true masks")
     parser.add_argument("--predictions", metavar="DIR",
                         help="folder of predicted masks or 8-bit probability maps, paired with --masks by file stem")
     parser.add_argument("--tolerance", type=float, default=2.0, metavar="PX",
@@ -48,14 +57,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the tolerance in physical units instead of pixels")
     parser.add_argument("--out", metavar="CSV",
                         help="per-image CSV to write (default metrics.csv in the current folder, "
-                             "numbered if it exists); an existing file is never overwritten")
+                             "numbered if it exists); an existing file is never overwritten. With --run: a new "
+                             "folder (default RUN_DIR/evaluation-<split>)")
+    trained = parser.add_argument_group("with --run")
+    trained.add_argument("--data", metavar="DIR", help="images and masks to score on (default: the run's own data)")
+    trained.add_argument("--dataset", metavar="NAME", help="a registered dataset instead of --data")
+    trained.add_argument("--data-dir", metavar="DIR", help="where registered datasets are stored")
+    trained.add_argument("--split", choices=("train", "val", "test", "all"),
+                         help="which part to score (default: test for the run's own data, all for other data)")
+    trained.add_argument("--tta", action="store_true",
+                         help="test-time augmentation: average the four flips and print its effect")
+    trained.add_argument("--batch-size", type=int, default=8, metavar="N", help="(%(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "masks", None):
         return _run_folders(args)
-    # `--run RUN_DIR` mode goes here.
-    raise UserError("pass --masks DIR together with --predictions DIR")
+    if getattr(args, "run", None):
+        return _run_trained(args)
+    raise UserError("pass --masks DIR together with --predictions DIR, or --run RUN_DIR")
 
 
 # ----------------------------------------------------------------------------
@@ -191,3 +211,33 @@ def prediction_to_mask(arr):
     if a.dtype == np.uint16 or (a.dtype != np.uint8 and a.max(initial=0) > 255):
         return a >= 32768
     return a >= 128
+
+
+# ----------------------------------------------------------------------------
+# run mode
+# ----------------------------------------------------------------------------
+def _run_trained(args) -> int:
+    from ..evaluation import evaluate_run
+
+    for flag in ("predictions",):
+        if getattr(args, flag, None):
+            raise UserError(f"--{flag} belongs to --masks mode; with --run the run's model makes the predictions")
+    if args.data and args.dataset:
+        raise UserError("give either --data DIR or --dataset NAME, not both")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tolerance is None or args.tolerance < 0:
+        raise UserError(f"--tolerance must be a distance >= 0 in pixels, got {args.tolerance}")
+    result = evaluate_run(args.run, data=args.data, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+                          tta=args.tta, out=args.out, batch_size=args.batch_size, tolerance=args.tolerance,
+                          spacing=_check_spacing(args.spacing))
+    summary = result["summary"]
+    print(f"{len(result['table'])} image(s) of the {result['split']} split of {args.run}"
+          f"{' (TTA: 4 flips averaged)' if args.tta else ''}")
+    print(summary.loc[["mean", "std", "median"]].T.to_string(float_format=lambda v: f"{v:.4f}"))
+    if result["plain"] is not None:
+        for k in ("dice", "iou", "hd95"):
+            before, after = result["plain"][k], float(summary.loc["mean", k])
+            print(f"TTA effect on mean {k}: {before:.4f} -> {after:.4f} ({after - before:+.4f})")
+    print(f"per-image metrics, summary, worst.png and report.md -> {result['out']}")
+    return 0

@@ -86,7 +86,10 @@ def attention_maps(model: keras.Model, images, *, batch_size: int = 8) -> list[n
     ``(N, H / 2**(i-1), W / 2**(i-1))`` with values in [0, 1].
     """
     probe = keras.Model(model.inputs, [layer.output for layer in attention_map_layers(model)])
-    maps = probe.predict(np.asarray(images), batch_size=batch_size, verbose=0)
-    if not isinstance(maps, (list, tuple)):
-        maps = [maps]
-    return [np.asarray(m, dtype=np.float32)[..., 0] for m in maps]
+    images = np.asarray(images, dtype="float32")
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        out = probe(keras.ops.convert_to_tensor(images[start:start + batch_size]), training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        chunks.append([keras.ops.convert_to_numpy(m)[..., 0].astype(np.float32) for m in out])
+    return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]

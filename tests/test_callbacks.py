@@ -1,0 +1,164 @@
+"""The training callbacks on a tiny dense model: history rows, best model, NaN stop, resume state, progress figure."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from Functions.callbacks import (BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState, read_state,
+                                 write_history_csv)
+
+
+def tiny_model(lr=0.05):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", jit_compile=False)
+    return model
+
+
+def tiny_data(n=32):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    return x, y
+
+
+class ScriptedLogs(keras.callbacks.Callback):
+    """Replaces the epoch logs with scripted values (so the tests know what 'best' must be)."""
+
+    def __init__(self, values, key="val_score"):
+        super().__init__()
+        self.values, self.key = values, key
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = self.values[epoch]
+
+
+def test_write_history_csv_orders_columns_and_replaces_atomically(tmp_path):
+    path = tmp_path / "history.csv"
+    write_history_csv(path, [{"epoch": 0, "loss": 1.0, "dice": 0.1}, {"epoch": 1, "loss": 0.5, "dice": 0.4}])
+    table = pd.read_csv(path)
+    assert list(table.columns) == ["epoch", "dice", "loss"]
+    assert table["loss"].tolist() == [1.0, 0.5]
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]     # no temporary file left behind
+
+
+@pytest.mark.backend
+def test_epoch_log_best_model_and_state_follow_scripted_values(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    scores = [0.2, 0.5, 0.4, 0.7, 0.6]
+    log = EpochLog(tmp_path / "history.csv")
+    best = BestModel(tmp_path / "model.keras", monitor="val_score", mode="max")
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_score", mode="max", patience=1, factor=0.5,
+                                                min_delta=0)
+    state = TrainingState(tmp_path / "backup", log, stateful={"best_model": best, "reduce_lr": plateau},
+                          total_epochs=5)
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0, shuffle=False,
+              callbacks=[ScriptedLogs(scores), log, best, plateau, state])
+
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert hist["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert hist["val_score"].tolist() == scores
+    # the learning rate is the one used during each epoch: halved after epochs 3 and 5 (0-based 2 and 4) plateau
+    assert hist["learning_rate"].tolist() == pytest.approx([0.05, 0.05, 0.05, 0.025, 0.025])
+    assert (hist["seconds"] >= 0).all()
+    assert best.best == 0.7 and best.best_epoch == 3
+    assert (tmp_path / "model.keras").is_file()
+
+    saved = read_state(tmp_path / "backup")
+    assert saved["epochs_done"] == 5 and saved["finished"] is True
+    assert [r["epoch"] for r in saved["history"]] == [0, 1, 2, 3, 4]
+    assert saved["callbacks"]["best_model"] == {"best": 0.7, "best_epoch": 3}
+    assert saved["callbacks"]["reduce_lr"]["best"] == 0.7 and saved["callbacks"]["reduce_lr"]["wait"] == 0
+    # exactly one weights file: the committed one, holding model and optimizer (learning rate, step count)
+    weights = sorted(p.name for p in (tmp_path / "backup").glob("*.weights.h5"))
+    assert weights == ["epoch-0005.weights.h5"]
+    fresh = tiny_model(lr=1.0)
+    fresh.optimizer.build(fresh.trainable_variables)
+    fresh.load_weights(saved["weights_path"])
+    assert float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate)) == pytest.approx(0.0125)
+    assert int(keras.ops.convert_to_numpy(fresh.optimizer.iterations)) == 5 * 4
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.backend
+def test_best_model_starts_from_a_restored_best_and_ignores_nan(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    best = BestModel(tmp_path / "model.keras", monitor="val_score", mode="max", best=0.9)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[ScriptedLogs([0.5, float("nan"), 0.8]), best])
+    assert not (tmp_path / "model.keras").exists()       # nothing beat the value carried over from before
+    assert best.best == 0.9
+    low = BestModel(tmp_path / "low.keras", monitor="val_score", mode="min")
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[ScriptedLogs([0.5, float("nan"), 0.8]), low])
+    assert low.best == 0.5 and low.best_epoch == 0
+
+
+@pytest.mark.backend
+def test_training_state_restores_callback_counters_after_their_reset(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    stop = keras.callbacks.EarlyStopping(monitor="val_score", mode="max", patience=3)
+    restore = {"callbacks": {"early_stopping": {"wait": 2, "best": 0.8, "best_epoch": 1, "stopped_epoch": 0}}}
+    log = EpochLog(tmp_path / "history.csv", rows=[{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.9}])
+    state = TrainingState(tmp_path / "backup", log, stateful={"early_stopping": stop}, restore=restore,
+                          total_epochs=10)
+    # epochs 2.. continue the counters: one more epoch without improvement makes 3 -> stop after epoch 2
+    model.fit(x, y, epochs=10, initial_epoch=2, batch_size=8, verbose=0,
+              callbacks=[ScriptedLogs({2: 0.5, 3: 0.5, 4: 0.5}), log, stop, state])
+    assert stop.stopped_epoch == 2
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert hist["epoch"].tolist() == [0, 1, 2]
+    saved = read_state(tmp_path / "backup")
+    assert saved["epochs_done"] == 3 and saved["finished"] is True
+
+
+@pytest.mark.backend
+def test_nan_guard_stops_and_blocks_the_commit(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    x[5, 0] = np.nan                                     # a NaN input poisons the loss in the first epoch
+    guard = NaNGuard()
+    log = EpochLog(tmp_path / "history.csv")
+    state = TrainingState(tmp_path / "backup", log, nan_guard=guard)
+    model.fit(x, y, epochs=4, batch_size=8, verbose=0, shuffle=False, callbacks=[guard, log, state])
+    assert guard.nan_epoch == 0
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 1  # stopped in the first epoch
+    assert read_state(tmp_path / "backup") is None          # NaN weights are never committed
+    msg = guard.message(2e-3)
+    assert msg.startswith("loss became NaN at epoch 1; try a lower learning rate, e.g. --lr 1e-4")
+    assert "--lr 1e-5" in NaNGuard.message(guard, 1e-4)
+
+
+def test_progress_figure_draws_every_n_epochs_and_the_last(tmp_path):
+    from Functions.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("unet", input_shape=(16, 16, 1), base_filters=2, depth=1)
+    model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 16, 16, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    fig = ProgressFigure(x[:2], y[:2].astype("uint8"), tmp_path / "progress.png", every=2, total_epochs=5)
+    model.fit(x, y, epochs=5, batch_size=4, verbose=0, callbacks=[fig])
+    assert fig.drawn_epochs == [1, 3, 4]
+    assert (tmp_path / "progress.png").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["progress.png"]
+
+
+def test_state_json_is_plain_json(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    log = EpochLog(tmp_path / "history.csv")
+    state = TrainingState(tmp_path / "backup", log, total_epochs=1)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[log, state])
+    raw = json.loads((tmp_path / "backup" / "state.json").read_text())
+    assert raw["epochs_done"] == 1 and raw["weights"] == "epoch-0001.weights.h5"
+    assert math.isfinite(raw["history"][0]["loss"])

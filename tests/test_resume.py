@@ -1,0 +1,157 @@
+"""Reproducibility and resume: same seed -> same run; an interrupted run resumes to the uninterrupted result."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from Functions.errors import UserError
+from Functions.training import TrainConfig, resume_config, train
+
+EPOCHS = 3
+METRIC_COLUMNS = ["loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "learning_rate"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    import cv2
+
+    from conftest import blob_pair
+
+    root = tmp_path_factory.mktemp("resume_data")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for i in range(12):
+        image, mask = blob_pair(32, seed=i)
+        cv2.imwrite(str(root / "images" / f"case_{i:02d}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"case_{i:02d}.png"), mask * 255)
+    return root
+
+
+def config(data_dir, out, **kw):
+    values = dict(data=str(data_dir), image_size=32, epochs=EPOCHS, batch_size=2, out=str(out),
+                  model_options={"base_filters": 4, "depth": 2}, learning_rate=5e-3, augment="default",
+                  reduce_lr_patience=1, patience=5, progress_every=0, jit_compile=False, verbose=0, seed=7)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def reference_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    train(config(data_dir, out))
+    return out
+
+
+def assert_same_run(a: Path, b: Path, tol=1e-6):
+    ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
+    assert ha["epoch"].tolist() == hb["epoch"].tolist() == list(range(EPOCHS))
+    for col in METRIC_COLUMNS:
+        np.testing.assert_allclose(hb[col], ha[col], atol=tol, rtol=0, err_msg=col)
+    ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
+    for key in ("dice", "iou", "precision", "recall", "boundary_f1"):
+        assert mb[key] == pytest.approx(ma[key], abs=tol), key
+    ta, tb = pd.read_csv(a / "test_metrics.csv"), pd.read_csv(b / "test_metrics.csv")
+    np.testing.assert_allclose(tb["dice"], ta["dice"], atol=tol)
+
+
+@pytest.mark.backend
+def test_same_seed_same_split_and_metrics(data_dir, reference_run, tmp_path):
+    again = tmp_path / "again"
+    train(config(data_dir, again))
+    assert (again / "split.json").read_text() == (reference_run / "split.json").read_text()
+    assert_same_run(reference_run, again)
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) in the middle of ``epoch``."""
+
+    def __init__(self, epoch: int, batch: int = 1):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.backend
+def test_interrupted_run_resumes_to_the_uninterrupted_result(data_dir, reference_run, tmp_path):
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data_dir, out), callbacks=[InterruptAt(epoch=1)])
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [0]
+    assert json.loads((out / "backup" / "state.json").read_text())["epochs_done"] == 1
+    best_before = (out / "model.keras").read_bytes()
+
+    # a row the backup does not cover (a kill between the two writes) is dropped on resume
+    hist = pd.read_csv(out / "history.csv")
+    pd.concat([hist, hist.assign(epoch=1)]).to_csv(out / "history.csv", index=False)
+
+    cfg = resume_config(out)
+    assert cfg.epochs == EPOCHS and cfg.seed == 7 and cfg.out == str(out)
+    result = train(cfg, resume=True)
+    assert result["history"]["epoch"].tolist() == list(range(EPOCHS))
+    assert_same_run(reference_run, out)
+    assert not (out / "backup").exists()
+    hist = pd.read_csv(out / "history.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_value"] == pytest.approx(hist["val_dice"].max())
+    best_epoch = int(hist["val_dice"].idxmax())
+    assert metrics["best_epoch"] == best_epoch + 1
+    # model.keras is the epoch-0 file only if epoch 0 stayed the best, i.e. the restored best value was honoured
+    assert ((out / "model.keras").read_bytes() == best_before) == (best_epoch == 0)
+    keras.saving.load_model(out / "model.keras")
+    with pytest.raises(UserError, match="already finished"):
+        resume_config(out)
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        resume_config(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        resume_config(tmp_path / "empty")
+
+
+def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_path):
+    """The real thing: SIGKILL a `python -m Functions train` process mid-run, resume, check every epoch once."""
+    out = tmp_path / "killed"
+    epochs = 5
+    cmd = [sys.executable, "-m", "Functions", "train", "--data", str(data_dir), "--image-size", "32",
+           "--epochs", str(epochs), "--batch-size", "1", "--out", str(out), "--model-option", "base_filters=4",
+           "--model-option", "depth=2", "--verbose", "0", "--progress-every", "0", "--no-jit", "--augment"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    history = out / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:   # epoch 1 done: kill in epoch 2
+            time.sleep(0.1)
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    done_before = len(pd.read_csv(history)) if history.is_file() else 0
+    assert done_before < epochs
+
+    resumed = subprocess.run([sys.executable, "-m", "Functions", "train", "--resume", str(out), "--verbose", "0"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming" in resumed.stdout
+    assert pd.read_csv(history)["epoch"].tolist() == list(range(epochs))
+    assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == epochs
+    assert (out / "report.md").is_file() and not (out / "backup").exists()
+    keras.saving.load_model(out / "model.keras")
