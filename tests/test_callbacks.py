@@ -12,12 +12,12 @@ from Functions.callbacks import (BestModel, EpochLog, NaNGuard, ProgressFigure, 
                                  write_history_csv)
 
 
-def tiny_model(lr=0.05):
+def tiny_model(lr=0.05, loss="binary_crossentropy"):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
     outputs = keras.layers.Dense(1, activation="sigmoid")(inputs)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, jit_compile=False)
     return model
 
 
@@ -122,7 +122,7 @@ def test_training_state_restores_callback_counters_after_their_reset(tmp_path):
 
 @pytest.mark.backend
 def test_nan_guard_stops_and_blocks_the_commit(tmp_path):
-    model = tiny_model()
+    model = tiny_model(loss="mse")                       # (PyTorch's cross-entropy refuses NaN outright)
     x, y = tiny_data()
     x[5, 0] = np.nan                                     # a NaN input poisons the loss in the first epoch
     guard = NaNGuard()

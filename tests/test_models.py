@@ -45,6 +45,11 @@ TINY = {
 # Full-width keras.applications backbones: seconds per build/save on a CPU, so beyond the output-shape
 # test their per-model cases run only with --run-slow (unet_mobilenetv2 keeps an encoder U-Net in the default run).
 HEAVY = {"unet_resnet50", "unet_efficientnetb0", "resnet50_imagenet"}
+# Per-model cases CI reruns on JAX and PyTorch (un-jitted steps there cost far more than on TensorFlow):
+# the from-scratch models for forward passes, a small set covering their layer types for training/reloading.
+# All twelve were checked to build and run forward on both backends.
+LIGHT = set(ALL) - HEAVY - {"unet_mobilenetv2"}
+TRAIN_ON_ALL_BACKENDS = {"unet", "unet_plus_plus", "resunet", "attention_unet", "resnet18"}
 # An input size each model rejects, and a size its error message must suggest.
 BAD_SIZE = {
     "unet": (100, "96"),
@@ -78,8 +83,13 @@ def _run(model: keras.Model, x: np.ndarray):
     return keras.ops.convert_to_numpy(out)
 
 
-def _param(names, heavy_mark=None):
-    return [pytest.param(n, marks=heavy_mark) if heavy_mark and n in HEAVY else n for n in names]
+def _cases(*, backend: set, slow: set = frozenset()) -> list:
+    """One pytest param per model: ``backend`` ones also rerun on JAX/PyTorch in CI, ``slow`` ones need --run-slow."""
+    cases = []
+    for name in ALL:
+        marks = ([pytest.mark.backend] if name in backend else []) + ([pytest.mark.slow] if name in slow else [])
+        cases.append(pytest.param(name, marks=marks))
+    return cases
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +128,7 @@ def test_unknown_name_option_and_task_are_value_errors():
 
 
 # --------------------------------------------------------------------------- every model
-@pytest.mark.backend
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", _cases(backend=LIGHT))
 def test_output_shapes_binary_and_multiclass(name, tiny_models):
     seg = name in SEGMENTATION
     one = tiny_models(name)
@@ -133,8 +142,7 @@ def test_output_shapes_binary_and_multiclass(name, tiny_models):
     np.testing.assert_allclose(y3.sum(axis=-1), 1.0, atol=1e-5)  # softmax over classes
 
 
-@pytest.mark.backend
-@pytest.mark.parametrize("name", _param(ALL, pytest.mark.slow))
+@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY))
 def test_keras_file_reloads_with_identical_predictions(name, tiny_models, tmp_path):
     model = tiny_models(name)
     x = _images(2, 64, 1, seed=1)
@@ -145,8 +153,7 @@ def test_keras_file_reloads_with_identical_predictions(name, tiny_models, tmp_pa
     np.testing.assert_allclose(_run(reloaded, x), expected, atol=1e-6)
 
 
-@pytest.mark.backend
-@pytest.mark.parametrize("name", _param(ALL, pytest.mark.slow))
+@pytest.mark.parametrize("name", _cases(backend={"unet"}, slow=HEAVY))
 def test_get_config_round_trip(name, tiny_models):
     model = tiny_models(name)
     clone = keras.Model.from_config(model.get_config())
@@ -174,8 +181,7 @@ def _overfit_case(name: str):
     return x, y, "sparse_categorical_crossentropy", 2
 
 
-@pytest.mark.backend
-@pytest.mark.parametrize("name", _param(ALL, pytest.mark.slow))
+@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY))
 def test_each_model_overfits_four_images(name):
     keras.utils.set_random_seed(0)
     x, y, loss, num_classes = _overfit_case(name)
@@ -210,6 +216,10 @@ def test_size_error_message_wording():
     with pytest.raises(ValueError, match="channel"):
         check_input_shape((64, 64, 0))
     assert check_input_shape((None, None, 5), factor=16) == (None, None, 5)
+    with pytest.raises(ValueError, match=r"use e\.g\. 96xNone or 112xNone"):
+        check_input_shape((100, None, 1), factor=16)
+    with pytest.raises(ValueError, match="use at least 32x32"):
+        check_input_shape((16, 16, 1), min_size=32, model="resnet18")
 
 
 @pytest.mark.backend
@@ -218,7 +228,7 @@ def test_any_size_when_spatial_dims_are_none():
     assert _run(model, _images(1, 24, 2)).shape == (1, 24, 24, 1)
 
 
-@pytest.mark.parametrize("name", _param(ALL, pytest.mark.slow))
+@pytest.mark.parametrize("name", _cases(backend=set(), slow=HEAVY))
 def test_docstring_parameter_count_matches_default_build(name):
     doc = MODEL_REGISTRY[name].__doc__
     match = re.search(r"Default parameter count: ([\d,]+)", doc)
@@ -273,7 +283,6 @@ def test_attention_gate_controls_the_skip_the_decoder_sees():
     assert np.abs(after - before).max() > 1e-4  # closing the gate changes the prediction
 
 
-@pytest.mark.backend
 def test_encoder_unet_adapter_and_freezing():
     gray = build_model("unet_mobilenetv2", (64, 64, 1), 1, **TINY["unet_mobilenetv2"])
     rgb = build_model("unet_mobilenetv2", (64, 64, 3), 1, **TINY["unet_mobilenetv2"])

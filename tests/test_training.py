@@ -4,11 +4,15 @@ import json
 import subprocess
 import sys
 
+import keras
 import pandas as pd
 import pytest
 
 from Functions.errors import UserError
 from Functions.training import TrainConfig, train
+
+# XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
+JIT = keras.backend.backend() == "jax"
 
 
 @pytest.mark.backend
@@ -49,3 +53,53 @@ def test_config_validation():
         TrainConfig(epochs=0).validate()
     with pytest.raises(UserError, match="not both"):
         TrainConfig(data="a", dataset="b").validate()
+
+
+def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, epochs=2, batch_size=4, out=str(out),
+                      model_options={"base_filters": 4, "depth": 2}, jit_compile=JIT, verbose=0, progress_every=1,
+                      seed=3)
+    train(cfg)
+    hist = pd.read_csv(out / "history.csv")
+    assert {"learning_rate", "seconds", "val_dice"} <= set(hist.columns)
+    assert hist["learning_rate"].tolist() == pytest.approx([2e-3, 2e-3])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["monitor"] == "val_dice"
+    assert metrics["best_value"] == pytest.approx(hist["val_dice"].max())
+    assert metrics["best_epoch"] == int(hist["val_dice"].idxmax()) + 1
+    report = (out / "report.md").read_text()
+    assert f"Dice {metrics['dice']:.4f}" in report
+    assert f"python -m Functions train --data {tiny_pairs_dir.resolve()} --epochs 2 --image-size 32" in report
+    assert "--seed 3" in report and "--model-option base_filters=4 --model-option depth=2" in report
+    assert "![Validation predictions during training](progress.png)" in report
+    assert (out / "progress.png").is_file() and not (out / "backup").exists()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["channels"] == 1 and saved["data"] == str(tiny_pairs_dir.resolve())
+
+
+@pytest.mark.backend
+def test_nan_loss_stops_with_a_learning_rate_hint(tiny_pairs_dir, tmp_path):
+    out = tmp_path / "nan"
+    cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, epochs=3, batch_size=4, out=str(out),
+                      learning_rate=1e30, model_options={"base_filters": 4, "depth": 2}, jit_compile=JIT,
+                      verbose=0, progress_every=0)
+    with pytest.raises(UserError, match=r"loss became NaN at epoch 1; try a lower learning rate, e\.g\. --lr 1e-4"):
+        train(cfg)
+    assert len(pd.read_csv(out / "history.csv")) == 1         # stopped in the first epoch, not after three
+    assert not (out / "model.keras").exists()
+
+
+@pytest.mark.backend
+def test_mixed_precision_trains_and_restores_the_policy(tiny_pairs_dir, tmp_path):
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, epochs=1, batch_size=4, out=str(tmp_path / "mp"),
+                      model_options={"base_filters": 4, "depth": 2}, jit_compile=JIT, verbose=0,
+                      progress_every=0, mixed_precision=True)
+    result = train(cfg)
+    assert keras.mixed_precision.global_policy().name == before
+    assert result["model"].layers[1].dtype_policy.name.startswith("mixed_")
+    assert result["model"].outputs[0].dtype == "float32"
+    assert 0 <= result["metrics"]["dice"] <= 1

@@ -163,8 +163,7 @@ class ClassifyConfig:
     clahe: bool = False
     monitor: str = "val_loss"
     gradcam_images: int = 8
-    jit_compile: str | bool = False    # XLA: "auto" as in training; off by default (compiling a ResNet costs
-                                       # more than it saves on small CPU runs)
+    jit_compile: str | bool = "auto"   # XLA; "auto": on JAX only (see resolve_classifier_jit)
     workers: int = 2
     out: str | None = None
     verbose: int | str = "auto"
@@ -297,16 +296,26 @@ def compile_classifier(model, config: ClassifyConfig):
     """Adam, categorical cross-entropy on one-hot targets (optional label smoothing), accuracy."""
     import keras
 
-    from .training import resolve_jit_compile
+    from .distribute import jit_allowed
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        jit_compile=resolve_jit_compile(config.jit_compile) and not config.run_eagerly,
+        jit_compile=resolve_classifier_jit(config.jit_compile) and jit_allowed() and not config.run_eagerly,
         run_eagerly=config.run_eagerly,
     )
     return model
+
+
+def resolve_classifier_jit(setting: str | bool) -> bool:
+    """``"auto"``: XLA on JAX, where an uncompiled step runs (and compiles) op by op; not on TensorFlow,
+    where compiling a ResNet with XLA takes longer than it saves in a short CPU run; never on PyTorch."""
+    if setting != "auto":
+        return bool(setting)
+    import keras
+
+    return keras.backend.backend() == "jax"
 
 
 def classification_augmenter(spec):
@@ -375,9 +384,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
     hist = pd.read_csv(run_dir / "history.csv")
     if not (run_dir / "model.keras").exists():          # e.g. NaN from the first epoch: keep the last state
         model.save(run_dir / "model.keras")
-    best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    metrics = finish_classification(best, config, data, run_dir, hist, seconds)
-    return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
+    model.load_weights(run_dir / "model.keras")         # back to the best epoch (cheaper than rebuilding)
+    metrics = finish_classification(model, config, data, run_dir, hist, seconds)
+    return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": model}
 
 
 def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
@@ -442,7 +451,8 @@ def write_classification_report(run_dir: Path, config: ClassifyConfig, data: dic
     from .reporting import markdown_table, write_report
 
     classes = data["classes"]
-    path = write_report(run_dir, config={**asdict(config), "channels": data["channels"]}, data=data,
+    settings = {**asdict(config), "channels": data["channels"], "model_options": classifier_options(config)}
+    path = write_report(run_dir, config=settings, data=data,
                         metrics=metrics, title=f"Classification run {Path(run_dir).name}")
     counts = [{"split": name, **{c: int(np.sum(data[name][1] == k)) for k, c in enumerate(classes)}}
               for name in ("train", "val", "test")]
@@ -510,27 +520,34 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
-def predict_images(model_path: str | Path, images: str | Path | Sequence[str | Path], batch_size: int = 16,
-                   workers: int = 4):
-    """Class probabilities for images: a ``DataFrame`` with ``image``, ``predicted``, ``probability``
-    (of the predicted class) and one ``prob_<class>`` column per class, in the order of ``classes.json``."""
+def prepare_inputs(files: Sequence[str | Path], info: dict, workers: int = 4) -> np.ndarray:
+    """Images preprocessed as at training time (``classes.json`` recipe): ``(N, H, W, C) float32``."""
     from concurrent.futures import ThreadPoolExecutor
-
-    import pandas as pd
 
     from .imaging import read_image
     from .preprocessing import prepare_image
 
-    model, info = load_classifier(model_path)
-    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
-    classes = info["classes"]
-
-    def one(p: Path) -> np.ndarray:
+    def one(p) -> np.ndarray:
         return prepare_image(read_image(p), info["image_size"], info["channels"], info.get("normalization", "minmax"),
                              info.get("clahe", False))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        x = np.stack(list(pool.map(one, files)))
+        return np.stack(list(pool.map(one, files)))
+
+
+def predict_images(model, images: str | Path | Sequence[str | Path], batch_size: int = 16, workers: int = 4):
+    """Class probabilities for images: a ``DataFrame`` with ``image``, ``predicted``, ``probability``
+    (of the predicted class) and one ``prob_<class>`` column per class, in the order of ``classes.json``.
+
+    ``model``: a ``model.keras`` path or its run folder, or a ``(model, info)`` pair from
+    :func:`load_classifier`.  ``images``: an image file, a folder, or a list of files.
+    """
+    import pandas as pd
+
+    model, info = model if isinstance(model, tuple) else load_classifier(model)
+    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    classes = info["classes"]
+    x = prepare_inputs(files, info, workers)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
     if probs.shape[-1] == 1:
         probs = np.concatenate([1 - probs, probs], axis=1)

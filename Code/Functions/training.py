@@ -340,10 +340,16 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
         scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
     metrics = finish_run(best, config, data, run_dir, hist, seconds)
+    _remove_backup(run_dir)                            # the run is complete: nothing left to resume
+    return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
+
+
+def _remove_backup(run_dir: Path) -> None:
+    """Delete ``backup/``: first its state file (one atomic step that marks the run finished), then the rest."""
     import shutil
 
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)   # the run is complete: nothing left to resume
-    return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
+    (run_dir / "backup" / "state.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
 
 def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: list | None = None,
@@ -375,10 +381,11 @@ def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: 
     cbs += [stateful[k] for k in ("early_stopping", "reduce_lr") if k in stateful]
     if config.progress_every:
         x_va, y_va, _ = data["val"]
-        from .distribute import batch_multiple
+        from .distribute import batch_multiple, process_count
 
         k = min(4, len(x_va))
         k -= k % batch_multiple()                     # JAX data parallelism: equal slices per device
+        k = 0 if process_count() > 1 else k           # several JAX hosts: predict() cannot gather outputs
         if k:
             cbs.append(ProgressFigure(x_va[:k], y_va[:k], run_dir / "progress.png", every=config.progress_every,
                                       threshold=config.threshold, total_epochs=config.epochs))
@@ -459,7 +466,7 @@ def resume_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir).expanduser()
     config = load_run_config(run_dir, flag="--resume")
     config.out = str(run_dir)
-    if (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists():
+    if (run_dir / "metrics.json").is_file() and not (run_dir / "backup" / "state.json").is_file():
         raise UserError(f"run {run_dir} already finished (see {run_dir / 'report.md'}); nothing to resume - "
                         "start a new run with --out NEW_FOLDER")
     return config

@@ -21,14 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..classification import predict_images
+    from ..classification import list_images, load_classifier, predict_images
     from ..errors import UserError
 
     if args.out and Path(args.out).suffix.lower() != ".csv":
         raise UserError(f"--out {args.out} must end in .csv")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    table = predict_images(args.model, args.images, batch_size=args.batch_size)
+    files = list_images(args.images)
+    loaded = load_classifier(args.model)
+    table = predict_images(loaded, files, batch_size=args.batch_size)
     if args.out:
         out = Path(args.out).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -40,25 +42,20 @@ def run(args) -> int:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.gradcam:
-        _save_gradcam(args, table)
+        _save_gradcam(args, table, loaded)
     return 0
 
 
-def _save_gradcam(args, table) -> None:
+def _save_gradcam(args, table, loaded) -> None:
     from pathlib import Path
 
-    import numpy as np
-
-    from ..classification import load_classifier
+    from ..classification import prepare_inputs
     from ..gradcam import GradCAM
-    from ..imaging import read_image
     from ..plotting import _plt, plot_gradcam
-    from ..preprocessing import prepare_image
 
-    model, info = load_classifier(args.model)
+    model, info = loaded
     rows = table.head(16)
-    x = np.stack([prepare_image(read_image(p), info["image_size"], info["channels"],
-                                info.get("normalization", "minmax"), info.get("clahe", False)) for p in rows["image"]])
+    x = prepare_inputs(list(rows["image"]), info)
     heat, _ = GradCAM(model)(x, batch_size=args.batch_size)
     titles = [f"{Path(p).name}\n{c} ({q:.2f})" for p, c, q in zip(rows["image"], rows["predicted"], rows["probability"])]
     out = Path(args.gradcam).expanduser()

@@ -53,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight the loss so every class counts equally (%(default)s)")
     m.add_argument("--monitor", default=d.monitor, help="validation metric that picks the best model (%(default)s; "
                    "or val_accuracy)")
-    m.add_argument("--jit", dest="jit_compile", action="store_const", const="auto", default=False,
-                   help="compile with XLA (TensorFlow, JAX); pays off for long runs")
+    m.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default="auto",
+                   help="compile steps with XLA (default: on JAX only; --jit can pay off for long TensorFlow runs)")
     m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="new run folder (default runs/classify-<model>-<time>); "

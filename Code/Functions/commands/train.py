@@ -108,6 +108,28 @@ def _changed_options(args) -> list[str]:
     return [k for k, v in base.items() if k not in RESUME_OPTIONS and getattr(args, k, v) != v]
 
 
+def _conflicting_options(args, saved) -> list[str]:
+    """Options given with --resume whose value differs from the run's saved setting.
+
+    Repeating the original command with ``--resume`` added is fine; changing a
+    setting is not (the resumed epochs would not match the earlier ones).
+    """
+    from pathlib import Path
+
+    given = config_from_args(args)
+    conflicts = []
+    for key in _changed_options(args):
+        field = "model_options" if key == "model_option" else key
+        mine, theirs = getattr(given, field, None), getattr(saved, field, None)
+        if field in ("data", "out", "data_dir") and mine and theirs:
+            same = Path(mine).expanduser().resolve() == Path(theirs).expanduser().resolve()
+        else:
+            same = mine == theirs
+        if not same:
+            conflicts.append(key)
+    return conflicts
+
+
 def run(args) -> int:
     from ..training import resume_config, train
 
@@ -116,13 +138,13 @@ def run(args) -> int:
 
         use_cpu_devices(args.cpu_devices)
     if args.resume:
-        changed = _changed_options(args)
+        config = resume_config(args.resume)
+        changed = _conflicting_options(args, config)
         if changed:
             names = {"learning_rate": "--lr", "jit_compile": "--no-jit"}
             flags = " ".join(names.get(k, "--" + k.replace("_", "-")) for k in changed)
             raise UserError(f"--resume continues {args.resume} with its saved settings; drop {flags} "
                             "(start a new run with --out to change settings)")
-        config = resume_config(args.resume)
         if args.verbose is not None:
             config.verbose = args.verbose
         config.workers = args.workers

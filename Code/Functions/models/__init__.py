@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import keras
 
-from .registry import MODEL_REGISTRY, SPECS, TASKS, default_options, get_spec
+from .attention_unet import attention_maps
+from .flops import count_flops
+from .registry import MODEL_REGISTRY, SPECS, TASKS, default_options, get_spec, offline_options
 from .unet import build_unet
 
 __all__ = [
     "MODEL_REGISTRY",
+    "attention_maps",
     "available_models",
     "build_model",
     "build_unet",
+    "count_flops",
     "model_info",
+    "offline_options",
     "single_output",
 ]
 

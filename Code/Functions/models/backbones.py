@@ -69,14 +69,17 @@ def check_weights(weights, what: str = "encoder_weights"):
     return weights
 
 
-def load_backbone(name: str, input_shape: tuple, *, weights: str | None = None, **kwargs) -> keras.Model:
+def load_backbone(
+    name: str, input_shape: tuple, *, weights: str | None = None, option: str = "encoder_weights", **kwargs
+) -> keras.Model:
     """Headless ``keras.applications`` model ``name`` for ``(H, W, 3)`` inputs.
 
     ``kwargs`` go to the constructor (e.g. ``alpha`` for MobileNetV2).
-    Raises UserError when the ImageNet weights cannot be downloaded.
+    Raises UserError when the ImageNet weights cannot be downloaded;
+    ``option`` is the builder argument that message tells the user to change.
     """
     spec = BACKBONES[name]
-    check_weights(weights)
+    check_weights(weights, option)
     constructor = getattr(keras.applications, spec.constructor)
     h, w, _ = input_shape
     try:
@@ -87,7 +90,7 @@ def load_backbone(name: str, input_shape: tuple, *, weights: str | None = None, 
         raise UserError(
             f"could not download the ImageNet weights for {spec.constructor} ({exc}); "
             "they need internet access once (keras caches them in ~/.keras/models), "
-            "or pass encoder_weights=None (weights=None for classifiers) to start from random weights"
+            f"or pass {option}=None to start from random weights"
         ) from exc
 
 

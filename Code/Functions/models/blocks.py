@@ -20,6 +20,7 @@ unique name (``enc2_conv1``, ``dec1_up`` ...).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -56,7 +57,7 @@ def check_input_shape(
 ) -> tuple:
     """Validate ``(H, W, C)``; return it as a tuple.
 
-    ``H`` and ``W`` may be ``None`` (any size, not validated); when given
+    ``H`` and/or ``W`` may be ``None`` (any size, not validated); when given
     they must be multiples of ``factor`` (shown as ``factor_text``, e.g.
     ``"2**4=16"``) and at least ``min_size``.  ``C`` must be a positive int.
     The ValueError message names sizes that would work.
@@ -67,28 +68,29 @@ def check_input_shape(
         raise ValueError(f"{model}: input_shape must be (height, width, channels), got {input_shape!r}") from None
     if len(shape) != 3:
         raise ValueError(f"{model}: input_shape must be (height, width, channels), got {input_shape!r}")
+    shape = tuple(int(d) if isinstance(d, numbers.Integral) and not isinstance(d, bool) else d for d in shape)
     h, w, c = shape
     if isinstance(c, bool) or not isinstance(c, int) or c < 1:
         raise ValueError(f"{model}: the channel count (last entry of input_shape) must be an integer >= 1, got {c!r}")
     for d in (h, w):
         if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
             raise ValueError(f"{model}: height and width must be positive integers or None, got {input_shape!r}")
-    if h is None or w is None:
+    known = [d for d in (h, w) if d is not None]
+    if not known:
         return shape
     size = f"{h}x{w}"
     low = max(min_size or 1, factor)
-    if min_size is not None and (h < min_size or w < min_size):
-        good = max(min_size, factor)
-        good = -(-good // factor) * factor
+    if min_size is not None and any(d < min_size for d in known):
+        good = -(-low // factor) * factor
         raise ValueError(f"input size {size} is too small for {model}; use at least {good}x{good}")
-    if factor > 1 and (h % factor or w % factor):
+    if factor > 1 and any(d % factor for d in known):
         text = factor_text or str(factor)
-        hs = _suggest(h, factor) if h % factor else [h]
-        ws = _suggest(w, factor) if w % factor else [w]
+        hs = _suggest(h, factor) if h is not None and h % factor else [h]
+        ws = _suggest(w, factor) if w is not None and w % factor else [w]
         if h == w:
             options = [str(s) for s in hs if s >= low]
         else:
-            options = [f"{a}x{b}" for a in hs for b in ws if a >= low and b >= low][:2]
+            options = [f"{a}x{b}" for a in hs for b in ws if (a is None or a >= low) and (b is None or b >= low)][:2]
         if not options:
             options = [str(-(-low // factor) * factor)]
         raise ValueError(

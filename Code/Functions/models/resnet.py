@@ -137,7 +137,7 @@ def build_resnet50_imagenet(
     num_classes = blocks.check_num_classes(num_classes)
     check_weights(weights, "weights")
     dropout = blocks.check_dropout(dropout)
-    backbone = load_backbone("resnet50", input_shape, weights=weights)
+    backbone = load_backbone("resnet50", input_shape, weights=weights, option="weights")
     backbone.trainable = not freeze_backbone
 
     inputs = blocks.make_input(input_shape)

@@ -1,0 +1,181 @@
+"""Bad input to train, predict, evaluate --run and compare: one `error:` line naming the culprit, exit 2, nothing lost."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from Functions.cli import main
+
+
+def fails(capsys, argv, *needles):
+    """Run the CLI in-process; it must return 2 and print exactly one line, `error: ...`, containing ``needles``."""
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, (rc, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def write_pairs(root, n=4, size=32, names=None):
+    from conftest import blob_pair
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for i, name in enumerate(names or [f"case_{k}" for k in range(n)]):
+        image, mask = blob_pair(size, seed=i)
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask * 255)
+    return root
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A folder that looks like a run (config.json, no model yet)."""
+    run = tmp_path / "fake_run"
+    run.mkdir()
+    (run / "config.json").write_text('{"model": "unet", "epochs": 2, "data": "/nowhere"}')
+    return run
+
+
+@pytest.fixture
+def not_a_model(tmp_path):
+    path = tmp_path / "x.keras"
+    path.write_text("this is a text file, not a model\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- train
+def test_train_missing_unpaired_and_corrupted_data(tmp_path, capsys):
+    fails(capsys, ["train", "--data", str(tmp_path / "missing")], "missing", "--data")
+    unpaired = write_pairs(tmp_path / "unpaired")
+    (unpaired / "masks" / "case_3.png").unlink()
+    fails(capsys, ["train", "--data", str(unpaired), "--out", str(tmp_path / "o1")], "case_3.png", "without a mask")
+    corrupted = write_pairs(tmp_path / "corrupted")
+    (corrupted / "images" / "case_2.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    fails(capsys, ["train", "--data", str(corrupted), "--out", str(tmp_path / "o2")], "case_2.png", "corrupted")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.backend
+def test_train_settings_the_model_cannot_take(tiny_pairs_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--image-size", "100", "--out", str(out)],
+          "--image-size 100", "96 or 112")
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--model", "resnet18", "--image-size", "32",
+                   "--out", str(out)], "resnet18", "classifier")
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--model", "no_such_net", "--out", str(out)],
+          "no_such_net")
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--model-option", "depht=3", "--image-size", "32",
+                   "--out", str(out)], "depht")
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--monitor", "val_accuracy"], "--monitor val_accuracy")
+    fails(capsys, ["train", "--val-fraction", "0.6", "--test-fraction", "0.5"], "--val-fraction")
+    fails(capsys, ["train", "--lr", "0"], "--lr")
+    assert not out.exists()
+
+
+def test_train_never_overwrites_an_existing_folder(tiny_pairs_dir, tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--image-size", "32", "--out", str(out)],
+          str(out), "already holds files")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+def test_train_resume_errors(tmp_path, fake_run, capsys):
+    fails(capsys, ["train", "--resume", str(tmp_path / "gone")], "gone", "not a folder")
+    (tmp_path / "plain").mkdir()
+    fails(capsys, ["train", "--resume", str(tmp_path / "plain")], "no config.json")
+    fails(capsys, ["train", "--resume", str(fake_run), "--lr", "0.1"], "drop --lr")
+    (fake_run / "metrics.json").write_text("{}")
+    fails(capsys, ["train", "--resume", str(fake_run)], "already finished")
+
+
+# ----------------------------------------------------------------------------- predict
+def test_predict_bad_models(tmp_path, not_a_model, capsys):
+    images = write_pairs(tmp_path / "d") / "images"
+    out = tmp_path / "out"
+    fails(capsys, ["predict", "--model", str(tmp_path / "none.keras"), "--images", str(images), "--out", str(out)],
+          "none.keras", "does not exist")
+    fails(capsys, ["predict", "--model", str(not_a_model), "--images", str(images), "--out", str(out)],
+          "x.keras", "could not be loaded")
+    txt = tmp_path / "weights.txt"
+    txt.write_text("1 2 3")
+    fails(capsys, ["predict", "--model", str(txt), "--images", str(images), "--out", str(out)], "weights.txt")
+    fails(capsys, ["predict", "--model", str(tmp_path / "d"), "--images", str(images), "--out", str(out)],
+          "without model.keras")
+    assert not out.exists()
+
+
+def test_predict_bad_images_and_outputs(tmp_path, not_a_model, capsys):
+    out = tmp_path / "out"
+    model = str(not_a_model)                 # image problems are found before the model is even loaded
+    fails(capsys, ["predict", "--model", model, "--images", str(tmp_path / "nothing"), "--out", str(out)],
+          "nothing", "does not exist")
+    (tmp_path / "empty").mkdir()
+    fails(capsys, ["predict", "--model", model, "--images", str(tmp_path / "empty"), "--out", str(out)],
+          "no image files")
+    images = write_pairs(tmp_path / "d", names=["a", "b", "c"]) / "images"
+    (images / "b.png").write_bytes(b"not an image at all")
+    fails(capsys, ["predict", "--model", model, "--images", str(images), "--out", str(out)], "b.png", "corrupted")
+    (images / "b.png").unlink()
+    cv2.imwrite(str(images / "a.jpg"), np.zeros((8, 8), np.uint8))
+    fails(capsys, ["predict", "--model", model, "--images", str(images), "--out", str(out)], "a.jpg", "a.png")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.png").write_bytes(b"precious")
+    fails(capsys, ["predict", "--model", model, "--images", str(images / "c.png"), "--out", str(out)],
+          "already holds files")
+    assert (out / "keep.png").read_bytes() == b"precious" and len(list(out.iterdir())) == 1
+    fails(capsys, ["predict", "--model", model, "--images", str(images / "c.png"), "--out", str(tmp_path / "o2"),
+                   "--threshold", "2"], "--threshold")
+
+
+# ----------------------------------------------------------------------------- evaluate --run
+def test_evaluate_run_errors(tmp_path, fake_run, capsys):
+    fails(capsys, ["evaluate", "--run", str(tmp_path / "gone")], "gone", "not a folder")
+    (tmp_path / "plain").mkdir()
+    fails(capsys, ["evaluate", "--run", str(tmp_path / "plain")], "no config.json")
+    fails(capsys, ["evaluate", "--run", str(fake_run)], "no model.keras")
+    fails(capsys, ["evaluate", "--run", str(fake_run), "--predictions", str(tmp_path)], "--predictions")
+    fails(capsys, ["evaluate", "--run", str(fake_run), "--data", "a", "--dataset", "b"], "not both")
+
+
+# ----------------------------------------------------------------------------- compare
+def test_compare_errors(tiny_pairs_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    fails(capsys, ["compare", "--models", "unet,nonet", "--data", str(tiny_pairs_dir), "--out", str(out)], "nonet")
+    fails(capsys, ["compare", "--models", "unet,unet", "--data", str(tiny_pairs_dir), "--out", str(out)],
+          "more than once")
+    fails(capsys, ["compare", "--models", "unet", "--data", str(tmp_path / "missing"), "--out", str(out)], "missing")
+    # 40x40 does not suit depth 4 (multiples of 16 needed): refused before anything is trained
+    fails(capsys, ["compare", "--models", "unet,unet_plus_plus", "--data", str(tiny_pairs_dir), "--image-size", "40",
+                   "--epochs", "1", "--out", str(out)], "--image-size 40")
+    assert not out.exists()
+    out.mkdir()
+    (out / "old.csv").write_text("keep")
+    fails(capsys, ["compare", "--models", "unet", "--data", str(tiny_pairs_dir), "--image-size", "32",
+                   "--out", str(out)], "already holds files")
+    assert (out / "old.csv").read_text() == "keep"
+
+
+# ----------------------------------------------------------------------------- real processes
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--data", "{data}", "--image-size", "100", "--out", "{tmp}/o"], "--image-size 100"),
+    (["predict", "--model", "{model}", "--images", "{data}/images", "--out", "{tmp}/p"], "could not be loaded"),
+    (["evaluate", "--run", "{tmp}/nothing"], "not a folder"),
+])
+def test_subprocess_prints_one_line_and_no_traceback(argv, needle, tiny_pairs_dir, not_a_model, tmp_path):
+    argv = [a.format(data=tiny_pairs_dir, tmp=tmp_path, model=not_a_model) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "Functions", *argv], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
