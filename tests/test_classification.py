@@ -48,12 +48,16 @@ def shape_image(kind: str, size: int = 32, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_class_folders(root: Path, counts=(12, 12, 12), size: int = 32, busi_masks: bool = True) -> Path:
-    """``root/<class>/<class> (k).png`` (+ BUSI-style ``_mask`` files that must be ignored)."""
-    for c, n in zip(CLASSES, counts):
+def write_class_folders(root: Path, counts=(12, 12, 12), size: int = 32, busi_masks: bool = True,
+                        names=CLASSES) -> Path:
+    """``root/<class>/<class> (k).png`` (+ BUSI-style ``_mask`` files that must be ignored).
+
+    ``names`` renames the three classes (blank, disc, stripes images).
+    """
+    for kind, c, n in zip(CLASSES, names, counts):
         (root / c).mkdir(parents=True, exist_ok=True)
         for k in range(n):
-            cv2.imwrite(str(root / c / f"{c} ({k + 1}).png"), shape_image(c, size, seed=1000 * len(c) + k))
+            cv2.imwrite(str(root / c / f"{c} ({k + 1}).png"), shape_image(kind, size, seed=1000 * len(kind) + k))
             if busi_masks:
                 cv2.imwrite(str(root / c / f"{c} ({k + 1})_mask.png"), np.zeros((size, size), np.uint8))
                 if k == 0:
@@ -64,7 +68,8 @@ def write_class_folders(root: Path, counts=(12, 12, 12), size: int = 32, busi_ma
 # ----------------------------------------------------------------------------- discovery
 def test_busi_layout_with_wrapper_folder_and_masks_ignored(tmp_path):
     root = write_class_folders(tmp_path / "download" / "Dataset_BUSI_with_GT", counts=(3, 2, 4))
-    (tmp_path / "download" / "Dataset_BUSI_with_GT" / ".hidden").mkdir()
+    (root / ".hidden").mkdir()
+    cv2.imwrite(str(root / ".hidden" / "x.png"), np.zeros((8, 8), np.uint8))      # not a class
     samples, classes = find_labelled_images(tmp_path / "download")
     assert classes == ["blank", "disc", "stripes"]
     assert len(samples) == 9
@@ -146,6 +151,33 @@ def test_stratified_split_keeps_class_ratios_in_every_split(tmp_path):
     assert [s.image for s in prepare_classification_data(cfg)["test"][2]] != [s.image for s in data["test"][2]]
 
 
+def test_busi_like_images_of_any_size_and_rgb_load_as_one_gray_shape(tmp_path):
+    root = tmp_path / "Dataset_BUSI_with_GT"
+    rng = np.random.default_rng(0)
+    for c in ("benign", "malignant", "normal"):
+        (root / c).mkdir(parents=True)
+        for k in range(1, 5):
+            gray = rng.integers(0, 255, (int(rng.integers(40, 90)), int(rng.integers(40, 90))), dtype=np.uint8)
+            cv2.imwrite(str(root / c / f"{c} ({k}).png"), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))  # RGB, R=G=B
+            cv2.imwrite(str(root / c / f"{c} ({k})_mask.png"), np.zeros(gray.shape, np.uint8))
+    data = prepare_classification_data(ClassifyConfig(data=str(tmp_path), image_size=32, val_fraction=0.25,
+                                                      test_fraction=0.25))
+    assert data["channels"] == 1 and data["classes"] == ["benign", "malignant", "normal"]
+    assert [data[k][0].shape for k in ("train", "val", "test")] == [(6, 32, 32, 1), (3, 32, 32, 1), (3, 32, 32, 1)]
+    assert all(0 <= data[k][0].min() and data[k][0].max() <= 1 for k in ("train", "val", "test"))
+
+
+def test_dataset_option_takes_labels_from_the_registry(tmp_path):
+    datasets = pytest.importorskip("Functions.datasets")
+    if "busi" not in datasets.names():
+        pytest.skip("no BUSI entry in the dataset registry")
+    write_class_folders(tmp_path / "Dataset_BUSI_with_GT", counts=(4, 3, 3), size=16,
+                        names=("benign", "malignant", "normal"))
+    data = prepare_classification_data(ClassifyConfig(dataset="busi", data_dir=str(tmp_path), image_size=32))
+    assert data["classes"] == ["benign", "malignant", "normal"] and data["n_samples"] == 10
+    assert all(s.masks == () and s.label in data["classes"] for k in ("train", "val", "test") for s in data[k][2])
+
+
 def test_labels_one_hot_and_balanced_weights():
     y = encode_labels(["b", "a", "c", "a"], ["a", "b", "c"])
     assert y.tolist() == [1, 0, 2, 0]
@@ -158,6 +190,21 @@ def test_labels_one_hot_and_balanced_weights():
     assert balanced_class_weights(np.array([0, 0]), 2)[1] == 1.0
     with pytest.raises(ValueError, match="not one of the classes"):
         encode_labels(["z"], ["a"])
+
+
+def test_batches_of_labels_augment_only_the_images():
+    from Functions.augmentation import Augmenter
+    from Functions.pipeline import make_batches
+
+    x = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
+    y = one_hot(np.array([0, 2, 1, 2]), 3)
+    flip = Augmenter(hflip=1.0, vflip=0.0, rotate90=0.0)
+    batches = make_batches(x, y, batch_size=3, augmenter=flip, workers=1)
+    assert len(batches) == 2
+    bx, by = batches[0]
+    np.testing.assert_array_equal(bx, x[:3, :, ::-1])            # every image flipped left-right
+    np.testing.assert_array_equal(by, y[:3])                     # labels untouched
+    assert by.dtype == np.float32 and batches[1][0].shape == (1, 8, 8, 1)
 
 
 def test_spread_by_class_takes_classes_in_turn():

@@ -107,7 +107,8 @@ def test_sequential_and_probability_scores():
 def test_input_gradient_of_a_linear_model():
     w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, layers.Dense(3, use_bias=False, kernel_initializer=keras.initializers.Constant(w))(inputs))
+    dense = layers.Dense(3, use_bias=False, kernel_initializer=keras.initializers.Constant(w))
+    model = keras.Model(inputs, dense(inputs))
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     classes = np.array([0, 2, 1, 2, 0])
     np.testing.assert_allclose(input_gradient(model, x, classes), w[:, classes].T, rtol=1e-6)

@@ -133,7 +133,6 @@ def test_evaluate_run_on_other_data_uses_all_images(run_dir, data_dir, tmp_path)
     assert len(pd.read_csv(out2 / "metrics.csv")) == len(val)
 
 
-@pytest.mark.backend
 def test_compare_two_models_on_one_split(data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--models", "unet,resunet", "--data", str(data_dir), "--epochs", "1",

@@ -63,7 +63,7 @@ def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
     train(cfg)
     hist = pd.read_csv(out / "history.csv")
     assert {"learning_rate", "seconds", "val_dice"} <= set(hist.columns)
-    assert hist["learning_rate"].tolist() == pytest.approx([2e-3, 2e-3])
+    assert ((hist["learning_rate"] > 0) & (hist["learning_rate"] <= 2e-3 * (1 + 1e-6))).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["monitor"] == "val_dice"
     assert metrics["best_value"] == pytest.approx(hist["val_dice"].max())

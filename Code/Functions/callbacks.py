@@ -6,8 +6,9 @@ any instant - Ctrl-C, a lost connection, ``SIGKILL`` - leaves either the old
 or the new version of each file, never half of one.
 
 * :class:`EpochLog` writes ``history.csv``: one row per finished epoch
-  (``epoch``, the Keras logs, the ``learning_rate`` used during the epoch and
-  its wall-clock ``seconds``).
+  (``epoch``, the Keras logs, the ``learning_rate`` of the epoch's last step -
+  read before any plateau reduction at its end - and its wall-clock
+  ``seconds``).
 * :class:`BestModel` saves ``model.keras`` whenever the monitored value
   improves; its best-so-far value can be handed in when a run resumes.
 * :class:`NaNGuard` stops training as soon as the loss is NaN or infinite and
@@ -79,17 +80,15 @@ class EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.rows = [dict(r) for r in (rows or [])]
-        self._lr = float("nan")
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._lr = current_learning_rate(self.model)
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": int(epoch)}
         row.update({k: _plain(v) for k, v in (logs or {}).items() if k != "learning_rate"})
-        row["learning_rate"] = self._lr
+        row["learning_rate"] = current_learning_rate(self.model)   # this callback runs before ReduceLROnPlateau
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
         write_history_csv(self.path, self.rows)

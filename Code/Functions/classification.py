@@ -175,7 +175,8 @@ class ClassifyConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.subset is None or self.subset >= 3, f"--subset must be at least 3 images, got {self.subset}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.image_size >= 32, f"--image-size must be at least 32 (ResNets downsample 32x), got {self.image_size}"),
+            (self.image_size >= 32,
+             f"--image-size must be at least 32 (ResNets downsample 32x), got {self.image_size}"),
             (self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.class_weights in ("balanced", "none"),
@@ -250,13 +251,17 @@ def prepare_classification_data(config: ClassifyConfig) -> dict:
 # ============================================================================= model
 def build_classifier(config: ClassifyConfig, input_shape: tuple[int, int, int], num_classes: int):
     """The configured classifier; UserError for segmentation models or options the model lacks."""
-    from .models import build_model
+    from .models import build_model, model_info
 
     options = classifier_options(config)
     try:
         return build_model(config.model, input_shape=input_shape, num_classes=num_classes, **options)
     except ValueError as exc:
         raise UserError(f"--model {config.model}: {exc}") from None
+    except UserError as exc:                              # e.g. ImageNet weights cannot be downloaded
+        if options.get("weights", model_info(config.model)["defaults"].get("weights")) is None:
+            raise
+        raise UserError(f"{exc} (with classify-train: --no-pretrained)") from None
 
 
 def classifier_options(config: ClassifyConfig) -> dict:

@@ -371,15 +371,38 @@ def batch_multiple() -> int:
     return max(1, replica_count(dist) // process_count())
 
 
-def pad_batches(batches, multiple: int):
+def even_batches(batches):
+    """``batches`` made acceptable to the active distribution (unchanged when there is none).
+
+    JAX: every short batch is padded to a multiple of the replicas
+    (:func:`pad_batches`).  TensorFlow splits uneven batches itself and
+    keeps the loss and metrics exact, except that Keras fails when the
+    *first* batch of a pass is uneven (see :func:`batch_multiple`), which
+    happens only when the whole split is smaller than one global batch: only
+    then is that batch padded.
+    """
+    multiple = batch_multiple()
+    if multiple <= 1:
+        return batches
+    if backend_name() == "tensorflow":
+        if len(batches) == 0 or len(batches[0][0]) % multiple == 0:
+            return batches
+        return pad_batches(batches, multiple, first_only=True)
+    return pad_batches(batches, multiple)
+
+
+def pad_batches(batches, multiple: int, first_only: bool = False):
     """Wrap a :class:`keras.utils.PyDataset` of ``(x, y)`` so each batch size is a multiple of ``multiple``.
 
-    Short batches are filled up by repeating their first sample, and every
-    batch gains a sample-weight vector ``(B,)`` that is 1 for real samples
-    and 0 for the filler, so the streaming metrics (Dice, IoU, mean Dice)
-    count only real images.  The loss of a filled batch is averaged over the
-    padded size (Keras divides by the batch size), a small under-weighting
-    of that one batch.  ``set_epoch`` and ``on_epoch_end`` pass through, so
+    Short batches (only batch 0 with ``first_only``) are filled up by
+    repeating their first sample, and every batch gains a sample-weight
+    vector ``(B,)`` that is 1 for real samples and 0 for the filler, so the
+    streaming metrics (Dice, IoU, mean Dice) count only real images.  The
+    loss is not quite exact: Keras averages a batch's loss over all its
+    samples, fillers included, so a padded batch's loss is scaled by
+    ``real/padded`` (in the epoch's ``loss``/``val_loss`` at most
+    ``multiple - 1`` fillers among all the split's images, the same factor
+    every epoch).  ``set_epoch`` and ``on_epoch_end`` pass through, so
     shuffling and resuming behave as with the unwrapped batches.
 
     ``multiple <= 1`` returns ``batches`` unchanged.
@@ -402,7 +425,7 @@ def pad_batches(batches, multiple: int):
         def __getitem__(self, i):
             x, y = self.inner[i][:2]
             n = len(x)
-            pad = (-n) % multiple
+            pad = 0 if first_only and i != 0 else (-n) % multiple
             weights = np.ones((n + pad,), dtype="float32")
             if pad:
                 weights[n:] = 0.0

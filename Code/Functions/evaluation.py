@@ -80,6 +80,9 @@ def run_samples(run_dir, config, data: str | None = None, dataset: str | None = 
     if own and split_file.is_file():
         wanted = set(json.loads(split_file.read_text()).get(split, []))
         chosen = [s for s in samples if str(s.image) in wanted]
+        if len(chosen) != len(wanted):               # the data folder moved: match on the last path parts
+            tail = {Path(w).parts[-3:] for w in wanted}
+            chosen = [s for s in samples if Path(s.image).parts[-3:] in tail]
         if len(chosen) != len(wanted):
             raise UserError(f"{len(wanted) - len(chosen)} {split} image(s) listed in {split_file} are no longer in "
                             f"{config.data or config.dataset or 'the sample data'}; restore them or pass --data DIR")

@@ -82,6 +82,8 @@ class TrainConfig:
     distribute: bool = False           # data-parallel over all local devices (TF/JAX); batch_size is per replica
     subset: int | None = None          # use only N samples (a seeded random choice) for quick experiments; None = all
     run_eagerly: bool = False          # no graph compilation: slower steps, no start-up wait (tiny runs, debugging)
+    lr_schedule: str = "cosine"        # "cosine": warm-up + cosine decay (Functions.schedules); "constant"
+    time_budget: float | None = None   # minutes of training; fewer epochs when they would not fit; None = no limit
 
     def validate(self) -> None:
         checks = [
@@ -103,6 +105,10 @@ class TrainConfig:
             (0 < self.reduce_lr_factor < 1, f"--reduce-lr-factor must be between 0 and 1, got {self.reduce_lr_factor}"),
             (self.progress_every >= 0, f"--progress-every must be 0 (off) or more, got {self.progress_every}"),
             (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
+            (self.lr_schedule in ("cosine", "constant"),
+             f"--lr-schedule must be cosine or constant, got {self.lr_schedule!r}"),
+            (self.time_budget is None or self.time_budget > 0,
+             f"--time-budget must be a positive number of minutes, got {self.time_budget}"),
             (_monitor_base(self.monitor) in MONITORS,
              f"--monitor {self.monitor} is not logged; choose one of "
              + ", ".join(p + m for p in ("val_", "") for m in MONITORS)),
@@ -187,12 +193,25 @@ def compile_model(model, config: TrainConfig):
 
 
 def resolve_jit_compile(setting: str | bool) -> bool | str:
-    """``"auto"``: XLA on TensorFlow CPU and GPU (Keras itself disables it on CPU) and JAX; PyTorch eager."""
+    """Whether to compile the train step with XLA; ``"auto"`` picks what measured fastest.
+
+    * JAX: always (JAX has no other graph mode).
+    * TensorFlow: XLA on a GPU only.  On a CPU the plain TensorFlow graph runs
+      the convolutions through oneDNN, which trained the default U-Net about
+      1.4x faster per CPU-second than XLA's CPU kernels (and XLA's compile adds
+      tens of seconds); see ``benchmarks/README.md``.
+    * PyTorch: eager (``torch.compile`` start-up outweighs its gain on short runs).
+    """
     if setting != "auto":
         return bool(setting)
     import keras
 
-    return keras.backend.backend() in ("tensorflow", "jax")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "tensorflow":
+        return _has_gpu()
+    return False
 
 
 def monitor_name(model, monitor: str) -> str:
@@ -289,8 +308,9 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
                 (run_dir / "history.csv").unlink(missing_ok=True)
             print(f"Resuming {run_dir} after epoch {start} of {config.epochs}", flush=True)
 
+        schedule = make_schedule(config, len(x_tr), replicas, elapsed=sum(r.get("seconds", 0.0) for r in rows))
         run_callbacks, guard = make_callbacks(config, model, run_dir, data, rows=rows, state=state,
-                                              extra=callbacks)
+                                              extra=[c for c in (schedule,) if c] + list(callbacks or []))
         verbose = config.verbose
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
@@ -305,15 +325,14 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
                 augmenter = get_augmenter(config.augment)
             n_out = len(model.outputs)
             # --distribute: --batch-size is per replica; the pipeline yields the global batch (its share of
-            # it on each JAX host), padded with zero-weight samples where JAX needs equal device slices.
+            # it on each JAX host), padded with zero-weight samples where the replicas need equal slices.
             batch = dist.input_batch_size(config.batch_size, replicas) if config.distribute else config.batch_size
             part_tr, part_va = dist.process_shard(len(x_tr)), dist.process_shard(len(x_va))
             train_batches = make_batches(x_tr[part_tr], y_tr[part_tr], batch, shuffle=True, augmenter=augmenter,
                                          seed=config.seed, num_outputs=n_out, workers=config.workers)
             train_batches.set_epoch(start)            # shuffling/augmentation continue where they stopped
             val_batches = make_batches(x_va[part_va], y_va[part_va], batch, num_outputs=n_out, workers=1)
-            train_batches = dist.pad_batches(train_batches, dist.batch_multiple())
-            val_batches = dist.pad_batches(val_batches, dist.batch_multiple())
+            train_batches, val_batches = dist.even_batches(train_batches), dist.even_batches(val_batches)
             if start == 0:
                 print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, "
                       f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
@@ -350,6 +369,28 @@ def _remove_backup(run_dir: Path) -> None:
 
     (run_dir / "backup" / "state.json").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
+
+
+def make_schedule(config: TrainConfig, n_train: int, replicas: int = 1, elapsed: float = 0.0):
+    """The learning-rate callback for ``config`` (:class:`~Functions.schedules.CosineSchedule`), or ``None``.
+
+    ``"cosine"`` gives way to ``--reduce-lr-patience`` (both would set the
+    learning rate); a time budget alone still needs the callback, which
+    stops training when the next epoch would not fit.
+    """
+    from .schedules import CosineSchedule
+
+    cosine = config.lr_schedule == "cosine" and not config.reduce_lr_patience
+    if not cosine and config.time_budget is None:
+        return None
+    from . import distribute as dist
+
+    batch = dist.input_batch_size(config.batch_size, replicas) if config.distribute else config.batch_size
+    steps = max(1, -(-len(range(n_train)[dist.process_shard(n_train)]) // batch))
+    return CosineSchedule(config.learning_rate, config.epochs, steps,
+                          final_fraction=0.01 if cosine else 1.0, warmup_epochs=1.0 if cosine else 0.0,
+                          time_budget=None if config.time_budget is None else 60.0 * config.time_budget,
+                          elapsed=elapsed)
 
 
 def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: list | None = None,

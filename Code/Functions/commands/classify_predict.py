@@ -28,8 +28,8 @@ def run(args) -> int:
         raise UserError(f"--out {args.out} must end in .csv")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    files = list_images(args.images)
     loaded = load_classifier(args.model)
+    files = list_images(args.images)
     table = predict_images(loaded, files, batch_size=args.batch_size)
     if args.out:
         out = Path(args.out).expanduser()
@@ -57,7 +57,8 @@ def _save_gradcam(args, table, loaded) -> None:
     rows = table.head(16)
     x = prepare_inputs(list(rows["image"]), info)
     heat, _ = GradCAM(model)(x, batch_size=args.batch_size)
-    titles = [f"{Path(p).name}\n{c} ({q:.2f})" for p, c, q in zip(rows["image"], rows["predicted"], rows["probability"])]
+    titles = [f"{Path(p).name}\n{c} ({q:.2f})"
+              for p, c, q in zip(rows["image"], rows["predicted"], rows["probability"])]
     out = Path(args.gradcam).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     _plt().close(plot_gradcam(x, heat, titles=titles, path=out))

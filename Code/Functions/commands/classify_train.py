@@ -55,14 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or val_accuracy)")
     m.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default="auto",
                    help="compile steps with XLA (default: on JAX only; --jit can pay off for long TensorFlow runs)")
-    m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")
+    m.add_argument("--seed", type=int, default=d.seed,
+                   help="seed for split, initialisation, augmentation (%(default)s)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="new run folder (default runs/classify-<model>-<time>); "
                    "never overwritten")
     o.add_argument("--gradcam-images", type=int, default=d.gradcam_images, metavar="N",
                    help="test images shown in gradcam.png (%(default)s; 0 = none)")
     o.add_argument("--workers", type=int, default=d.workers, help="input-pipeline threads (%(default)s)")
-    o.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    o.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                   help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
 
 def config_from_args(args):

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--image-size", type=int, default=d.image_size, metavar="N", help="resize to N x N (%(default)s)")
     src.add_argument("--channels", type=int, choices=(1, 3), help="force 1 or 3 input channels (default: from data)")
     src.add_argument("--normalization", default=d.normalization,
-                     choices=("minmax", "standardize", "scale", "percentile", "none"),
+                     choices=("minmax", "standardize", "scale", "percentile", "dark_background", "none"),
                      help="per-image intensity normalisation (%(default)s)")
     src.add_argument("--clahe", action="store_true", help="apply CLAHE contrast equalisation before resizing")
     src.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F")
@@ -49,7 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="(%(default)s)")
     m.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="(%(default)s)")
     m.add_argument("--lr", type=float, default=d.learning_rate, dest="learning_rate", metavar="LR",
-                   help="Adam learning rate (%(default)s)")
+                   help="Adam learning rate (%(default)s); the peak of the cosine schedule")
+    m.add_argument("--lr-schedule", default=d.lr_schedule, choices=("cosine", "constant"),
+                   help="cosine: one warm-up epoch, then cosine decay to 1%% of --lr by the last epoch; "
+                        "constant: --lr throughout (also what --reduce-lr-patience uses) (%(default)s)")
+    m.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="train at most this long (first-epoch compilation and validation included): the "
+                        "cosine schedule is fitted to the epochs that fit, up to --epochs")
     m.add_argument("--threshold", type=float, default=d.threshold, help="probability threshold for masks (%(default)s)")
     m.add_argument("--monitor", default=d.monitor, help="metric that picks the best model (%(default)s)")
     m.add_argument("--no-jit", dest="jit_compile", action="store_false", default="auto",
