@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from Functions.benchmark import (REQUIRED_KEYS, BenchmarkSettings, markdown_report, markdown_table,
+from Functions.benchmark import (REQUIRED_KEYS, BenchmarkSettings, markdown_table,
                                  matmul_gflops, peak_rss_mb, pipeline_images_per_second, plain_unet,
                                  run_benchmark, synthetic_data)
 from Functions.errors import UserError
@@ -21,8 +21,8 @@ TINY = dict(image_size=32, batch_size=2, steps=2, repeats=1, predict_batches=1, 
 def test_plain_unet_matches_our_unet_layer_for_layer(options):
     from Functions.models import build_unet
 
-    ours = build_unet((64, 64, 1), **options)
-    plain = plain_unet((64, 64, 1), **options)
+    ours = build_unet((32, 32, 1), **options)
+    plain = plain_unet((32, 32, 1), **options)
     assert plain.count_params() == ours.count_params()
     conv = lambda m: sorted(tuple(w.shape) for w in m.weights if len(w.shape) == 4)  # noqa: E731
     assert conv(plain) == conv(ours)
@@ -84,18 +84,27 @@ def test_settings_are_checked():
 
 
 @pytest.mark.backend
-def test_benchmark_model_reports_consistent_figures():
+def test_cli_json_reports_consistent_figures_and_writes_the_table(tmp_path, capsys):
+    """One tiny run through the CLI: every figure present, positive and consistent with the others."""
+    from Functions.cli import main
     from Functions.models import build_model
     from Functions.models.flops import count_flops
 
-    (r,) = run_benchmark(["unet"], BenchmarkSettings(**TINY))
-    for key in REQUIRED_KEYS:
-        assert key in r
+    out = tmp_path / "bench.md"
+    rc = main(["benchmark", "--model", "unet", "--image-size", "32", "--batch-size", "2", "--steps", "2",
+               "--repeats", "1", "--roofline-size", "64", "--model-option", "base_filters=4",
+               "--model-option", "depth=2", "--json", "--out", str(out)])
+    assert rc == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert set(REQUIRED_KEYS) <= set(r) and r["model"] == "unet"
     reference = build_model("unet", input_shape=(32, 32, 1), num_classes=1, base_filters=4, depth=2)
     assert r["parameters"] == reference.count_params()
     assert r["gflop_per_image"] == pytest.approx(count_flops(reference) / 1e9)
     for key in ("train_images_per_second", "predict_images_per_second", "pipeline_images_per_second",
-                "pipeline_plain_images_per_second", "roofline_gflops", "baseline_train_images_per_second"):
+                "pipeline_plain_images_per_second", "roofline_gflops", "baseline_train_images_per_second",
+                "baseline_predict_images_per_second"):
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert r["train_gflops"] == pytest.approx(3 * r["gflop_per_image"] * r["train_images_per_second"])
     assert r["roofline_fraction"] == pytest.approx(r["train_gflops"] / r["roofline_gflops"])
@@ -103,29 +112,13 @@ def test_benchmark_model_reports_consistent_figures():
                                                      / r["baseline_train_images_per_second"])
     assert r["roofline_gflops"] == max(r["roofline_numpy_gflops"], r["roofline_backend_gflops"])
     assert len(r["train_samples"]) == 1 and r["peak_rss_mb"] > 0
-    table = markdown_table([r, {**r, "model": "second"}])
-    lines = table.splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| unet |") and lines[3].startswith("| second |")
-    assert all(line.count("|") == lines[0].count("|") for line in lines)
-    assert "| unet |" in markdown_report([r], BenchmarkSettings(**TINY), command="x")
-
-
-@pytest.mark.backend
-def test_cli_json_prints_one_object_per_model_and_writes_the_table(tmp_path, capsys):
-    from Functions.cli import main
-
-    out = tmp_path / "bench.md"
-    rc = main(["benchmark", "--model", "unet", "--image-size", "32", "--batch-size", "2", "--steps", "2",
-               "--repeats", "1", "--roofline-size", "64", "--no-baseline", "--model-option", "base_filters=4",
-               "--model-option", "depth=2", "--json", "--out", str(out)])
-    assert rc == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(lines) == 1
-    record = json.loads(lines[0])
-    assert record["model"] == "unet" and record["baseline_train_images_per_second"] is None
-    assert set(REQUIRED_KEYS) <= set(record)
     text = out.read_text()
-    assert "| unet |" in text and "--no-baseline" in text
+    assert "| unet | 7,637 |" in text and "--image-size 32" in text     # 7,637 = the tiny U-Net's parameters
+    table = markdown_table([r, {**r, "model": "second", "baseline_train_images_per_second": None}])
+    rows = table.splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| unet |") and rows[3].startswith("| second |")
+    assert all(row.count("|") == rows[0].count("|") for row in rows)
+    assert "| - |" in rows[3]                                              # a missing figure prints as '-'
 
 
 def test_cli_rejects_a_classifier(capsys):

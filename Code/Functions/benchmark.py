@@ -67,7 +67,8 @@ class BenchmarkSettings:
     steps: int = 6                     # timed training steps per repeat (one more is run and not timed)
     repeats: int = 3                   # interleaved rounds after the untimed warm-up round
     predict_batches: int = 4           # batches per timed predict call
-    pipeline_epochs: int = 2           # passes over the pipeline's batches per timing
+    pipeline_epochs: int = 2           # passes over the pipeline's batches per timing (at least)
+    pipeline_seconds: float = 1.0      # ... and more passes until this long has gone by
     roofline_size: int = 2048          # square matrix size for the matmul roofline
     baseline: bool = True              # also measure the tutorial-style peer baseline
     mixed_precision: bool = False      # build the default-path model under mixed precision
@@ -393,8 +394,9 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
     pipe_plain = make_batches(x, y, batch, shuffle=True, seed=config.seed, num_outputs=n_out,
                               workers=config.workers)
     workers = max(1, config.workers)
-    pipeline = pipeline_images_per_second(pipe_aug, settings.pipeline_epochs, workers)
-    pipeline_plain = pipeline_images_per_second(pipe_plain, settings.pipeline_epochs, workers)
+    pipeline = pipeline_images_per_second(pipe_aug, settings.pipeline_epochs, workers, settings.pipeline_seconds)
+    pipeline_plain = pipeline_images_per_second(pipe_plain, settings.pipeline_epochs, workers,
+                                                settings.pipeline_seconds)
 
     train_ips = _median(samples["train"])
     roofline = _median(samples["roofline"])

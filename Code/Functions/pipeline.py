@@ -62,13 +62,20 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
             mask = (mask > 0).astype(np.uint8)
         return normalize(image, normalization), mask.astype(np.uint8)
 
+    # Results are copied into one preallocated array as they arrive (in order), so the data set is held
+    # once - not once as a list of arrays and again as their stack.
+    images = masks = None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pairs = list(pool.map(one, samples))
-    shapes = {p[0].shape for p in pairs}
-    if len(shapes) > 1:
-        raise UserError(f"images have different sizes {sorted(shapes)[:3]}...; pass --image-size N to resize them")
-    images = np.stack([p[0] for p in pairs])
-    masks = np.stack([p[1] for p in pairs])[..., None]
+        for i, (image, mask) in enumerate(pool.map(one, samples)):
+            if images is None:
+                images = np.empty((len(samples),) + image.shape, image.dtype)
+                masks = np.empty((len(samples),) + mask.shape + (1,), np.uint8)
+            if image.shape != images.shape[1:]:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise UserError(f"images have different sizes {sorted({images.shape[1:], image.shape})} "
+                                f"({samples[i].image}); pass --image-size N to resize them")
+            images[i] = image
+            masks[i, ..., 0] = mask
     return images, masks
 
 

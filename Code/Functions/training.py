@@ -525,6 +525,7 @@ def _check_same_split(run_dir: Path, split: dict) -> None:
 
 def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
     """Test metrics, figures and report for a trained model."""
+    from .benchmark import peak_rss_mb
     from .evaluation import predict_probabilities, probabilities_to_masks, score_masks
     from .metrics import summarize
     from .plotting import plot_history, plot_predictions
@@ -540,6 +541,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
     metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
+                    "peak_rss_mb": round(peak_rss_mb(), 1),
                     **_best_epoch(hist, monitor_name(model, config.monitor)),
                     "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
     _write_json(run_dir / "metrics.json", metrics)

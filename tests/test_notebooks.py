@@ -1,0 +1,171 @@
+"""The course notebooks: committed clean, parameterised, free of library code, and runnable.
+
+Structural checks (fast, always run): no outputs or execution counts, exactly one
+``parameters``-tagged cell holding ``SMOKE = False``, a Colab set-up cell first,
+learning objectives and exercises, no ``class`` and no function longer than a few lines
+(library code belongs in ``Functions``).
+
+Execution (``@pytest.mark.notebook``): papermill runs every notebook top to bottom with
+``SMOKE=True`` in a fresh kernel, in a temporary working directory (run folders land there),
+and fails on any error.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = [
+    "01_fundamentals.ipynb",
+    "02_unet.ipynb",
+    "03_projects_unet.ipynb",
+    "04_unet_plus_plus.ipynb",
+    "05_projects_unet_plus_plus.ipynb",
+    "06_resunet.ipynb",
+    "07_projects_resunet.ipynb",
+    "08_resunet_plus_plus.ipynb",
+    "09_projects_resunet_plus_plus.ipynb",
+    "10_attention_unet_breast_ultrasound.ipynb",
+    "11_resnet_classification.ipynb",
+    "12_architecture_comparison.ipynb",
+]
+MAX_FUNCTION_LINES = 5  # a def's body may not be longer than this (helpers go into Functions)
+CELL_TIMEOUT_S = 900
+
+
+def _read(name: str):
+    return nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+
+
+def _python_source(cell_source: str) -> str:
+    """A code cell as plain Python (IPython magics and shell escapes translated)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(cell_source)
+
+
+def test_the_notebook_set_is_complete():
+    found = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert found == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_committed_without_outputs(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name} cell {i} holds outputs; clear them before committing"
+            assert cell.execution_count is None, f"{name} cell {i} has an execution count"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_one_parameters_cell_with_smoke_off(name):
+    nb = _read(name)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters', found {len(tagged)}"
+    cell = tagged[0]
+    assert cell.cell_type == "code"
+    assignments = {t.id: n.value for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)
+                   for t in n.targets if isinstance(t, ast.Name)}
+    assert "SMOKE" in assignments and isinstance(assignments["SMOKE"], ast.Constant)
+    assert assignments["SMOKE"].value is False, f"{name}: the committed default must be SMOKE = False"
+    # the derived smoke settings follow right after the parameters cell
+    following = nb.cells[nb.cells.index(cell) + 1]
+    assert following.cell_type == "code" and "if SMOKE" in following.source
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_colab_setup_comes_first(name):
+    nb = _read(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = code[0].source
+    assert 'IN_COLAB = "google.colab" in sys.modules' in first
+    assert "git clone" in first and "pip install" in first and "if IN_COLAB" in first
+    before = nb.cells[: nb.cells.index(code[0])]
+    assert any("GPU" in c.source for c in before if c.cell_type == "markdown"), \
+        f"{name}: tell Colab users to pick a GPU runtime before the set-up cell"
+    colab_link = f"https://colab.research.google.com/github/RezaSaadatyar/Medical-Image-Processing/blob/main/notebooks/{name}"
+    assert colab_link in nb.cells[0].source
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_objectives_prose_and_exercises(name):
+    nb = _read(name)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert "Learning objectives" in markdown[0]
+    assert any(m.lstrip().startswith("## Exercises") or "\n## Exercises" in m for m in markdown[-2:])
+    assert len(markdown) >= 8, f"{name}: explain the code in prose between the cells"
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert any("environment_summary()" in c for c in code), f"{name} should print the backend it runs on"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_no_library_code_in_notebooks(name):
+    nb = _read(name)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(_python_source(cell.source))
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.ClassDef), f"{name} cell {i} defines class {node.name}; move it to Functions"
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[-1].end_lineno - node.body[0].lineno + 1
+                assert body <= MAX_FUNCTION_LINES, (
+                    f"{name} cell {i} defines {node.name}() with {body} lines; move it to Functions")
+
+
+def test_function_length_check_catches_long_helpers():
+    """The check above must reject a long def and accept a short one."""
+    long_def = "def helper(x):\n" + "".join(f"    x = x + {k}\n" for k in range(MAX_FUNCTION_LINES + 1)) + "    return x\n"
+    body = ast.parse(long_def).body[0]
+    assert body.body[-1].end_lineno - body.body[0].lineno + 1 > MAX_FUNCTION_LINES
+    cell = "%matplotlib inline\n!echo hi\nx = 1\n"
+    assert "get_ipython()" in _python_source(cell)
+    ast.parse(_python_source(cell))
+
+
+@pytest.fixture(scope="module")
+def kernel_name():
+    pytest.importorskip("papermill")
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" not in KernelSpecManager().find_kernel_specs():
+        pytest.skip("no 'python3' Jupyter kernel; run `python -m ipykernel install --user --name python3`")
+    return "python3"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_in_smoke_mode(name, kernel_name, tmp_path):
+    import papermill
+
+    env = {"MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # inherited by the kernel: no windows, quiet TensorFlow
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / name), str(tmp_path / name), parameters={"SMOKE": True},
+            kernel_name=kernel_name, cwd=str(tmp_path), progress_bar=False, log_output=False,
+            execution_timeout=CELL_TIMEOUT_S,
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - start
+    executed = nbformat.read(tmp_path / name, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert executed.cells[0].source == _read(name).cells[0].source
+    print(f"{name}: {seconds:.0f} s")
