@@ -1,4 +1,8 @@
-"""Bad input to train, predict, evaluate --run and compare: one `error:` line naming the culprit, exit 2, nothing lost."""
+"""Bad input to train, predict, evaluate --run and compare.
+
+Each must give one `error:` line naming the culprit and the fix, exit status 2, no traceback, and leave
+existing files untouched.
+"""
 
 import os
 import subprocess

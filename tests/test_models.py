@@ -189,7 +189,8 @@ def _overfit_case(name: str):
     return x, y, "sparse_categorical_crossentropy", 2
 
 
-@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY))
+# resnet34 only stacks more of resnet18's basic blocks, so its overfit case is left to --run-slow.
+@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY | {"resnet34"}))
 def test_each_model_overfits_four_images(name):
     keras.utils.set_random_seed(0)
     x, y, loss, num_classes = _overfit_case(name)
@@ -303,6 +304,7 @@ def test_encoder_unet_adapter_and_freezing():
         int(np.prod(w.shape)) for w in gray.get_layer("mobilenetv2_encoder").trainable_weights)
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
 @pytest.mark.parametrize("name, option", [("unet_mobilenetv2", "encoder_weights"), ("resnet50_imagenet", "weights")])
 def test_imagenet_download_failure_is_a_user_error(name, option, monkeypatch):
     from keras.src.utils import file_utils

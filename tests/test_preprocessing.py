@@ -57,3 +57,38 @@ def test_crop_to_mask_with_margin():
     assert cm.shape == (40, 40)
     ci, cm = crop_to_mask(image, np.zeros_like(mask))
     assert cm.shape == (100, 100)
+
+
+def test_binary_masks_resize_by_area_fraction():
+    from Functions.preprocessing import resize_binary_mask
+
+    m = np.zeros((4, 4), np.uint8)
+    m[:2, :2] = 255                 # a full 2x2 block -> one output pixel fully covered
+    m[2, 2] = 1                     # a quarter of an output pixel -> background
+    m[0, 2:4] = 1                   # half of an output pixel -> foreground (>= 0.5)
+    np.testing.assert_array_equal(resize_binary_mask(m, 2), [[1, 1], [0, 0]])
+    up = resize_binary_mask(np.array([[1, 0], [0, 0]], np.uint8), (4, 4))
+    assert up.dtype == np.uint8 and up[0, 0] == 1 and up[3, 3] == 0 and set(np.unique(up)) == {0, 1}
+    same = np.array([[0, 3], [1, 0]], np.uint16)
+    np.testing.assert_array_equal(resize_binary_mask(same, 2), [[0, 1], [1, 0]])
+
+
+def test_dark_background_inverts_brightfield_only():
+    from Functions.preprocessing import has_bright_background
+
+    yy, xx = np.mgrid[:32, :32]
+    disc = (yy - 16) ** 2 + (xx - 16) ** 2 < 36
+    fluorescence = np.where(disc, 200, 20).astype(np.uint8)[..., None]        # bright nucleus on black
+    brightfield = np.where(disc, 40, 220).astype(np.uint8)[..., None]         # dark nucleus on white
+    he = np.stack([np.where(disc, 90, 235), np.where(disc, 40, 210), np.where(disc, 140, 230)], -1).astype(np.uint8)
+    assert not has_bright_background(fluorescence)
+    assert has_bright_background(brightfield) and has_bright_background(he)
+    assert not has_bright_background(np.full((4, 4), 7))                       # constant: nothing to invert
+    for image in (fluorescence, brightfield, he):
+        out = normalize(image, "dark_background")
+        assert out.dtype == np.float32 and out.shape == image.shape
+        assert out.min() >= 0 and out.max() <= 1
+        assert out[disc].mean() > out[~disc].mean() + 0.5                      # nucleus bright, field dark
+        if image.shape[-1] == 1:
+            assert out[disc].min() == 1.0 and out[~disc].max() == 0.0
+    np.testing.assert_allclose(normalize(fluorescence, "dark_background"), normalize(fluorescence, "percentile"))

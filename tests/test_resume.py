@@ -134,7 +134,8 @@ def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_pa
     epochs = 5
     cmd = [sys.executable, "-m", "Functions", "train", "--data", str(data_dir), "--image-size", "32",
            "--epochs", str(epochs), "--batch-size", "1", "--out", str(out), "--model-option", "base_filters=4",
-           "--model-option", "depth=2", "--verbose", "0", "--progress-every", "0", "--augment"] + ([] if JIT else ["--no-jit"])
+           "--model-option", "depth=2", "--verbose", "0", "--progress-every", "0", "--augment"]
+    cmd += [] if JIT else ["--no-jit"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     history = out / "history.csv"
@@ -157,4 +158,7 @@ def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_pa
     assert pd.read_csv(history)["epoch"].tolist() == list(range(epochs))
     assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == epochs
     assert (out / "report.md").is_file() and not (out / "backup").exists()
-    keras.saving.load_model(out / "model.keras")
+    from Functions.prediction import load_model_file     # imports the custom layers/losses, then loads
+
+    model, _ = load_model_file(out / "model.keras")
+    assert tuple(model.inputs[0].shape[1:]) == (32, 32, 1)

@@ -103,3 +103,22 @@ def test_mixed_precision_trains_and_restores_the_policy(tiny_pairs_dir, tmp_path
     assert result["model"].layers[1].dtype_policy.name.startswith("mixed_")
     assert result["model"].outputs[0].dtype == "float32"
     assert 0 <= result["metrics"]["dice"] <= 1
+
+
+def test_subset_is_a_seeded_choice_and_run_eagerly_compiles_eagerly(tiny_pairs_dir):
+    from Functions.models import build_model
+    from Functions.training import compile_model, prepare_data
+
+    cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=6, seed=3)
+    first, again = prepare_data(cfg), prepare_data(cfg)
+    chosen = sorted(str(s.image) for k in ("train", "val", "test") for s in first[k][2])
+    assert first["n_samples"] == 6 and len(set(chosen)) == 6
+    assert chosen == sorted(str(s.image) for k in ("train", "val", "test") for s in again[k][2])
+    other = prepare_data(TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=6, seed=4))
+    assert chosen != sorted(str(s.image) for k in ("train", "val", "test") for s in other[k][2])
+    assert prepare_data(TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=50))["n_samples"] == 12
+    with pytest.raises(UserError, match="--subset"):
+        TrainConfig(subset=2).validate()
+    model = compile_model(build_model("unet", (32, 32, 1), depth=2, base_filters=4),
+                          TrainConfig(run_eagerly=True, jit_compile=True))
+    assert model.run_eagerly and not model.jit_compile

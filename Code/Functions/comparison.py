@@ -35,7 +35,8 @@ def parse_models(text: str | list[str]) -> list[str]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     seg = [k for k, v in SPECS.items() if v.task == "segmentation"]
     if not names:
-        raise UserError(f"--models needs at least one name, e.g. --models unet,attention_unet (choose from {', '.join(seg)})")
+        raise UserError(f"--models needs at least one name, e.g. --models unet,attention_unet "
+                        f"(choose from {', '.join(seg)})")
     unknown = [n for n in names if n not in seg]
     if unknown:
         raise UserError(f"--models: unknown segmentation model(s) {', '.join(unknown)}; choose from {', '.join(seg)}")

@@ -24,7 +24,7 @@ import numpy as np
 from .discovery import Sample, load_sample
 from .errors import UserError
 from .imaging import is_grayscale
-from .preprocessing import normalize, resize_image, resize_mask, to_channels, clahe
+from .preprocessing import normalize, resize_binary_mask, resize_image, resize_mask, to_channels, clahe
 
 
 def infer_channels(samples: Sequence[Sample], probe: int = 16) -> int:
@@ -56,10 +56,12 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
         image = to_channels(image, channels)
         if use_clahe:
             image = clahe(image)
+        if mask_mode == "binary":   # by area fraction: nearest-neighbour shrinking frays small objects
+            mask = resize_binary_mask(mask, image_size) if image_size is not None else (mask > 0).astype(np.uint8)
+        elif image_size is not None:
+            mask = resize_mask(mask, image_size)
         if image_size is not None:
-            image, mask = resize_image(image, image_size), resize_mask(mask, image_size)
-        if mask_mode == "binary":
-            mask = (mask > 0).astype(np.uint8)
+            image = resize_image(image, image_size)
         return normalize(image, normalization), mask.astype(np.uint8)
 
     # Results are copied into one preallocated array as they arrive (in order), so the data set is held

@@ -101,7 +101,8 @@ class TrainConfig:
              f"{self.val_fraction} and {self.test_fraction}"),
             (self.val_fraction > 0, "--val-fraction must be above 0: the best model is chosen on validation images"),
             (self.patience >= 0, f"--patience must be 0 (off) or more, got {self.patience}"),
-            (self.reduce_lr_patience >= 0, f"--reduce-lr-patience must be 0 (off) or more, got {self.reduce_lr_patience}"),
+            (self.reduce_lr_patience >= 0,
+             f"--reduce-lr-patience must be 0 (off) or more, got {self.reduce_lr_patience}"),
             (0 < self.reduce_lr_factor < 1, f"--reduce-lr-factor must be between 0 and 1, got {self.reduce_lr_factor}"),
             (self.progress_every >= 0, f"--progress-every must be 0 (off) or more, got {self.progress_every}"),
             (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
@@ -237,7 +238,8 @@ def build(config: TrainConfig, input_shape: tuple[int, int, int]):
 
 
 # ----------------------------------------------------------------------------- main job
-def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None) -> dict:
+def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None,
+          data: dict | None = None) -> dict:
     """Train, keep the best model by ``config.monitor``, evaluate on the test split and write the run folder.
 
     ``resume=True`` continues the interrupted run in ``config.out`` (see

@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="new folder for the comparison (default runs/compare-<time>)")
     o.add_argument("--workers", type=int, default=d.workers, help="input-pipeline threads (%(default)s)")
-    o.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    o.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                   help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
 
 def run(args) -> int:
