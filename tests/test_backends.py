@@ -102,3 +102,58 @@ def test_distribute_on_torch_is_a_clear_error(blobs, tmp_path):
     assert proc.stderr.startswith("error: --distribute is not supported on the torch backend")
     assert "KERAS_BACKEND=jax" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()                 # nothing written before the error
+
+
+# Every registered architecture, built small, two training steps and a prediction, in one subprocess per
+# backend.  Prints one JSON line per model.  Slow: about 1 CPU-minute on PyTorch, 5 on JAX (XLA compiles
+# the ImageNet backbones), so CI's JAX/PyTorch passes keep to the subset marked `backend` in test_models.py.
+ALL_MODELS_SCRIPT = r"""
+import json, sys, time
+import numpy as np, keras
+from Functions.models import available_models, build_model
+from Functions.models.registry import default_options, get_spec, offline_options
+
+TINY = {"base_filters": 8, "depth": 2, "decoder_filters": (16, 8, 8, 8, 8), "alpha": 0.35}
+segmentation = set(available_models("segmentation"))
+x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+jit = keras.backend.backend() == "jax"       # XLA compiles of the big backbones would dominate on TensorFlow
+for name in available_models():
+    start = time.time()
+    accepted = default_options(get_spec(name).builder)
+    options = {**{k: v for k, v in TINY.items() if k in accepted}, **offline_options(name)}
+    keras.utils.set_random_seed(0)
+    if name in segmentation:
+        model = build_model(name, (32, 32, 1), 1, **options)
+        n = len(model.outputs)
+        y = (x > 0.5).astype("float32")
+        model.compile(optimizer="adam", loss=["binary_crossentropy"] * n if n > 1 else "binary_crossentropy",
+                      jit_compile=jit)
+        y = tuple([y] * n) if n > 1 else y
+    else:
+        model = build_model(name, (32, 32, 1), 2, **options)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=jit)
+        y = np.array([0, 1])
+    first = float(np.ravel(model.train_on_batch(x, y))[0])
+    last = float(np.ravel(model.train_on_batch(x, y))[0])
+    pred = model.predict(x, verbose=0)
+    pred = pred[-1] if isinstance(pred, (list, tuple)) else pred
+    print(json.dumps({"model": name, "first": first, "last": last, "shape": list(pred.shape),
+                      "seconds": round(time.time() - start, 1)}), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", *BACKENDS])
+def test_every_architecture_trains_on_backend(backend):
+    _needs(backend)
+    from Functions.models import available_models
+
+    proc = subprocess.run([sys.executable, "-c", ALL_MODELS_SCRIPT], env=_env(backend), cwd=REPO,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["model"] for r in rows] == available_models()
+    classification = set(available_models("classification"))
+    for r in rows:
+        assert np.isfinite([r["first"], r["last"]]).all(), r
+        assert r["shape"] == ([2, 2] if r["model"] in classification else [2, 32, 32, 1]), r

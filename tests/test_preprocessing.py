@@ -91,4 +91,5 @@ def test_dark_background_inverts_brightfield_only():
         assert out[disc].mean() > out[~disc].mean() + 0.5                      # nucleus bright, field dark
         if image.shape[-1] == 1:
             assert out[disc].min() == 1.0 and out[~disc].max() == 0.0
-    np.testing.assert_allclose(normalize(fluorescence, "dark_background"), normalize(fluorescence, "percentile"))
+    np.testing.assert_allclose(normalize(fluorescence, "dark_background"), normalize(fluorescence, "minmax"))
+    np.testing.assert_allclose(normalize(brightfield, "dark_background"), 1 - normalize(brightfield, "minmax"))

@@ -232,7 +232,13 @@ def synthetic_data(n: int, image_size: int = 128, channels: int = 1, seed: int =
 
 # ----------------------------------------------------------------------------- timing
 class StepClock:
-    """A Keras callback factory: wall-clock time at the end of every training batch of the last ``fit``."""
+    """Wall-clock and process CPU time at the end of every training batch of the last ``fit``.
+
+    ``clock.callback`` is the Keras callback to pass to ``fit``.  CPU time is
+    summed over all threads of this process (``time.process_time``), so
+    images per CPU-second measure how much work a path needs, independent of
+    how much of the machine other processes take.
+    """
 
     def __init__(self):
         import keras
@@ -241,19 +247,29 @@ class StepClock:
 
         class _Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                clock.times = []
+                clock.times, clock.cpu_times = [], []
 
             def on_train_batch_end(self, batch, logs=None):
                 clock.times.append(time.perf_counter())
+                clock.cpu_times.append(time.process_time())
 
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.callback = _Callback()
 
     def images_per_second(self, batch_size: int) -> float:
         """Steady-state rate: batches after the first, so iterator start-up is not counted."""
-        if len(self.times) < 2:
+        return self._rate(self.times, batch_size)
+
+    def images_per_cpu_second(self, batch_size: int) -> float:
+        """Images per second of CPU time of this process, over the same batches."""
+        return self._rate(self.cpu_times, batch_size)
+
+    @staticmethod
+    def _rate(times: list[float], batch_size: int) -> float:
+        if len(times) < 2:
             raise RuntimeError("need at least two timed batches; raise --steps")
-        return (len(self.times) - 1) * batch_size / (self.times[-1] - self.times[0])
+        return (len(times) - 1) * batch_size / max(times[-1] - times[0], 1e-9)
 
 
 def time_call(fn: Callable[[], object]) -> float:
@@ -353,6 +369,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
 
     clock = StepClock()
     samples: dict[str, list[float]] = {k: [] for k in ("train", "baseline", "predict", "baseline_predict",
+                                                        "train_cpu", "baseline_cpu",
                                                         "roofline", "roofline_numpy", "roofline_backend")}
     startup = {}
     from .evaluation import predict_probabilities
@@ -370,6 +387,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
                                                      callbacks=[clock.callback]))
             if timed:
                 samples["baseline"].append(clock.images_per_second(batch))
+                samples["baseline_cpu"].append(clock.images_per_cpu_second(batch))
                 samples["baseline_predict"].append(
                     len(x_pred) / time_call(lambda: baseline.predict(x_pred, batch_size=batch, verbose=0)))
             else:
@@ -379,6 +397,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
                                               callbacks=[clock.callback]))
         if timed:
             samples["train"].append(clock.images_per_second(batch))
+            samples["train_cpu"].append(clock.images_per_cpu_second(batch))
             samples["predict"].append(
                 len(x_pred) / time_call(lambda: predict_probabilities(model, x_pred, batch_size=batch)))
             log(f"  {name} round {round_}: default {samples['train'][-1]:.2f} img/s"
@@ -425,6 +444,8 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
         "roofline_fraction": TRAIN_FLOP_FACTOR * gflop * train_ips / roofline,
         "roofline_images_per_second": roofline / (TRAIN_FLOP_FACTOR * gflop),
         "baseline_train_images_per_second": _median(samples["baseline"]) if baseline is not None else None,
+        "train_images_per_cpu_second": _median(samples["train_cpu"]),
+        "baseline_train_images_per_cpu_second": _median(samples["baseline_cpu"]) if baseline is not None else None,
         "baseline_predict_images_per_second": _median(samples["baseline_predict"]) if baseline is not None else None,
         "speedup_vs_baseline": train_ips / _median(samples["baseline"]) if baseline is not None else None,
         "pipeline_over_train": pipeline / train_ips,
@@ -471,6 +492,8 @@ _COLUMNS = (
     ("roofline_fraction", "of roofline", "{:.0%}"),
     ("baseline_train_images_per_second", "baseline train img/s", "{:.2f}"),
     ("speedup_vs_baseline", "vs baseline", "{:.2f}x"),
+    ("train_images_per_cpu_second", "train img/CPU-s", "{:.2f}"),
+    ("baseline_train_images_per_cpu_second", "baseline img/CPU-s", "{:.2f}"),
     ("predict_images_per_second", "predict img/s", "{:.1f}"),
     ("baseline_predict_images_per_second", "baseline predict img/s", "{:.1f}"),
     ("pipeline_images_per_second", "pipeline img/s (aug)", "{:.0f}"),

@@ -65,8 +65,10 @@ class CosineSchedule(keras.callbacks.Callback):
         self.elapsed = float(elapsed)
         self.planned_epochs = self.max_epochs
         self.epoch_seconds: list[float] = []
+        self.paces: list[float] = []               # estimated seconds per epoch, one per finished epoch
         self._epoch = 0
         self._t_epoch = None
+        self._t_first_batch = None
 
     def learning_rate(self, epoch: int, batch: int = 0) -> float:
         """The learning rate for ``batch`` of ``epoch`` under the current plan."""
@@ -83,22 +85,32 @@ class CosineSchedule(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = int(epoch)
         self._t_epoch = time.perf_counter()
+        self._t_first_batch = None
         self._set(self.learning_rate(self._epoch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._t_first_batch is None:
+            self._t_first_batch = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
         self._set(self.learning_rate(self._epoch, batch))
 
     def on_epoch_end(self, epoch, logs=None):
         if self._t_epoch is not None:
-            seconds = time.perf_counter() - self._t_epoch
+            now = time.perf_counter()
+            seconds = now - self._t_epoch
+            pace = seconds
+            if not self.epoch_seconds and self._t_first_batch is not None and self.steps_per_epoch > 1:
+                # the first batch of a fit also traces/compiles the step: time the others and scale up
+                pace = (now - self._t_first_batch) * self.steps_per_epoch / (self.steps_per_epoch - 1)
             self.epoch_seconds.append(seconds)
+            self.paces.append(pace)
             self.elapsed += seconds
         done = int(epoch) + 1
-        if self.time_budget is not None and self.epoch_seconds:
-            # the first epoch also traces/compiles the step: judge the pace by the later ones when there are any
-            pace = self.epoch_seconds[1:] or self.epoch_seconds
-            per_epoch = sorted(pace)[len(pace) // 2]
-            fit = int((self.time_budget - self.elapsed) // max(per_epoch, 1e-9))
+        if self.time_budget is not None and self.paces:
+            recent = self.paces[1:] or self.paces     # the first epoch's is an estimate: prefer measured ones
+            per_epoch = sorted(recent)[len(recent) // 2]
+            fit = int((self.time_budget - self.elapsed) // max(1.05 * per_epoch, 1e-9))   # 5 % margin
             self.planned_epochs = max(done, min(self.max_epochs, done + fit))
             if fit < 1:
                 self.model.stop_training = True

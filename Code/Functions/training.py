@@ -63,9 +63,9 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     channels: int | None = None        # None: 1 for grayscale data, 3 for colour
-    normalization: str = "minmax"
+    normalization: str = "auto"        # "auto": dark_background for mixed brightfield/fluorescence data, else minmax
     clahe: bool = False
-    augment: str | None = None         # None or a preset name of Functions.augmentation
+    augment: str | None = "light"      # a preset of Functions.augmentation (light: flips, 90-degree turns) or None
     threshold: float = 0.5
     monitor: str = "val_dice"
     jit_compile: str | bool = "auto"
@@ -151,16 +151,40 @@ def prepare_data(config: TrainConfig, samples=None):
     idx = split_indices(len(samples), config.val_fraction, config.test_fraction, config.seed, stratify=stratify)
     channels = config.channels or infer_channels(samples)
     data = {"channels": channels, "n_samples": len(samples)}
+    auto = config.normalization == "auto"
     for name, ids in zip(("train", "val", "test"), idx):
         subset = [samples[i] for i in ids]
         if not subset:
             data[name] = (None, None, [])
             continue
-        x, y = load_arrays(subset, config.image_size, channels, config.normalization, config.clahe)
+        x, y = load_arrays(subset, config.image_size, channels, "minmax" if auto else config.normalization,
+                           config.clahe)
         data[name] = (x, y, subset)
     if data["train"][0] is None or data["val"][0] is None:
         raise UserError("the split left no training or validation images; lower --val-fraction/--test-fraction")
+    data["normalization"] = resolve_normalization(data) if auto else config.normalization
     return data
+
+
+def resolve_normalization(data: dict) -> str:
+    """``--normalization auto``: pick the mode from the training split and apply it to every split in place.
+
+    See :func:`Functions.preprocessing.choose_normalization`: a data set that
+    mixes dark-on-light and light-on-dark objects (DSB2018's brightfield and
+    fluorescence nuclei) gets ``"dark_background"``, anything else keeps
+    ``"minmax"``.  Both are per-image and invariant to rescaling, so the
+    minmax arrays loaded first convert exactly, without decoding again.
+    """
+    from .preprocessing import choose_normalization, normalize
+
+    x_tr, y_tr, _ = data["train"]
+    mode = choose_normalization(x_tr, y_tr)
+    if mode != "minmax":
+        for name in ("train", "val", "test"):
+            x = data[name][0]
+            for i in range(0 if x is None else len(x)):
+                x[i] = normalize(x[i], mode)
+    return mode
 
 
 # ----------------------------------------------------------------------------- model
@@ -186,7 +210,7 @@ def compile_model(model, config: TrainConfig):
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=loss,
         loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
-        metrics=metrics,
+        weighted_metrics=metrics,    # same names; they honour sample weights (--distribute's zero-weight padding)
         jit_compile=resolve_jit_compile(config.jit_compile) and jit_allowed() and not config.run_eagerly,
         run_eagerly=config.run_eagerly,
     )
@@ -272,6 +296,8 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
         data = prepare_data(config)                   # all input errors surface before a folder is made
     if config.channels is None:
         config.channels = data["channels"]
+    if config.normalization == "auto":                # config.json records what was used, for predict/evaluate
+        config.normalization = data.get("normalization", "minmax")
     split = {k: [str(s.image) for s in data[k][2]] for k in ("train", "val", "test")}
     if resume:
         _check_same_split(run_dir, split)
@@ -582,6 +608,9 @@ def reproduce_command(config: TrainConfig) -> str:
     parts = ["python -m Functions train"]
     for name in TrainConfig.__dataclass_fields__:
         value, base = getattr(config, name), getattr(default, name)
+        if name == "augment" and value is None and base is not None:
+            parts.append("--augment none")                 # the default augments: say that this run did not
+            continue
         if name in ("out", "verbose", "workers", "model_options") or value == base or value is None:
             continue
         flag = flags.get(name, "--" + name.replace("_", "-"))

@@ -33,13 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--image-size", type=int, default=d.image_size, metavar="N", help="resize to N x N (%(default)s)")
     src.add_argument("--channels", type=int, choices=(1, 3), help="force 1 or 3 input channels (default: from data)")
     src.add_argument("--normalization", default=d.normalization,
-                     choices=("minmax", "standardize", "scale", "percentile", "dark_background", "none"),
-                     help="per-image intensity normalisation (%(default)s)")
+                     choices=("auto", "minmax", "standardize", "scale", "percentile", "dark_background", "none"),
+                     help="per-image intensity normalisation (%(default)s: dark_background when the training "
+                          "masks show a mix of dark-on-light and light-on-dark objects that the background "
+                          "brightness predicts, as in DSB2018; minmax otherwise)")
     src.add_argument("--clahe", action="store_true", help="apply CLAHE contrast equalisation before resizing")
     src.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F")
     src.add_argument("--test-fraction", type=float, default=d.test_fraction, metavar="F")
-    src.add_argument("--augment", nargs="?", const="default", metavar="PRESET",
-                     help="augment training batches (presets: light, default, strong; bare flag = default)")
+    src.add_argument("--augment", nargs="?", const="default", default=d.augment, metavar="PRESET",
+                     help="augment training batches: none, light (flips and 90-degree turns), default, strong "
+                          "(%(default)s; bare flag = default)")
     m = p.add_argument_group("model and optimisation")
     m.add_argument("--model", default=d.model, metavar="NAME", help="architecture (%(default)s); see `architectures`")
     m.add_argument("--model-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
