@@ -340,3 +340,32 @@ def check_positive_int(value, what: str) -> int:
 
 def make_input(input_shape: tuple, name: str = "image"):
     return keras.Input(shape=input_shape, name=name)
+
+
+def check_unet_settings(input_shape, num_classes, depth, base_filters, dropout, upsampling, name):
+    """Validate the settings U-Net, Attention U-Net and UNet++ share; returns them checked.
+
+    ``(input_shape, num_classes, depth, base_filters, dropout)``; ValueError naming the bad one.
+    """
+    input_shape = check_input_shape(input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name)
+    num_classes = check_num_classes(num_classes)
+    depth = check_positive_int(depth, "depth")
+    base_filters = check_positive_int(base_filters, "base_filters")
+    dropout = check_dropout(dropout)
+    check_choice(upsampling, UPSAMPLING_MODES, "upsampling")
+    return input_shape, num_classes, depth, base_filters, dropout
+
+
+def unet_encoder(x, depth: int, base_filters: int, *, batch_norm: bool, dropout: float):
+    """The contracting path and bridge of U-Net (two 3x3 convs per level, 2x2 max-pool).
+
+    Returns ``(bridge, skips)``; ``skips[level]`` has ``base_filters * 2**level`` channels
+    at ``1 / 2**level`` of the input resolution.
+    """
+    skips = []
+    for level in range(depth):
+        x = double_conv(x, base_filters * 2**level, batch_norm=batch_norm, dropout=dropout, name=f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x = double_conv(x, base_filters * 2**depth, batch_norm=batch_norm, dropout=dropout, name="bridge")
+    return x, skips

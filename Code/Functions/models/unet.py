@@ -43,23 +43,12 @@ def build_unet(
 
     Default parameter count: 1,945,233
     """
-    input_shape = blocks.check_input_shape(
-        input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name
+    input_shape, num_classes, depth, base_filters, dropout = blocks.check_unet_settings(
+        input_shape, num_classes, depth, base_filters, dropout, upsampling, name
     )
-    num_classes = blocks.check_num_classes(num_classes)
-    depth = blocks.check_positive_int(depth, "depth")
-    base_filters = blocks.check_positive_int(base_filters, "base_filters")
-    dropout = blocks.check_dropout(dropout)
-    blocks.check_choice(upsampling, blocks.UPSAMPLING_MODES, "upsampling")
 
     inputs = blocks.make_input(input_shape)
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = blocks.double_conv(x, base_filters * 2**level, batch_norm=batch_norm, dropout=dropout, name=f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = blocks.double_conv(x, base_filters * 2**depth, batch_norm=batch_norm, dropout=dropout, name="bridge")
+    x, skips = blocks.unet_encoder(inputs, depth, base_filters, batch_norm=batch_norm, dropout=dropout)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = blocks.upsample(x, filters, mode=upsampling, name=f"dec{level}")

@@ -46,14 +46,9 @@ def build_unet_plus_plus(
 
     Default parameter count: 2,267,073
     """
-    input_shape = blocks.check_input_shape(
-        input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name
+    input_shape, num_classes, depth, base_filters, dropout = blocks.check_unet_settings(
+        input_shape, num_classes, depth, base_filters, dropout, upsampling, name
     )
-    num_classes = blocks.check_num_classes(num_classes)
-    depth = blocks.check_positive_int(depth, "depth")
-    base_filters = blocks.check_positive_int(base_filters, "base_filters")
-    dropout = blocks.check_dropout(dropout)
-    blocks.check_choice(upsampling, blocks.UPSAMPLING_MODES, "upsampling")
 
     def node(x, i, j):
         return blocks.double_conv(x, base_filters * 2**i, batch_norm=batch_norm, dropout=dropout, name=f"x{i}{j}")
