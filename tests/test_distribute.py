@@ -194,6 +194,19 @@ def test_without_distribution_nothing_changes():
         assert dist.open_scope(stack, False, per_replica_batch=8) == 1
 
 
+def test_process_shard_gives_every_host_the_same_count(monkeypatch):
+    # JAX hosts must feed equal batches in lock-step: 7 samples over 3 hosts -> 3 each, wrapping around.
+    monkeypatch.setattr(dist, "process_count", lambda: 3)
+    parts = []
+    for i in range(3):
+        monkeypatch.setattr(dist, "process_index", lambda i=i: i)
+        parts.append(dist.process_shard(7).tolist())
+    assert parts == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]
+    monkeypatch.setattr(dist, "process_count", lambda: 2)
+    monkeypatch.setattr(dist, "process_index", lambda: 1)
+    assert dist.process_shard(16).tolist() == list(range(1, 16, 2))
+
+
 def test_environment_summary_names_backend_and_devices():
     import keras
 

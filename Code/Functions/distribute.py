@@ -447,16 +447,24 @@ def pad_batches(batches, multiple: int, first_only: bool = False):
     return _Padded()
 
 
-def process_shard(n: int) -> slice:
-    """The part of ``n`` samples this host reads in a JAX multi-host job (every ``process_count``-th one).
+def process_shard(n: int):
+    """Indices of the ``n`` samples this host reads in a JAX multi-host job; ``slice(None)`` (all) otherwise.
 
-    ``slice(None)`` (everything) on one host and on TensorFlow, where
-    ``tf.distribute`` shards the input itself.
+    Host ``i`` of ``P`` takes samples ``i, i + P, i + 2P, ...``, wrapped
+    around to the start so that every host gets the same number,
+    ``ceil(n / P)``: the hosts must feed equal batches in lock-step.  So up
+    to ``P - 1`` samples are read twice per epoch (as PyTorch's
+    ``DistributedSampler`` does), which also counts them twice in the
+    validation metrics of a multi-host run.  On TensorFlow ``tf.distribute``
+    shards the input itself and every worker reads everything.
     """
     count = process_count()
     if count <= 1:
         return slice(None)
-    return slice(process_index(), n, count)
+    import numpy as np
+
+    per_host = -(-n // count)
+    return (np.arange(per_host) * count + process_index()) % n
 
 
 def use_cpu_devices(n: int) -> None:

@@ -84,6 +84,7 @@ class TrainConfig:
     run_eagerly: bool = False          # no graph compilation: slower steps, no start-up wait (tiny runs, debugging)
     lr_schedule: str = "cosine"        # "cosine": warm-up + cosine decay (Functions.schedules); "constant"
     time_budget: float | None = None   # minutes of training; fewer epochs when they would not fit; None = no limit
+    tta: bool = False                  # test metrics from the mean of the four flips (evaluate/predict --tta)
 
     def validate(self) -> None:
         checks = [
@@ -414,7 +415,7 @@ def make_schedule(config: TrainConfig, n_train: int, replicas: int = 1, elapsed:
     from . import distribute as dist
 
     batch = dist.input_batch_size(config.batch_size, replicas) if config.distribute else config.batch_size
-    steps = max(1, -(-len(range(n_train)[dist.process_shard(n_train)]) // batch))
+    steps = max(1, -(-len(np.arange(n_train)[dist.process_shard(n_train)]) // batch))
     return CosineSchedule(config.learning_rate, config.epochs, steps,
                           final_fraction=0.01 if cosine else 1.0, warmup_epochs=1.0 if cosine else 0.0,
                           time_budget=None if config.time_budget is None else 60.0 * config.time_budget,
@@ -561,7 +562,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
 
     x_te, y_te, s_te = data["test"] if data["test"][0] is not None else data["val"]
     split_name = "test" if data["test"][0] is not None else "validation"
-    probs = predict_probabilities(model, x_te, batch_size=config.batch_size)
+    probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
     preds = probabilities_to_masks(probs, config.threshold)
     table = score_masks(y_te, preds, names=[s.id for s in s_te])
     table.to_csv(run_dir / "test_metrics.csv", index=False)

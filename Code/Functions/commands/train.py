@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="train at most this long (first-epoch compilation and validation included): the "
                         "cosine schedule is fitted to the epochs that fit, up to --epochs")
+    m.add_argument("--tta", action="store_true",
+                   help="score the test split on the mean prediction over the four flips (test-time augmentation)")
     m.add_argument("--threshold", type=float, default=d.threshold, help="probability threshold for masks (%(default)s)")
     m.add_argument("--monitor", default=d.monitor, help="metric that picks the best model (%(default)s)")
     m.add_argument("--no-jit", dest="jit_compile", action="store_false", default="auto",
