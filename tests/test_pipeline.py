@@ -51,3 +51,28 @@ def test_multi_output_targets():
     y = np.ones((4, 8, 8, 1), np.uint8)
     xb, yb = make_batches(x, y, batch_size=2, num_outputs=3)[0]
     assert isinstance(yb, tuple) and len(yb) == 3 and yb[0].shape == (2, 8, 8, 1)
+
+
+def test_loading_holds_the_data_set_once(tmp_path):
+    """Peak NumPy memory while loading stays near the size of the arrays kept (a list + stack would double it)."""
+    import tracemalloc
+
+    import cv2
+
+    from conftest import blob_pair
+
+    for i in range(48):
+        image, mask = blob_pair(size=96, seed=i)
+        for folder, array in (("images", image), ("masks", mask * 255)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / folder / f"s{i:02d}.png"), array)
+    samples = find_samples(tmp_path)
+    tracemalloc.start()
+    try:
+        x, y = load_arrays(samples, image_size=96, workers=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    kept = x.nbytes + y.nbytes                     # 48 * 96 * 96 * (4 + 1) bytes = 2.2 MB
+    assert kept == 48 * 96 * 96 * 5
+    assert peak < 1.4 * kept, f"peak {peak / 1e6:.2f} MB while loading {kept / 1e6:.2f} MB"

@@ -147,27 +147,25 @@ class BestModel(keras.callbacks.Callback):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stop training at the first NaN or infinite loss; ``nan_epoch`` says where (0-based), else ``None``.
+    """Stop training after an epoch whose loss is NaN or infinite; ``nan_epoch`` says which (0-based), else ``None``.
 
     Unlike ``keras.callbacks.TerminateOnNaN`` it lets the caller report the
     problem and its usual cure (a lower learning rate) instead of stopping
-    silently.
+    silently.  It looks at the epoch's mean loss, which a single NaN batch
+    already poisons, rather than at every batch: a per-batch check would copy
+    the loss from the device after every step and stall the step pipeline.
     """
 
     def __init__(self):
         super().__init__()
         self.nan_epoch: int | None = None
-        self._epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = int(epoch)
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None or self.nan_epoch is not None:
             return
         if not math.isfinite(float(keras.ops.convert_to_numpy(loss))):
-            self.nan_epoch = self._epoch
+            self.nan_epoch = int(epoch)
             self.model.stop_training = True
 
     def message(self, learning_rate: float) -> str:

@@ -65,10 +65,11 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
         return normalize(image, normalization), mask.astype(np.uint8)
 
     # Results are copied into one preallocated array as they arrive (in order), so the data set is held
-    # once - not once as a list of arrays and again as their stack.
+    # once - not once as a list of arrays and again as their stack.  At most ``2 * workers`` decoded
+    # images wait at any time (``pool.map`` would decode ahead without bound when copying lags behind).
     images = masks = None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for i, (image, mask) in enumerate(pool.map(one, samples)):
+        for i, (image, mask) in enumerate(_bounded_map(pool, one, samples, 2 * max(1, workers))):
             if images is None:
                 images = np.empty((len(samples),) + image.shape, image.dtype)
                 masks = np.empty((len(samples),) + mask.shape + (1,), np.uint8)
@@ -79,6 +80,19 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
             images[i] = image
             masks[i, ..., 0] = mask
     return images, masks
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, window: int):
+    """``pool.map(fn, items)`` in order, with at most ``window`` calls submitted and not yet consumed."""
+    from collections import deque
+
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shuffle: bool = False,

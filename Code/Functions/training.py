@@ -365,6 +365,8 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
             if start == 0:
                 print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, "
                       f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
+                      f"normalisation {data['normalization']}"
+                      f"{' (auto)' if config.normalization == 'auto' else ''}, "
                       f"{model.count_params():,} parameters, backend {keras.backend.backend()}; "
                       f"run folder {run_dir}", flush=True)
             # shuffle=False: the batches shuffle themselves from (seed, epoch); Keras' own shuffling of
