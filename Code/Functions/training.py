@@ -297,6 +297,7 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
         data = prepare_data(config)                   # all input errors surface before a folder is made
     if config.channels is None:
         config.channels = data["channels"]
+    chosen = " (auto)" if config.normalization == "auto" else ""
     if config.normalization == "auto":                # config.json records what was used, for predict/evaluate
         config.normalization = data.get("normalization", "minmax")
     split = {k: [str(s.image) for s in data[k][2]] for k in ("train", "val", "test")}
@@ -365,8 +366,7 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
             if start == 0:
                 print(f"Training {config.model} on {len(x_tr)} images ({len(x_va)} validation, "
                       f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
-                      f"normalisation {data['normalization']}"
-                      f"{' (auto)' if config.normalization == 'auto' else ''}, "
+                      f"normalisation {config.normalization}{chosen}, "
                       f"{model.count_params():,} parameters, backend {keras.backend.backend()}; "
                       f"run folder {run_dir}", flush=True)
             # shuffle=False: the batches shuffle themselves from (seed, epoch); Keras' own shuffling of
