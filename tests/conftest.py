@@ -46,16 +46,24 @@ def blob_pair(size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def write_blob_pairs(root: Path, n: int = 12, size: int = 32, seed: int = 0, names=None) -> Path:
+    """``root/images/<name>.png`` + ``root/masks/<name>.png`` (0/255) for ``n`` blob pairs (seeds ``seed + i``).
+
+    ``names`` defaults to ``case_00``, ``case_01``, ...; returns ``root``.
+    """
+    import cv2
+
+    names = list(names) if names is not None else [f"case_{i:02d}" for i in range(n)]
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for i, name in enumerate(names):
+        image, mask = blob_pair(size, seed=seed + i)
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask * 255)
+    return root
+
+
 @pytest.fixture
 def tiny_pairs_dir(tmp_path) -> Path:
     """images/ + masks/ with 12 blob pairs at 32x32 (PNG)."""
-    import cv2
-
-    root = tmp_path / "tiny"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(12):
-        image, mask = blob_pair(32, seed=i)
-        cv2.imwrite(str(root / "images" / f"case_{i:02d}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"case_{i:02d}.png"), mask * 255)
-    return root
+    return write_blob_pairs(tmp_path / "tiny")

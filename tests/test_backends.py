@@ -39,17 +39,9 @@ def _needs(backend: str) -> None:
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory) -> Path:
     """16 blob image/mask pairs at 32x32 (PNG)."""
-    import cv2
-    from conftest import blob_pair
+    from conftest import write_blob_pairs
 
-    root = tmp_path_factory.mktemp("backends") / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(16):
-        image, mask = blob_pair(32, seed=i)
-        cv2.imwrite(str(root / "images" / f"case_{i:02d}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"case_{i:02d}.png"), mask * 255)
-    return root
+    return write_blob_pairs(tmp_path_factory.mktemp("backends") / "data", n=16)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

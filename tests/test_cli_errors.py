@@ -27,15 +27,9 @@ def fails(capsys, argv, *needles):
 
 
 def write_pairs(root, n=4, size=32, names=None):
-    from conftest import blob_pair
+    from conftest import write_blob_pairs
 
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(exist_ok=True)
-    for i, name in enumerate(names or [f"case_{k}" for k in range(n)]):
-        image, mask = blob_pair(size, seed=i)
-        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask * 255)
-    return root
+    return write_blob_pairs(root, size=size, names=names or [f"case_{k}" for k in range(n)])
 
 
 @pytest.fixture

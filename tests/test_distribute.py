@@ -60,18 +60,10 @@ sys.exit(rc1 or rc2)
 
 
 def make_blobs(root: Path, n: int = 21, size: int = 32) -> Path:
-    import cv2
-
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import blob_pair
+    from conftest import write_blob_pairs
 
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(n):
-        image, mask = blob_pair(size, seed=i)
-        cv2.imwrite(str(root / "images" / f"case_{i:02d}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"case_{i:02d}.png"), mask * 255)
-    return root
+    return write_blob_pairs(root, n=n, size=size)
 
 
 def run_backend(backend: str, tmp_path: Path, extra_env: dict | None = None, timeout: int = 600):

@@ -57,16 +57,9 @@ def test_loading_holds_the_data_set_once(tmp_path):
     """Peak NumPy memory while loading stays near the size of the arrays kept (a list + stack would double it)."""
     import tracemalloc
 
-    import cv2
+    from conftest import write_blob_pairs
 
-    from conftest import blob_pair
-
-    for i in range(48):
-        image, mask = blob_pair(size=96, seed=i)
-        for folder, array in (("images", image), ("masks", mask * 255)):
-            (tmp_path / folder).mkdir(exist_ok=True)
-            cv2.imwrite(str(tmp_path / folder / f"s{i:02d}.png"), array)
-    samples = find_samples(tmp_path)
+    samples = find_samples(write_blob_pairs(tmp_path, n=48, size=96))
     tracemalloc.start()
     try:
         x, y = load_arrays(samples, image_size=96, workers=2)

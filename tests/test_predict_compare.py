@@ -18,16 +18,9 @@ JIT = keras.backend.backend() == "jax"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from conftest import blob_pair
+    from conftest import write_blob_pairs
 
-    root = tmp_path_factory.mktemp("pc_data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    for i in range(12):
-        image, mask = blob_pair(32, seed=100 + i)
-        cv2.imwrite(str(root / "images" / f"img_{i:02d}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"img_{i:02d}.png"), mask * 255)
-    return root
+    return write_blob_pairs(tmp_path_factory.mktemp("pc_data"), seed=100, names=[f"img_{i:02d}" for i in range(12)])
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,9 @@ METRIC_COLUMNS = ["loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "lea
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    import cv2
+    from conftest import write_blob_pairs
 
-    from conftest import blob_pair
-
-    root = tmp_path_factory.mktemp("resume_data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    for i in range(12):
-        image, mask = blob_pair(32, seed=i)
-        cv2.imwrite(str(root / "images" / f"case_{i:02d}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"case_{i:02d}.png"), mask * 255)
-    return root
+    return write_blob_pairs(tmp_path_factory.mktemp("resume_data"))
 
 
 def config(data_dir, out, **kw):
