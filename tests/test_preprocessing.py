@@ -93,3 +93,19 @@ def test_dark_background_inverts_brightfield_only():
             assert out[disc].min() == 1.0 and out[~disc].max() == 0.0
     np.testing.assert_allclose(normalize(fluorescence, "dark_background"), normalize(fluorescence, "minmax"))
     np.testing.assert_allclose(normalize(brightfield, "dark_background"), 1 - normalize(brightfield, "minmax"))
+
+
+def test_choose_normalization_from_object_polarity():
+    from conftest import blob_pair
+
+    from Functions.preprocessing import choose_normalization
+
+    pairs = [blob_pair(32, seed=i) for i in range(20)]           # bright discs on a dark background
+    masks = np.stack([m for _, m in pairs])[..., None]
+    bright = np.stack([normalize(im, "minmax") for im, _ in pairs])[..., None]   # (N, H, W, 1)
+    dark = 1.0 - bright                                           # the same discs, dark on a light field
+    assert choose_normalization(bright, masks) == "minmax"      # one polarity throughout
+    assert choose_normalization(dark, masks) == "dark_background"
+    mixed = np.concatenate([bright[:14], dark[14:]])             # 30 % brightfield-like, as in DSB2018
+    assert choose_normalization(mixed, masks) == "dark_background"
+    assert choose_normalization(bright, np.zeros_like(masks)) == "minmax"   # no objects: nothing to judge

@@ -6,6 +6,7 @@ import argparse
 import ast
 
 from ..errors import UserError
+from ..preprocessing import NORMALIZATIONS
 
 NAME = "train"
 HELP = "train a segmentation model and report test Dice/IoU (no arguments: U-Net on the Data/ sample)"
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--image-size", type=int, default=d.image_size, metavar="N", help="resize to N x N (%(default)s)")
     src.add_argument("--channels", type=int, choices=(1, 3), help="force 1 or 3 input channels (default: from data)")
     src.add_argument("--normalization", default=d.normalization,
-                     choices=("auto", "minmax", "standardize", "scale", "percentile", "dark_background", "none"),
+                     choices=("auto", *NORMALIZATIONS),
                      help="per-image intensity normalisation (%(default)s: dark_background when the training "
                           "masks show a mix of dark-on-light and light-on-dark objects that the background "
                           "brightness predicts, as in DSB2018; minmax otherwise)")
