@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from Functions.benchmark import StepClock, compile_like_tutorials, device_name, plain_unet, synthetic_data
-    from Functions.augmentation import get_augmenter
+    from Functions.apps.benchmark import StepClock, compile_like_tutorials, device_name, plain_unet, synthetic_data
+    from Functions.data.augmentation import get_augmenter
     from Functions.models import build_model
-    from Functions.pipeline import make_batches
-    from Functions.training import TrainConfig, compile_model
+    from Functions.data.pipeline import make_batches
+    from Functions.engine.segmentation import TrainConfig, compile_model
 
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))

@@ -48,12 +48,12 @@ def main(argv=None) -> int:
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from Functions.benchmark import BenchmarkSettings, benchmark_model, device_name, markdown_table
+    from Functions.apps.benchmark import BenchmarkSettings, benchmark_model, device_name, markdown_table
     from Functions.models.registry import SPECS
-    from Functions.training import _has_gpu
+    from Functions.base.runtime import has_gpu
 
     device = device_name()
-    on_gpu = _has_gpu()
+    on_gpu = has_gpu()
     if not on_gpu and not args.allow_cpu:
         print(f"no GPU visible to the {args.backend} backend (device: {device}); nothing measured or recorded",
               file=sys.stderr)

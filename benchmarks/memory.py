@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--normalization", default="dark_background")
     args = p.parse_args(argv)
 
-    from Functions.benchmark import peak_rss_mb
-    from Functions.training import TrainConfig, prepare_data
+    from Functions.base.runtime import peak_rss_mb
+    from Functions.engine.segmentation import TrainConfig, prepare_data
 
     before = peak_rss_mb()
     t0 = time.perf_counter()

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from Functions.augmentation import (PRESETS, Augmenter, augment_batch, get_augmenter,
+from Functions.data.augmentation import (PRESETS, Augmenter, augment_batch, get_augmenter,
                                     rng_for)
-from Functions.errors import UserError
+from Functions.base.errors import UserError
 
 # Every geometric transform switched off, so single transforms can be switched on.
 OFF = dict(hflip=0.0, vflip=0.0, rotate90=0.0)
@@ -367,7 +367,7 @@ def test_plot_augmentation_grid_has_n_plus_one_panels():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from Functions.plotting import plot_augmentation_grid
+    from Functions.viz.plotting import plot_augmentation_grid
 
     mask = blobs(48, labels=2)
     image = np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)

@@ -72,10 +72,11 @@ def test_train_command_on_backend(backend, blobs, tmp_path):
     assert 0.0 <= metrics["dice"] <= 1.0
 
     # The saved model loads here (TensorFlow) and gives the Dice the run reported on its test split.
-    from Functions.discovery import find_samples
-    from Functions.evaluation import predict_probabilities, probabilities_to_masks, score_masks
-    from Functions.pipeline import load_arrays
-    from Functions.prediction import load_model_file
+    from Functions.data.discovery import find_samples
+    from Functions.evaluation.evaluate import score_masks
+    from Functions.inference.tta import predict_probabilities, probabilities_to_masks
+    from Functions.data.pipeline import load_arrays
+    from Functions.inference.predictor import load_model_file
 
     model, _ = load_model_file(out / "model.keras")
     assert model.count_params() == metrics["parameters"]

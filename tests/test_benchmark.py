@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from Functions.benchmark import (REQUIRED_KEYS, BenchmarkSettings, markdown_table,
+from Functions.apps.benchmark import (REQUIRED_KEYS, BenchmarkSettings, markdown_table,
                                  matmul_gflops, peak_rss_mb, pipeline_images_per_second, plain_unet,
                                  run_benchmark, synthetic_data)
-from Functions.errors import UserError
+from Functions.base.errors import UserError
 
 TINY = dict(image_size=32, batch_size=2, steps=2, repeats=1, predict_batches=1, pipeline_epochs=1,
             roofline_size=64, model_options={"base_filters": 4, "depth": 2})

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Functions.callbacks import (BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState, read_state,
-                                 write_history_csv)
+from Functions.base.runs import read_state, write_history_csv
+from Functions.engine.callbacks import BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState
 
 
 def tiny_model(lr=0.05, loss="binary_crossentropy"):

@@ -11,16 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Functions.classification import (
-    ClassifyConfig,
-    classification_metrics,
-    confusion_matrix,
-    prepare_classification_data,
-    roc_auc,
-    roc_curve,
-    spread_by_class,
-)
-from Functions.classification_data import (
+from Functions.engine.classification import ClassifyConfig, prepare_classification_data, spread_by_class
+from Functions.metrics.classification import classification_metrics, confusion_matrix, roc_auc, roc_curve
+from Functions.data.labelled import (
     balanced_class_weights,
     encode_labels,
     find_labelled_images,
@@ -28,8 +21,8 @@ from Functions.classification_data import (
     labelled_samples,
     one_hot,
 )
-from Functions.discovery import Sample
-from Functions.errors import UserError
+from Functions.data.discovery import Sample
+from Functions.base.errors import UserError
 
 CLASSES = ("blank", "disc", "stripes")
 
@@ -124,7 +117,7 @@ def test_labelled_samples_from_a_loader():
 
 
 def test_offline_ultrasound_sample_is_a_classification_set():
-    from Functions.paths import sample_dir
+    from Functions.base.paths import sample_dir
 
     samples, classes = find_labelled_images(sample_dir("ultrasound"))
     assert classes == ["benign", "malignant", "normal"]
@@ -168,7 +161,7 @@ def test_busi_like_images_of_any_size_and_rgb_load_as_one_gray_shape(tmp_path):
 
 
 def test_dataset_option_takes_labels_from_the_registry(tmp_path):
-    datasets = pytest.importorskip("Functions.datasets")
+    datasets = pytest.importorskip("Functions.data.datasets")
     if "busi" not in datasets.names():
         pytest.skip("no BUSI entry in the dataset registry")
     write_class_folders(tmp_path / "Dataset_BUSI_with_GT", counts=(4, 3, 3), size=16,
@@ -193,8 +186,8 @@ def test_labels_one_hot_and_balanced_weights():
 
 
 def test_batches_of_labels_augment_only_the_images():
-    from Functions.augmentation import Augmenter
-    from Functions.pipeline import make_batches
+    from Functions.data.augmentation import Augmenter
+    from Functions.data.pipeline import make_batches
 
     x = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
     y = one_hot(np.array([0, 2, 1, 2]), 3)
@@ -293,7 +286,7 @@ def test_config_validation():
 # ----------------------------------------------------------------------------- the job end to end
 @pytest.mark.backend
 def test_classify_train_separable_set_and_predict(tmp_path):
-    from Functions.classification import train_classifier
+    from Functions.engine.classification import train_classifier
     from Functions.cli import main
 
     data = write_class_folders(tmp_path / "shapes", counts=(15, 15, 15))
@@ -363,7 +356,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_model_choice_errors(tmp_path):
-    from Functions.classification import build_classifier
+    from Functions.engine.classification import build_classifier
 
     with pytest.raises(UserError, match="segmentation model"):
         build_classifier(ClassifyConfig(model="unet"), (32, 32, 1), 3)
@@ -379,7 +372,7 @@ def test_model_choice_errors(tmp_path):
 
 @pytest.mark.slow
 def test_default_run_on_the_ultrasound_sample(tmp_path):
-    from Functions.classification import train_classifier
+    from Functions.engine.classification import train_classifier
 
     result = train_classifier(ClassifyConfig(epochs=2, image_size=64, out=str(tmp_path / "run"), verbose=0))
     assert result["metrics"]["classes"] == ["benign", "malignant", "normal"]

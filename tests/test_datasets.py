@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from Functions import cli, datasets
-from Functions.archives import safe_extract
-from Functions.discovery import find_samples, load_sample
-from Functions.errors import UserError
+from Functions import cli
+from Functions.data import datasets
+from Functions.data.archives import safe_extract
+from Functions.data.discovery import find_samples, load_sample
+from Functions.base.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DSB = REPO.parent / "shared" / "datasets" / "dsb2018"
@@ -265,7 +266,7 @@ def test_brain_tumor_matlab_v5_files_read_with_scipy(tmp_path):
 
 
 def test_training_pipeline_uses_dataset_and_labels(tmp_path):
-    from Functions.training import TrainConfig, prepare_data, resolve_samples
+    from Functions.engine.segmentation import TrainConfig, prepare_data, resolve_samples
 
     make_busi(tmp_path)
     for cls in ("benign", "malignant", "normal"):  # enough per class for a stratified 3-way split

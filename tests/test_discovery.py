@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from Functions.discovery import find_samples, load_sample
-from Functions.errors import UserError
+from Functions.data.discovery import find_samples, load_sample
+from Functions.base.errors import UserError
 
 
 def _write(path: Path, array: np.ndarray) -> None:

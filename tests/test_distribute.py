@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Functions import distribute as dist
-from Functions.errors import UserError
+from Functions.engine import distribute as dist
+from Functions.base.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHT_ATOL = 1e-5
@@ -48,7 +48,7 @@ TRAIN_ARGS = ["--image-size", "32", "--epochs", "1", "--val-fraction", "0.15", "
 # Runs in a fresh interpreter: argv = data dir, out dir.  Devices first, then the two runs.
 SCRIPT = r"""
 import sys
-from Functions.distribute import use_cpu_devices
+from Functions.engine.distribute import use_cpu_devices
 use_cpu_devices(2)
 from Functions.cli import main
 data, out, args = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -81,7 +81,8 @@ def run_backend(backend: str, tmp_path: Path, extra_env: dict | None = None, tim
 def assert_runs_match(out: Path) -> None:
     import keras
 
-    from Functions import keras_metrics, losses, models  # noqa: F401 - register the custom objects
+    from Functions import losses, models  # noqa: F401 - register the custom objects
+    from Functions.metrics import streaming  # noqa: F401
 
     single = keras.saving.load_model(out / "single" / "model.keras", safe_mode=True)   # no strategy here
     multi = keras.saving.load_model(out / "dist" / "model.keras", safe_mode=True)

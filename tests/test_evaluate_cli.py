@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Functions import metrics as M
+from Functions.metrics import segmentation as M
 from Functions.cli import main
 from Functions.commands.evaluate import prediction_to_mask
 

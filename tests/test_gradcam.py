@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from Functions.gradcam import GradCAM, find_target_layer, grad_cam, input_gradient
+from Functions.inference.gradcam import GradCAM, find_target_layer, grad_cam, input_gradient
 
 SIZE, SIDE = 32, 10
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from Functions.errors import UserError
-from Functions.imaging import binarize_mask, is_grayscale, read_image, read_mask
+from Functions.base.errors import UserError
+from Functions.data.imaging import binarize_mask, is_grayscale, read_image, read_mask
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".bmp", ".gif"])

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from Functions import keras_metrics as KM  # noqa: E402
+from Functions.metrics import streaming as KM  # noqa: E402
 from Functions import metrics as M  # noqa: E402
 
 pytestmark = pytest.mark.backend

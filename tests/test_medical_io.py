@@ -14,10 +14,10 @@ from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 
-from Functions import medical_io as mio  # noqa: E402
-from Functions.discovery import find_samples, load_sample  # noqa: E402
-from Functions.errors import UserError  # noqa: E402
-from Functions.metrics import hausdorff_distance  # noqa: E402
+from Functions.data import medical_io as mio  # noqa: E402
+from Functions.data.discovery import find_samples, load_sample  # noqa: E402
+from Functions.base.errors import UserError  # noqa: E402
+from Functions.metrics.segmentation import hausdorff_distance  # noqa: E402
 
 
 def _ct_small():
@@ -241,7 +241,7 @@ def test_spacing_reaches_the_distance_metrics(tmp_path):
 
 
 def test_nifti_slices_go_through_the_pipeline(tmp_path):
-    from Functions.pipeline import load_arrays
+    from Functions.data.pipeline import load_arrays
 
     vol, seg = _volume_pair()
     _write_nifti(tmp_path / "images" / "c.nii.gz", vol)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from Functions import metrics as M
+from Functions.metrics import segmentation as M
 
 
 def square(shape, r0, r1, c0, c1):

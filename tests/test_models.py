@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from Functions.errors import UserError
+from Functions.base.errors import UserError
 from Functions.models import (
     MODEL_REGISTRY,
     available_models,

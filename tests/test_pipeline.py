@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from Functions.discovery import find_samples
-from Functions.pipeline import load_arrays, make_batches
+from Functions.data.discovery import find_samples
+from Functions.data.pipeline import load_arrays, make_batches
 
 
 def test_load_arrays_shapes_and_ranges(tiny_pairs_dir):
@@ -20,7 +20,7 @@ def test_load_arrays_shapes_and_ranges(tiny_pairs_dir):
 
 @pytest.mark.backend
 def test_batches_seeded_shuffle_and_augmentation():
-    from Functions.augmentation import get_augmenter
+    from Functions.data.augmentation import get_augmenter
 
     rng = np.random.default_rng(0)
     x = rng.random((10, 8, 8, 1)).astype(np.float32)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from Functions.cli import main
-from Functions.metrics import METRIC_COLUMNS
-from Functions.training import TrainConfig, train
+from Functions.metrics.segmentation import METRIC_COLUMNS
+from Functions.engine.segmentation import TrainConfig, train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -71,7 +71,7 @@ def test_predict_keeps_every_image_size_and_name(run_dir, mixed_images, tmp_path
 
 @pytest.mark.backend
 def test_predict_one_file_uses_the_run_settings(run_dir, mixed_images, tmp_path):
-    from Functions.prediction import load_predictor, run_settings
+    from Functions.inference.predictor import load_predictor, run_settings
 
     folder, _ = mixed_images
     out = tmp_path / "one"

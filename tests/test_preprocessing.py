@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from Functions.preprocessing import (clahe, crop_to_mask, mask_bbox, normalize, resize_image, resize_mask,
+from Functions.data.preprocessing import (clahe, crop_to_mask, mask_bbox, normalize, resize_image, resize_mask,
                                      to_grayscale, to_rgb)
 
 
@@ -60,7 +60,7 @@ def test_crop_to_mask_with_margin():
 
 
 def test_binary_masks_resize_by_area_fraction():
-    from Functions.preprocessing import resize_binary_mask
+    from Functions.data.preprocessing import resize_binary_mask
 
     m = np.zeros((4, 4), np.uint8)
     m[:2, :2] = 255                 # a full 2x2 block -> one output pixel fully covered
@@ -74,7 +74,7 @@ def test_binary_masks_resize_by_area_fraction():
 
 
 def test_dark_background_inverts_brightfield_only():
-    from Functions.preprocessing import has_bright_background
+    from Functions.data.preprocessing import has_bright_background
 
     yy, xx = np.mgrid[:32, :32]
     disc = (yy - 16) ** 2 + (xx - 16) ** 2 < 36
@@ -98,7 +98,7 @@ def test_dark_background_inverts_brightfield_only():
 def test_choose_normalization_from_object_polarity():
     from conftest import blob_pair
 
-    from Functions.preprocessing import choose_normalization
+    from Functions.data.preprocessing import choose_normalization
 
     pairs = [blob_pair(32, seed=i) for i in range(20)]           # bright discs on a dark background
     masks = np.stack([m for _, m in pairs])[..., None]

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Functions.errors import UserError
-from Functions.training import TrainConfig, resume_config, train
+from Functions.base.errors import UserError
+from Functions.engine.segmentation import TrainConfig, resume_config, train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -149,7 +149,7 @@ def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_pa
     assert pd.read_csv(history)["epoch"].tolist() == list(range(epochs))
     assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == epochs
     assert (out / "report.md").is_file() and not (out / "backup").exists()
-    from Functions.prediction import load_model_file     # imports the custom layers/losses, then loads
+    from Functions.inference.predictor import load_model_file     # imports the custom layers/losses, then loads
 
     model, _ = load_model_file(out / "model.keras")
     assert tuple(model.inputs[0].shape[1:]) == (32, 32, 1)

@@ -7,8 +7,8 @@ import math
 import keras
 import pytest
 
-from Functions import schedules
-from Functions.schedules import CosineSchedule, cosine_learning_rate
+from Functions.engine import schedules
+from Functions.engine.schedules import CosineSchedule, cosine_learning_rate
 
 
 def test_cosine_learning_rate_by_hand():

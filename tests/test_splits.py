@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from Functions.splits import split_indices
+from Functions.data.splits import split_indices
 
 
 def test_split_sizes_disjoint_and_seeded():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from Functions import synthetic as S
+from Functions.data import synthetic as S
 from Functions.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]

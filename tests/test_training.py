@@ -8,8 +8,8 @@ import keras
 import pandas as pd
 import pytest
 
-from Functions.errors import UserError
-from Functions.training import TrainConfig, train
+from Functions.base.errors import UserError
+from Functions.engine.segmentation import TrainConfig, train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -107,7 +107,7 @@ def test_mixed_precision_trains_and_restores_the_policy(tiny_pairs_dir, tmp_path
 
 def test_subset_is_a_seeded_choice_and_run_eagerly_compiles_eagerly(tiny_pairs_dir):
     from Functions.models import build_model
-    from Functions.training import compile_model, prepare_data
+    from Functions.engine.segmentation import compile_model, prepare_data
 
     cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=6, seed=3)
     first, again = prepare_data(cfg), prepare_data(cfg)

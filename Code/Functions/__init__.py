@@ -22,11 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "augmentation", "classification", "cli", "datasets", "discovery", "errors",
-    "evaluation", "imaging", "losses", "medical_io", "metrics", "keras_metrics",
-    "models", "paths", "pipeline", "plotting", "prediction", "preprocessing",
-    "reporting", "splits", "synthetic", "training", "comparison", "benchmark",
-    "distribute", "gradcam", "seeding", "callbacks",
+    # layers, bottom to top (see docs/architecture.md)
+    "base", "data", "models", "losses", "metrics", "inference", "evaluation", "viz", "engine", "apps",
+    "cli", "commands",
 }
 
 

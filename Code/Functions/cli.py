@@ -16,11 +16,11 @@ import importlib
 import pkgutil
 import sys
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 
 def _command_modules():
-    from . import commands
+    from Functions import commands
 
     mods = []
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):

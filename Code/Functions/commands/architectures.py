@@ -24,9 +24,9 @@ def architecture_rows(image_size: int = 256, channels: int = 1, num_classes: int
     """One dict per registered model: name, task, paper, parameters, gflops."""
     import keras
 
-    from ..models import MODEL_REGISTRY, build_model, model_info
-    from ..models.flops import count_flops
-    from ..models.registry import offline_options
+    from Functions.models import MODEL_REGISTRY, build_model, model_info
+    from Functions.models.flops import count_flops
+    from Functions.models.registry import offline_options
 
     rows = []
     for name in MODEL_REGISTRY:
@@ -60,7 +60,7 @@ def format_table(rows: list[dict], markdown: bool = False) -> str:
 
 
 def run(args) -> int:
-    from ..errors import UserError
+    from Functions.base.errors import UserError
 
     if args.channels < 1:
         raise UserError(f"--channels must be >= 1, got {args.channels}")

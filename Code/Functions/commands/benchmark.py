@@ -9,7 +9,7 @@ HELP = "measure train/predict/input-pipeline speed per model against plain Keras
 
 
 def add_arguments(p) -> None:
-    from .train import parse_option
+    from Functions.commands.train import parse_option
 
     p.add_argument("--model", action="append", metavar="NAME",
                    help="segmentation model to measure, repeatable, or 'all' (default: unet)")
@@ -34,9 +34,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..benchmark import (BenchmarkSettings, default_report_path, markdown_table, run_benchmark,
+    from Functions.apps.benchmark import (BenchmarkSettings, default_report_path, markdown_table, run_benchmark,
                              to_json_lines, write_report)
-    from ..models.registry import SPECS
+    from Functions.models.registry import SPECS
 
     names = args.model or ["unet"]
     if "all" in names:

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..classification import list_images, load_classifier, predict_images
-    from ..errors import UserError
+    from Functions.inference.classifier import list_images, load_classifier, predict_images
+    from Functions.base.errors import UserError
 
     if args.out and Path(args.out).suffix.lower() != ".csv":
         raise UserError(f"--out {args.out} must end in .csv")
@@ -49,9 +49,9 @@ def run(args) -> int:
 def _save_gradcam(args, table, loaded) -> None:
     from pathlib import Path
 
-    from ..classification import prepare_inputs
-    from ..gradcam import GradCAM
-    from ..plotting import _plt, plot_gradcam
+    from Functions.inference.classifier import prepare_inputs
+    from Functions.inference.gradcam import GradCAM
+    from Functions.viz.plotting import _plt, plot_gradcam
 
     model, info = loaded
     rows = table.head(16)

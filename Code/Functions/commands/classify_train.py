@@ -10,8 +10,8 @@ HELP = ("train an image classifier on one-subfolder-per-class data and report ac
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..classification import ClassifyConfig
-    from .train import parse_option
+    from Functions.engine.classification import ClassifyConfig
+    from Functions.commands.train import parse_option
 
     d = ClassifyConfig()
     src = p.add_argument_group("data")
@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
-    from ..classification import ClassifyConfig
+    from Functions.engine.classification import ClassifyConfig
 
     fields = ClassifyConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields and k != "model_options"}
@@ -81,7 +81,7 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from ..classification import train_classifier
+    from Functions.engine.classification import train_classifier
 
     train_classifier(config_from_args(args))
     return 0

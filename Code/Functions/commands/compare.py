@@ -16,8 +16,8 @@ DESCRIPTION = __doc__.split("\n", 2)[2].strip() if __doc__ else HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..training import TrainConfig
-    from .train import parse_option
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.commands.train import parse_option
 
     d = TrainConfig()
     p.add_argument("--models", required=True, metavar="A,B,...",
@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..comparison import compare_models, parse_models
-    from ..training import TrainConfig
+    from Functions.apps.compare import compare_models, parse_models
+    from Functions.engine.segmentation import TrainConfig
 
     models = parse_models(args.models)
     fields = TrainConfig.__dataclass_fields__

@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .. import datasets
+    from Functions.data import datasets
 
     infos = [datasets.get(args.name)] if args.name else list(datasets.REGISTRY.values())
     print("\n\n".join(datasets.describe(info, args.data_dir) for info in infos))

@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .. import datasets
+    from Functions.data import datasets
 
     datasets.install(args.name, archives=args.archive, data_dir=args.data_dir, force=args.force)
     return 0

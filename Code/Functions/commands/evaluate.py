@@ -34,7 +34,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from Functions.base.errors import UserError
 
 NAME = "evaluate"
 HELP = "score predicted masks against true masks (Dice, IoU, boundary F1, HD95, ASSD...) and write a CSV"
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 # folder mode
 # ----------------------------------------------------------------------------
 def _run_folders(args) -> int:
-    from ..metrics import METRIC_COLUMNS, per_image_metrics, summarize
+    from Functions.metrics.segmentation import METRIC_COLUMNS, per_image_metrics, summarize
 
     if not args.predictions:
         raise UserError("--masks needs --predictions DIR (the folder of predicted masks to score)")
@@ -183,14 +183,14 @@ def _free_name(path: Path) -> Path:
 
 def _read_truth(path: Path):
     """A true mask as ``(H, W)`` bool (non-zero / bright = foreground)."""
-    from ..imaging import read_mask
+    from Functions.data.imaging import read_mask
 
     return read_mask(path).astype(bool)
 
 
 def _read_prediction(path: Path):
     """A prediction as ``(H, W)`` bool, by the rule in the module docstring."""
-    from ..imaging import read_image
+    from Functions.data.imaging import read_image
 
     arr = read_image(path)
     arr = arr.max(axis=-1) if arr.ndim == 3 else arr
@@ -217,7 +217,7 @@ def prediction_to_mask(arr):
 # run mode
 # ----------------------------------------------------------------------------
 def _run_trained(args) -> int:
-    from ..evaluation import evaluate_run
+    from Functions.evaluation.evaluate import evaluate_run
 
     for flag in ("predictions",):
         if getattr(args, flag, None):

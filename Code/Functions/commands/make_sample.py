@@ -16,7 +16,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    from ..synthetic import DEFAULT_N_NUCLEI, DEFAULT_N_PER_CLASS, DEFAULT_SEED, DEFAULT_SIZE
+    from Functions.data.synthetic import DEFAULT_N_NUCLEI, DEFAULT_N_PER_CLASS, DEFAULT_SEED, DEFAULT_SIZE
 
     parser.add_argument("--out", default=None, help="sample root folder (default: <repo>/Data/sample)")
     parser.add_argument("--kind", choices=("nuclei", "ultrasound", "all"), default="all",
@@ -34,9 +34,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..errors import UserError
-    from ..paths import repo_root
-    from ..synthetic import write_sample
+    from Functions.base.errors import UserError
+    from Functions.base.paths import repo_root
+    from Functions.data.synthetic import write_sample
 
     if args.out is None:
         root = repo_root()

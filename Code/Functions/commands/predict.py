@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
-    from ..prediction import predict_folder
+    from Functions.base.errors import UserError
+    from Functions.inference.predictor import predict_folder
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import ast
 
-from ..errors import UserError
-from ..preprocessing import NORMALIZATIONS
+from Functions.base.errors import UserError
+from Functions.data.preprocessing import NORMALIZATIONS
 
 NAME = "train"
 HELP = "train a segmentation model and report test Dice/IoU (no arguments: U-Net on the Data/ sample)"
@@ -24,7 +24,7 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..training import TrainConfig
+    from Functions.engine.segmentation import TrainConfig
 
     d = TrainConfig()
     src = p.add_argument_group("data")
@@ -98,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
-    from ..training import TrainConfig
+    from Functions.engine.segmentation import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields and k != "model_options"}
@@ -143,10 +143,10 @@ def _conflicting_options(args, saved) -> list[str]:
 
 
 def run(args) -> int:
-    from ..training import resume_config, train
+    from Functions.engine.segmentation import resume_config, train
 
     if getattr(args, "cpu_devices", None):             # before the backend starts
-        from ..distribute import use_cpu_devices
+        from Functions.engine.distribute import use_cpu_devices
 
         use_cpu_devices(args.cpu_devices)
     if args.resume:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import keras
 
-from .attention_unet import attention_maps
-from .flops import count_flops
-from .registry import MODEL_REGISTRY, SPECS, TASKS, default_options, get_spec, offline_options
-from .unet import build_unet
+from Functions.models.attention_unet import attention_maps
+from Functions.models.flops import count_flops
+from Functions.models.registry import MODEL_REGISTRY, SPECS, TASKS, default_options, get_spec, offline_options
+from Functions.models.unet import build_unet
 
 __all__ = [
     "MODEL_REGISTRY",

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from . import blocks
+from Functions.models import blocks
 
 
 def build_attention_unet(

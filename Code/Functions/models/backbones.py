@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from ..errors import UserError
-from . import blocks
-from .layers import ImageNetPreprocessing
+from Functions.base.errors import UserError
+from Functions.models import blocks
+from Functions.models.layers import ImageNetPreprocessing
 
 WEIGHT_CHOICES = (None, "imagenet")
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from . import blocks
-from .backbones import BACKBONES, check_backbone_input, check_weights, load_backbone, rgb_input
+from Functions.models import blocks
+from Functions.models.backbones import BACKBONES, check_backbone_input, check_weights, load_backbone, rgb_input
 
 DEFAULT_DECODER_FILTERS = (128, 64, 32, 16, 16)
 

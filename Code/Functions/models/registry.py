@@ -11,13 +11,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .attention_unet import build_attention_unet
-from .encoder_unet import build_unet_efficientnetb0, build_unet_mobilenetv2, build_unet_resnet50
-from .resnet import build_resnet18, build_resnet34, build_resnet50, build_resnet50_imagenet
-from .resunet import build_resunet
-from .resunet_plus_plus import build_resunet_plus_plus
-from .unet import build_unet
-from .unet_plus_plus import build_unet_plus_plus
+from Functions.models.attention_unet import build_attention_unet
+from Functions.models.encoder_unet import build_unet_efficientnetb0, build_unet_mobilenetv2, build_unet_resnet50
+from Functions.models.resnet import build_resnet18, build_resnet34, build_resnet50, build_resnet50_imagenet
+from Functions.models.resunet import build_resunet
+from Functions.models.resunet_plus_plus import build_resunet_plus_plus
+from Functions.models.unet import build_unet
+from Functions.models.unet_plus_plus import build_unet_plus_plus
 
 TASKS = ("segmentation", "classification")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import blocks
-from .backbones import check_weights, load_backbone, rgb_input
+from Functions.models import blocks
+from Functions.models.backbones import check_weights, load_backbone, rgb_input
 
 # Blocks per stage (conv2_x .. conv5_x) in the paper's Table 1.
 STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}

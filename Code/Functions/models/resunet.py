@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import blocks
+from Functions.models import blocks
 
 
 def build_resunet(

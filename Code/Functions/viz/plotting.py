@@ -153,7 +153,7 @@ def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter
     """
     from skimage.measure import find_contours
 
-    from .augmentation import get_augmenter, rng_for
+    from Functions.data.augmentation import get_augmenter, rng_for
 
     if int(n) < 1:
         raise ValueError(f"plot_augmentation_grid: n={n!r} must be at least 1")
@@ -248,7 +248,7 @@ def plot_confusion_matrix(matrix, classes, normalize: bool = True, path=None):
 def plot_roc(y_true, probabilities, classes, path=None):
     """One-vs-rest ROC curve of every class (with its AUC in the legend) for labels ``(N,)`` and
     probabilities ``(N, K)``."""
-    from .classification import roc_auc, roc_curve
+    from Functions.metrics.classification import roc_auc, roc_curve
 
     plt = _plt()
     y = np.asarray(y_true)

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from Functions.base.errors import UserError
+from Functions.metrics.classification import classification_metrics
 
 #: Filters of the first stage of from-scratch ResNets when neither ``width`` nor a
 #: ``base_filters`` model option is given: a quarter of the paper's 64, so a
@@ -54,85 +55,12 @@ AUTO_AUGMENT = dict(hflip=0.5, vflip=0.0, rotate90=0.0, rotate=0.3, max_angle=10
 
 
 # ============================================================================= metrics
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
-    """``(K, K) int64`` counts: row = true class, column = predicted class."""
-    t = np.asarray(y_true, dtype=np.int64)
-    p = np.asarray(y_pred, dtype=np.int64)
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}")
-    for name, v in (("y_true", t), ("y_pred", p)):
-        if v.size and (v.min() < 0 or v.max() >= num_classes):
-            raise ValueError(f"{name} holds labels outside 0..{num_classes - 1}")
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def roc_auc(is_positive: Sequence[bool], scores: Sequence[float]) -> float | None:
-    """Area under the ROC curve from ranks (ties share their mean rank); ``None`` without both classes."""
-    pos = np.asarray(is_positive, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0      # 1-based rank of each distinct value
-    ranks = mean_rank[inverse.reshape(-1)]
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)``: one point per distinct score (highest first), starting at (0, 0)."""
-    pos = np.asarray(is_positive, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, pos = s[order], pos[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1] if len(s) else np.array([], int)
-    tp = np.cumsum(pos)[last]
-    fp = np.cumsum(~pos)[last]
-    tpr = np.r_[0.0, tp / max(1, pos.sum())]
-    fpr = np.r_[0.0, fp / max(1, (~pos).sum())]
-    return fpr, tpr, np.r_[np.inf, s[last]]
 
 
-def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
-                           classes: Sequence[str] | None = None) -> dict:
-    """Every classification metric for integer labels ``(N,)`` and probabilities ``(N, K)``.
-
-    The prediction is the most probable class.  Returns a JSON-ready dict:
-    ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc`` (macro
-    one-vs-rest), ``per_class`` (``{name: {precision, recall, f1, roc_auc,
-    support}}``), ``confusion_matrix`` (list of lists, rows = truth, in the
-    order of ``classes``), ``classes`` and ``n_images``.
-    """
-    probs = np.asarray(probabilities, dtype=np.float64)
-    if probs.ndim == 1 or probs.shape[-1] == 1:          # one sigmoid output: P(class 1)
-        p1 = probs.reshape(-1)
-        probs = np.stack([1 - p1, p1], axis=1)
-    t = np.asarray(y_true, dtype=np.int64)
-    k = probs.shape[1]
-    classes = [str(c) for c in (classes if classes is not None else range(k))]
-    if len(classes) != k:
-        raise ValueError(f"{len(classes)} class names for {k} probability columns")
-    pred = np.argmax(probs, axis=1)
-    cm = confusion_matrix(t, pred, k)
-    tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
-    aucs = [roc_auc(t == c, probs[:, c]) for c in range(k)]
-    defined = [a for a in aucs if a is not None]
-    n = int(len(t))
-    return {
-        "accuracy": float(tp.sum() / n) if n else float("nan"),
-        "balanced_accuracy": float(recall[support > 0].mean()) if n else float("nan"),
-        "macro_f1": float(f1.mean()),
-        "roc_auc": float(np.mean(defined)) if defined else None,
-        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                          "roc_auc": aucs[i], "support": int(support[i])} for i, c in enumerate(classes)},
-        "confusion_matrix": cm.tolist(),
-        "classes": classes,
-        "n_images": n,
-    }
 
 
 # ============================================================================= config
@@ -190,7 +118,7 @@ class ClassifyConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
-        from .splits import split_indices
+        from Functions.data.splits import split_indices
 
         try:
             split_indices(3, self.val_fraction, self.test_fraction)
@@ -201,11 +129,11 @@ class ClassifyConfig:
 # ============================================================================= data
 def resolve_labelled_samples(config: ClassifyConfig):
     """``(samples, classes)`` for ``--data``, ``--dataset`` or the offline ultrasound sample."""
-    from .classification_data import find_labelled_images, labelled_samples
+    from Functions.data.labelled import find_labelled_images, labelled_samples
 
     if config.dataset:
         try:
-            from . import datasets
+            from Functions.data import datasets
         except ModuleNotFoundError:
             raise UserError("--dataset needs Functions.datasets, which this installation lacks; "
                             "pass --data DIR with one subfolder per class") from None
@@ -213,7 +141,7 @@ def resolve_labelled_samples(config: ClassifyConfig):
         return labelled_samples(samples, where=f"dataset {config.dataset!r}")
     if config.data:
         return find_labelled_images(config.data)
-    from .paths import sample_dir
+    from Functions.base.paths import sample_dir
 
     return find_labelled_images(sample_dir("ultrasound"))
 
@@ -224,9 +152,9 @@ def prepare_classification_data(config: ClassifyConfig) -> dict:
     Returns ``{"classes", "channels", "n_samples", "train"/"val"/"test": (images (N, H, W, C) float32,
     labels (N,) int64, samples)}``.
     """
-    from .classification_data import encode_labels, load_images
-    from .pipeline import infer_channels
-    from .splits import split_indices
+    from Functions.data.labelled import encode_labels, load_images
+    from Functions.data.pipeline import infer_channels
+    from Functions.data.splits import split_indices
 
     samples, classes = resolve_labelled_samples(config)
     if config.subset is not None and config.subset < len(samples):   # seeded, so a rerun gets the same images
@@ -251,7 +179,7 @@ def prepare_classification_data(config: ClassifyConfig) -> dict:
 # ============================================================================= model
 def build_classifier(config: ClassifyConfig, input_shape: tuple[int, int, int], num_classes: int):
     """The configured classifier; UserError for segmentation models or options the model lacks."""
-    from .models import build_model, model_info
+    from Functions.models import build_model, model_info
 
     options = classifier_options(config)
     try:
@@ -267,7 +195,7 @@ def build_classifier(config: ClassifyConfig, input_shape: tuple[int, int, int], 
 def classifier_options(config: ClassifyConfig) -> dict:
     """The builder options a config resolves to (``--model-option``, ``--width``, ``--pretrained``,
     ``--freeze-backbone``); UserError for segmentation models or options the model lacks."""
-    from .models import available_models, model_info
+    from Functions.models import available_models, model_info
 
     names = available_models("classification")
     try:
@@ -301,7 +229,7 @@ def compile_classifier(model, config: ClassifyConfig):
     """Adam, categorical cross-entropy on one-hot targets (optional label smoothing), accuracy."""
     import keras
 
-    from .distribute import jit_allowed
+    from Functions.engine.distribute import jit_allowed
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
@@ -325,7 +253,7 @@ def resolve_classifier_jit(setting: str | bool) -> bool:
 
 def classification_augmenter(spec):
     """``"auto"`` -> :data:`AUTO_AUGMENT`; anything else as :func:`Functions.augmentation.get_augmenter`."""
-    from .augmentation import get_augmenter
+    from Functions.data.augmentation import get_augmenter
 
     return get_augmenter(AUTO_AUGMENT if spec == "auto" else spec)
 
@@ -342,11 +270,11 @@ def train_classifier(config: ClassifyConfig) -> dict:
     import keras
     import pandas as pd
 
-    from .classification_data import balanced_class_weights, one_hot
-    from .paths import new_run_dir
-    from .pipeline import make_batches
-    from .seeding import set_seed
-    from .training import _write_json
+    from Functions.data.labelled import balanced_class_weights, one_hot
+    from Functions.base.paths import new_run_dir
+    from Functions.data.pipeline import make_batches
+    from Functions.base.runtime import set_seed
+    from Functions.base.runs import write_json
 
     set_seed(config.seed)
     classes = data["classes"]
@@ -355,12 +283,12 @@ def train_classifier(config: ClassifyConfig) -> dict:
     x_va, y_va, _ = data["val"]
     model = build_classifier(config, (config.image_size, config.image_size, data["channels"]), k)
     run_dir = new_run_dir(config.out, prefix=f"classify-{config.model}")
-    _write_json(run_dir / "config.json", {**asdict(config), "channels": data["channels"],
+    write_json(run_dir / "config.json", {**asdict(config), "channels": data["channels"],
                                           "model_options": classifier_options(config)})
-    _write_json(run_dir / "classes.json", {"classes": classes, "image_size": config.image_size,
+    write_json(run_dir / "classes.json", {"classes": classes, "image_size": config.image_size,
                                            "channels": data["channels"], "normalization": config.normalization,
                                            "clahe": config.clahe})
-    _write_json(run_dir / "split.json", {name: [{"image": str(s.image), "class": s.label} for s in data[name][2]]
+    write_json(run_dir / "split.json", {name: [{"image": str(s.image), "class": s.label} for s in data[name][2]]
                                          for name in ("train", "val", "test")})
 
     compile_classifier(model, config)
@@ -398,8 +326,8 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
     """Test metrics, predictions table, figures and report for a trained classifier."""
     import pandas as pd
 
-    from .plotting import _plt, plot_confusion_matrix, plot_gradcam, plot_history, plot_roc
-    from .training import _write_json
+    from Functions.viz.plotting import _plt, plot_confusion_matrix, plot_gradcam, plot_history, plot_roc
+    from Functions.base.runs import write_json
 
     plt = _plt()
     classes = data["classes"]
@@ -409,7 +337,7 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
     metrics = classification_metrics(y_te, probs, classes)
     metrics.update({"split": "test" if split_name == "test" else "validation", "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params())})
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     table = pd.DataFrame({"image": [str(s.image) for s in s_te], "truth": [classes[i] for i in y_te],
                           "predicted": [classes[i] for i in probs.argmax(axis=1)]})
     for j, c in enumerate(classes):
@@ -422,7 +350,7 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
     if config.gradcam_images:
         pick = spread_by_class(y_te, config.gradcam_images)
         try:
-            from .gradcam import GradCAM
+            from Functions.inference.gradcam import GradCAM
 
             heat, explained = GradCAM(model)(x_te[pick], batch_size=config.batch_size)
         except ValueError as exc:                        # e.g. a model without a 4-D feature layer
@@ -453,7 +381,7 @@ def spread_by_class(y: np.ndarray, n: int) -> np.ndarray:
 def write_classification_report(run_dir: Path, config: ClassifyConfig, data: dict, metrics: dict) -> Path:
     """``report.md``: the shared settings/data/metrics/figures report plus class counts, per-class metrics
     and the confusion matrix."""
-    from .reporting import markdown_table, write_report
+    from Functions.viz.reports import markdown_table, write_report
 
     classes = data["classes"]
     settings = {**asdict(config), "channels": data["channels"], "model_options": classifier_options(config)}
@@ -481,84 +409,9 @@ def _fmt(v) -> str:
 
 
 # ============================================================================= prediction
-def load_classifier(path: str | Path):
-    """``(model, info)`` from a ``model.keras`` file or its run folder; ``info`` is ``classes.json``."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise UserError(f"--model {path} does not exist; pass a model.keras file written by classify-train "
-                        "(or its run folder)")
-    info_path = path.parent / "classes.json"
-    if not info_path.is_file():
-        raise UserError(f"no classes.json beside {path}; classify-train writes the class names there - "
-                        "copy it with the model")
-    info = json.loads(info_path.read_text())
-    import keras
-
-    from . import models  # noqa: F401 - registers the custom layers before loading
-
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - any load failure is the same user error
-        raise UserError(f"cannot load the model {path} ({type(exc).__name__}: {exc}); is it a Keras .keras file?")
-    outputs = int(model.outputs[-1].shape[-1])
-    if outputs != len(info["classes"]) and not (outputs == 1 and len(info["classes"]) == 2):
-        raise UserError(f"{info_path} names {len(info['classes'])} classes but the model has {outputs} outputs; "
-                        "the two files come from different runs")
-    return model, info
 
 
-def list_images(path: str | Path) -> list[Path]:
-    """One image file, or every image under a folder (recursively, ``*_mask*`` files skipped)."""
-    from .classification_data import is_mask_name
-    from .imaging import is_image_file
-
-    path = Path(path).expanduser()
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise UserError(f"--images {path} does not exist; pass an image file or a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p) and not is_mask_name(p))
-    if not files:
-        raise UserError(f"--images {path} holds no image files")
-    return files
 
 
-def prepare_inputs(files: Sequence[str | Path], info: dict, workers: int = 4) -> np.ndarray:
-    """Images preprocessed as at training time (``classes.json`` recipe): ``(N, H, W, C) float32``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .imaging import read_image
-    from .preprocessing import prepare_image
-
-    def one(p) -> np.ndarray:
-        return prepare_image(read_image(p), info["image_size"], info["channels"], info.get("normalization", "minmax"),
-                             info.get("clahe", False))
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return np.stack(list(pool.map(one, files)))
 
 
-def predict_images(model, images: str | Path | Sequence[str | Path], batch_size: int = 16, workers: int = 4):
-    """Class probabilities for images: a ``DataFrame`` with ``image``, ``predicted``, ``probability``
-    (of the predicted class) and one ``prob_<class>`` column per class, in the order of ``classes.json``.
-
-    ``model``: a ``model.keras`` path or its run folder, or a ``(model, info)`` pair from
-    :func:`load_classifier`.  ``images``: an image file, a folder, or a list of files.
-    """
-    import pandas as pd
-
-    model, info = model if isinstance(model, tuple) else load_classifier(model)
-    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
-    classes = info["classes"]
-    x = prepare_inputs(files, info, workers)
-    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    if probs.shape[-1] == 1:
-        probs = np.concatenate([1 - probs, probs], axis=1)
-    top = probs.argmax(axis=1)
-    table = pd.DataFrame({"image": [str(p) for p in files], "predicted": [classes[i] for i in top],
-                          "probability": probs[np.arange(len(top)), top]})
-    for j, c in enumerate(classes):
-        table[f"prob_{c}"] = probs[:, j]
-    return table

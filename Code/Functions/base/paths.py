@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 #: Environment variable that overrides the default data directory.
 DATA_DIR_ENV = "MIP_DATA_DIR"
 
 
 def package_dir() -> Path:
-    return Path(__file__).resolve().parent
+    """The ``Functions`` package folder (``Code/Functions`` in a checkout)."""
+    return Path(__file__).resolve().parent.parent
 
 
 def repo_root() -> Path | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 #: Columns of ``comparison.csv``.
 COLUMNS = ["model", "dice", "iou", "hd95", "boundary_f1", "parameters", "epochs", "seconds_per_epoch",
@@ -30,7 +30,7 @@ COLUMNS = ["model", "dice", "iou", "hd95", "boundary_f1", "parameters", "epochs"
 
 def parse_models(text: str | list[str]) -> list[str]:
     """``"unet,unet_plus_plus"`` -> ``["unet", "unet_plus_plus"]``; UserError for unknown or repeated names."""
-    from .models.registry import SPECS
+    from Functions.models.registry import SPECS
 
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     seg = [k for k, v in SPECS.items() if v.task == "segmentation"]
@@ -48,7 +48,7 @@ def parse_models(text: str | list[str]) -> list[str]:
 
 def inference_ms_per_image(model, images: np.ndarray, batch_size: int = 8) -> float:
     """Mean wall-clock milliseconds per image of ``model.predict`` on ``images`` (after a warm-up call)."""
-    from .evaluation import predict_probabilities
+    from Functions.inference.tta import predict_probabilities
 
     predict_probabilities(model, images[:batch_size], batch_size=batch_size)   # compile / warm caches
     t0 = time.perf_counter()
@@ -69,8 +69,8 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
     import keras
     import pandas as pd
 
-    from .paths import new_run_dir
-    from .training import build, prepare_data, train
+    from Functions.base.paths import new_run_dir
+    from Functions.engine.segmentation import build, prepare_data, train
 
     models = parse_models(models)
     base = replace(base)
@@ -86,7 +86,7 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
     if out is None:
         compare_dir = new_run_dir(None, prefix="compare")
     else:
-        from .prediction import check_new_folder
+        from Functions.inference.predictor import check_new_folder
 
         compare_dir = check_new_folder(out)
         compare_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
 
 def comparison_markdown(table, base, data: dict, failed: list[str]) -> str:
     """The comparison as a GitHub-readable markdown page."""
-    from .reporting import markdown_table
+    from Functions.viz.reports import markdown_table
 
     split = "test" if data["test"][0] is not None else "validation"
     rows = []
@@ -156,7 +156,7 @@ def comparison_markdown(table, base, data: dict, failed: list[str]) -> str:
 
 def plot_comparison(table, path=None):
     """Bars per model: Dice, IoU, HD95 and seconds per epoch."""
-    from .plotting import _plt, _save
+    from Functions.viz.plotting import _plt, _save
 
     plt = _plt()
     panels = [("dice", "Dice (higher is better)"), ("iou", "IoU (higher is better)"),

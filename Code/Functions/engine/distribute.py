@@ -34,16 +34,12 @@ import json
 import os
 from collections.abc import Iterator
 
-from .errors import UserError
+from Functions.base.errors import UserError
+from Functions.base.runtime import backend_name
 
 _JAX_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
 
 
-def backend_name() -> str:
-    """The active Keras backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
-    import keras
-
-    return keras.backend.backend()
 
 
 # ----------------------------------------------------------------------------- devices
@@ -515,44 +511,5 @@ def scaled_learning_rate(base_lr: float, replicas: int, rule: str = "linear") ->
 
 
 # ----------------------------------------------------------------------------- reporting
-def list_accelerators() -> list[str]:
-    """The devices the active backend computes on, as short strings (``"cpu:0"``, ``"gpu:0"``...)."""
-    backend = backend_name()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return [d.name.replace("/device:", "").lower() for d in devices]
-    if backend == "jax":
-        import jax
-
-        return [f"{d.platform}:{d.id}" for d in jax.devices()]
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        return ["cpu"]
-    return ["cpu"]
 
 
-def environment_summary() -> str:
-    """One line for notebooks and logs: Keras version, backend (and its version) and devices.
-
-    Example: ``"Keras 3.15.1 | backend tensorflow 2.20.0 | devices: cpu:0"``.
-    """
-    import importlib
-
-    import keras
-
-    backend = backend_name()
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
-    try:
-        version = importlib.import_module(module).__version__
-    except Exception:  # noqa: BLE001 - an exotic backend without __version__
-        version = "?"
-    try:
-        devices = ", ".join(list_accelerators())
-    except Exception as exc:  # noqa: BLE001 - never fail a notebook over a device query
-        devices = f"unknown ({type(exc).__name__})"
-    return f"Keras {keras.__version__} | backend {backend} {version} | devices: {devices}"

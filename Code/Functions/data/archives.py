@@ -29,7 +29,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

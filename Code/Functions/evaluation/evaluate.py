@@ -5,37 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 8, tta: bool = False) -> np.ndarray:
-    """Model probabilities ``(N, H, W, C)`` for ``images`` ``(N, H, W, C_in)``.
-
-    Deep-supervision models are reduced to their last head.  With ``tta`` the
-    prediction is the mean over the identity, horizontal, vertical and both
-    flips (each flipped back before averaging).
-    """
-    from .models import single_output
-
-    model = single_output(model)
-    if not tta:
-        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
-    total = None
-    for axes in ((), (2,), (1,), (1, 2)):
-        x = np.flip(images, axis=axes) if axes else images
-        p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
-        p = np.flip(p, axis=axes) if axes else p
-        total = p if total is None else total + p
-    return total / 4.0
 
 
-def probabilities_to_masks(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """``(N, H, W, C)`` probabilities -> ``(N, H, W)`` integer masks: threshold for C == 1, argmax otherwise."""
-    if probs.shape[-1] == 1:
-        return (probs[..., 0] >= threshold).astype(np.uint8)
-    return np.argmax(probs, axis=-1).astype(np.uint8)
 
 
 def score_masks(true_masks: np.ndarray, pred_masks: np.ndarray, names=None, num_classes: int = 1, **kwargs):
     """Per-image metrics table (:func:`Functions.metrics.per_image_metrics`) for ``(N, H, W)`` masks."""
-    from .metrics import per_image_metrics
+    from Functions.metrics.segmentation import per_image_metrics
 
     t = np.asarray(true_masks)
     t = t[..., 0] if t.ndim == 4 else t
@@ -62,9 +38,9 @@ def run_samples(run_dir, config, data: str | None = None, dataset: str | None = 
     from dataclasses import replace
     from pathlib import Path
 
-    from .errors import UserError
-    from .splits import split_indices
-    from .training import resolve_samples
+    from Functions.base.errors import UserError
+    from Functions.data.splits import split_indices
+    from Functions.engine.segmentation import resolve_samples
 
     own = not (data or dataset)
     split = split or ("test" if own else "all")
@@ -113,11 +89,11 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
     """
     from pathlib import Path
 
-    from .discovery import load_sample
-    from .errors import UserError
-    from .metrics import per_image_metrics, summarize
-    from .prediction import check_new_folder, load_predictor
-    from .training import load_run_config
+    from Functions.data.discovery import load_sample
+    from Functions.base.errors import UserError
+    from Functions.metrics.segmentation import per_image_metrics, summarize
+    from Functions.inference.predictor import check_new_folder, load_predictor
+    from Functions.engine.segmentation import load_run_config
 
     run_dir = Path(run_dir).expanduser()
     config = load_run_config(run_dir, flag="--run")
@@ -167,8 +143,8 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
     """The ``n`` lowest-Dice images: image | truth | prediction | overlay."""
     import matplotlib.pyplot as plt
 
-    from .discovery import load_sample
-    from .plotting import plot_predictions
+    from Functions.data.discovery import load_sample
+    from Functions.viz.plotting import plot_predictions
 
     if "dice" not in table or not len(table):
         return
@@ -183,7 +159,7 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
 
 
 def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
-    from .reporting import markdown_table
+    from Functions.viz.reports import markdown_table
 
     lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
              f"{len(samples)} image(s), scored at each image's own size"

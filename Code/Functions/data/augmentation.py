@@ -64,7 +64,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 __all__ = [
     "Augmenter",

@@ -34,18 +34,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-#: File names inside a run folder's ``backup/`` (resume state) folder.
-STATE_FILE = "state.json"
-WEIGHTS_PATTERN = "epoch-{:04d}.weights.h5"
+from Functions.base.runs import STATE_FILE, WEIGHTS_PATTERN, atomic_write_text, write_history_csv
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
 
 
 def _plain(value):
@@ -61,13 +53,6 @@ def current_learning_rate(model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def write_history_csv(path: Path, rows: list[dict]) -> None:
-    """``rows`` (dicts with an ``epoch`` key) as a CSV: ``epoch`` first, then the other columns sorted."""
-    import pandas as pd
-
-    columns = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
-    text = pd.DataFrame(rows, columns=columns).to_csv(index=False)
-    _atomic_write_text(Path(path), text)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -125,7 +110,7 @@ class BestModel(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(keras.ops.convert_to_numpy(loss))):
             return                                     # NaN weights are never the best model
         if self.monitor not in logs:
-            from .errors import UserError
+            from Functions.base.errors import UserError
 
             raise UserError(f"--monitor {self.monitor} is not logged by this model; choose one of "
                             f"{', '.join(sorted(k for k in logs if k != 'learning_rate'))}")
@@ -196,9 +181,9 @@ class ProgressFigure(keras.callbacks.Callback):
             return
         import matplotlib.pyplot as plt
 
-        from .evaluation import predict_probabilities, probabilities_to_masks
-        from .metrics import dice
-        from .plotting import plot_predictions
+        from Functions.inference.tta import predict_probabilities, probabilities_to_masks
+        from Functions.metrics.segmentation import dice
+        from Functions.viz.plotting import plot_predictions
 
         probs = predict_probabilities(self.model, self.images, batch_size=len(self.images))
         preds = probabilities_to_masks(probs, self.threshold)
@@ -265,7 +250,7 @@ class TrainingState(keras.callbacks.Callback):
             "history": self.epoch_log.rows,
             "callbacks": {k: self._callback_state(cb) for k, cb in self.stateful.items()},
         }
-        _atomic_write_text(self.backup_dir / STATE_FILE, json.dumps(state, indent=1, default=_json_number))
+        atomic_write_text(self.backup_dir / STATE_FILE, json.dumps(state, indent=1, default=_json_number))
         for old in self.backup_dir.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -295,19 +280,5 @@ def _json_number(v):
         return None
 
 
-def read_state(backup_dir: str | os.PathLike) -> dict | None:
-    """The committed resume state of a run (``None`` when no epoch was committed)."""
-    path = Path(backup_dir) / STATE_FILE
-    if not path.is_file():
-        return None
-    state = json.loads(path.read_text())
-    state["weights_path"] = str(Path(backup_dir) / state["weights"])
-    return state
 
 
-def clean_partial_files(backup_dir: str | os.PathLike, run_dir: str | os.PathLike) -> None:
-    """Remove temporary files a killed run may have left (``.*.tmp*``) in the run and backup folders."""
-    for folder in (Path(run_dir), Path(backup_dir)):
-        if folder.is_dir():
-            for p in folder.glob(".*.tmp*"):
-                p.unlink(missing_ok=True)

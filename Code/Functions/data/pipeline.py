@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .discovery import Sample, load_sample
-from .errors import UserError
-from .imaging import is_grayscale
-from .preprocessing import normalize, resize_binary_mask, resize_image, resize_mask, to_channels, clahe
+from Functions.data.discovery import Sample, load_sample
+from Functions.base.errors import UserError
+from Functions.data.imaging import is_grayscale
+from Functions.data.preprocessing import normalize, resize_binary_mask, resize_image, resize_mask, to_channels, clahe
 
 
 def infer_channels(samples: Sequence[Sample], probe: int = 16) -> int:

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from Functions.base.runtime import device_name, peak_rss_mb
+
 #: A training step costs about this many forward passes.
 TRAIN_FLOP_FACTOR = 3
 
@@ -76,7 +78,7 @@ class BenchmarkSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        from .errors import UserError
+        from Functions.base.errors import UserError
 
         for name, low in (("image_size", 16), ("batch_size", 1), ("steps", 2), ("repeats", 1),
                           ("predict_batches", 1), ("pipeline_epochs", 1), ("roofline_size", 16)):
@@ -88,49 +90,10 @@ class BenchmarkSettings:
 
 
 # ----------------------------------------------------------------------------- machine
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (``getrusage``; no extra packages)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024   # bytes on macOS, KiB on Linux
 
 
-def device_name() -> str:
-    """The device the Keras backend computes on, in words (GPU name, or CPU model and core count)."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                return f"{details.get('device_name', 'GPU')} (TensorFlow)"
-        elif backend == "jax":
-            import jax
-
-            dev = jax.devices()[0]
-            if dev.platform != "cpu":
-                return f"{dev.device_kind} (JAX {dev.platform})"
-        elif backend == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return f"{torch.cuda.get_device_name(0)} (PyTorch CUDA)"
-    except Exception:  # noqa: BLE001 - no accelerator runtime: fall through to the CPU
-        pass
-    return f"CPU {_cpu_model()}, {os.cpu_count()} logical cores"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 3, library: str = "numpy") -> float:
@@ -305,7 +268,7 @@ def _median(values: Sequence[float]) -> float:
 
 def default_train_config(name: str, settings: BenchmarkSettings):
     """The :class:`TrainConfig` ``train`` would use for ``--model name`` at these sizes (everything else default)."""
-    from .training import TrainConfig
+    from Functions.engine.segmentation import TrainConfig
 
     return TrainConfig(model=name, image_size=settings.image_size, batch_size=settings.batch_size,
                        channels=settings.channels, model_options=dict(settings.model_options),
@@ -317,12 +280,12 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
     """Measure one registered segmentation model (see the module docstring); returns a flat dict."""
     import keras
 
-    from .augmentation import get_augmenter
-    from .models import build_model
-    from .models.flops import count_flops
-    from .models.registry import offline_options
-    from .pipeline import make_batches
-    from .training import compile_model, resolve_jit_compile
+    from Functions.data.augmentation import get_augmenter
+    from Functions.models import build_model
+    from Functions.models.flops import count_flops
+    from Functions.models.registry import offline_options
+    from Functions.data.pipeline import make_batches
+    from Functions.engine.segmentation import compile_model, resolve_jit_compile
 
     settings = settings or BenchmarkSettings()
     settings.validate()
@@ -336,9 +299,9 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
     previous_policy = keras.mixed_precision.global_policy()
     try:
         if settings.mixed_precision:
-            from .training import _set_precision
+            from Functions.base.runtime import set_precision
 
-            _set_precision(True)
+            set_precision(True)
         model = build_model(name, input_shape=shape, num_classes=1, **options)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -361,7 +324,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
             baseline = plain_unet(shape, **unet_options)
         else:
             baseline = build_model(name, input_shape=shape, num_classes=1, **options)
-            from .models import single_output
+            from Functions.models import single_output
 
             baseline = single_output(baseline)
         compile_like_tutorials(baseline)
@@ -372,7 +335,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
                                                         "train_cpu", "baseline_cpu",
                                                         "roofline", "roofline_numpy", "roofline_backend")}
     startup = {}
-    from .evaluation import predict_probabilities
+    from Functions.inference.tta import predict_probabilities
 
     for round_ in range(settings.repeats + 1):
         timed = round_ > 0
@@ -470,8 +433,8 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
 def run_benchmark(models: Sequence[str] = ("unet",), settings: BenchmarkSettings | None = None,
                   log: Callable[[str], None] | None = None) -> list[dict]:
     """:func:`benchmark_model` for each name; a bad name raises :class:`UserError` before anything runs."""
-    from .errors import UserError
-    from .models.registry import SPECS
+    from Functions.base.errors import UserError
+    from Functions.models.registry import SPECS
 
     settings = settings or BenchmarkSettings()
     settings.validate()
@@ -556,7 +519,7 @@ def default_report_path(settings: BenchmarkSettings) -> Path:
     """``benchmarks/results-<backend>-<size>px.md`` in the repository (or the current folder outside one)."""
     import keras
 
-    from .paths import repo_root
+    from Functions.base.paths import repo_root
 
     root = repo_root() or Path.cwd()
     precision = "-mixed" if settings.mixed_precision else ""

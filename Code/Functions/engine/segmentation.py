@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from Functions.base.errors import UserError
+from Functions.base.runtime import has_gpu, set_precision
 
 #: Quantities logged every epoch that --monitor can pick (each also with a ``val_`` prefix).
 MONITORS = ("dice", "iou", "mean_dice", "loss")
@@ -123,23 +124,23 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- data
 def resolve_samples(config: TrainConfig):
     """The samples a config points at: ``--data``, ``--dataset`` or the offline nuclei sample."""
-    from .discovery import find_samples
+    from Functions.data.discovery import find_samples
 
     if config.dataset:
-        from . import datasets
+        from Functions.data import datasets
 
         return datasets.load(config.dataset, data_dir=config.data_dir)
     if config.data:
         return find_samples(config.data)
-    from .paths import sample_dir
+    from Functions.base.paths import sample_dir
 
     return find_samples(sample_dir("nuclei"))
 
 
 def prepare_data(config: TrainConfig, samples=None):
     """Split and load the arrays: ``dict`` with ``train``/``val``/``test`` ``(images, masks, samples)``."""
-    from .pipeline import infer_channels, load_arrays
-    from .splits import split_indices
+    from Functions.data.pipeline import infer_channels, load_arrays
+    from Functions.data.splits import split_indices
 
     samples = list(resolve_samples(config) if samples is None else samples)
     if config.subset is not None and config.subset < len(samples):   # seeded, so a rerun gets the same images
@@ -176,7 +177,7 @@ def resolve_normalization(data: dict) -> str:
     ``"minmax"``.  Both are per-image and invariant to rescaling, so the
     minmax arrays loaded first convert exactly, without decoding again.
     """
-    from .preprocessing import choose_normalization, normalize
+    from Functions.data.preprocessing import choose_normalization, normalize
 
     x_tr, y_tr, _ = data["train"]
     mode = choose_normalization(x_tr, y_tr)
@@ -193,9 +194,9 @@ def compile_model(model, config: TrainConfig):
     """Compile with the configured loss (averaged over deep-supervision heads), Adam and streaming metrics."""
     import keras
 
-    from .distribute import jit_allowed
-    from .keras_metrics import segmentation_metrics
-    from .losses import get_loss
+    from Functions.engine.distribute import jit_allowed
+    from Functions.metrics.streaming import segmentation_metrics
+    from Functions.losses import get_loss
 
     num_classes = int(model.outputs[-1].shape[-1])
     n_out = len(model.outputs)
@@ -236,7 +237,7 @@ def resolve_jit_compile(setting: str | bool) -> bool | str:
     if backend == "jax":
         return True
     if backend == "tensorflow":
-        return _has_gpu()
+        return has_gpu()
     return False
 
 
@@ -249,8 +250,8 @@ def monitor_name(model, monitor: str) -> str:
 
 
 def build(config: TrainConfig, input_shape: tuple[int, int, int]):
-    from .models import build_model
-    from .models.registry import SPECS
+    from Functions.models import build_model
+    from Functions.models.registry import SPECS
 
     spec = SPECS.get(config.model)
     if spec is not None and spec.task != "segmentation":
@@ -281,8 +282,8 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     import keras
     import pandas as pd
 
-    from .callbacks import clean_partial_files, read_state, write_history_csv
-    from .seeding import set_seed
+    from Functions.base.runs import clean_partial_files, read_state, write_history_csv
+    from Functions.base.runtime import set_seed
 
     config = replace(config)                              # never change the caller's object
     config.validate()
@@ -309,22 +310,22 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     previous_policy = keras.mixed_precision.global_policy()
     from contextlib import ExitStack
 
-    from . import distribute as dist
+    from Functions.engine import distribute as dist
 
     scope = ExitStack()                               # --distribute: build, compile and fit inside the strategy
     try:
-        _set_precision(config.mixed_precision)
+        set_precision(config.mixed_precision)
         replicas = dist.open_scope(scope, config.distribute, per_replica_batch=config.batch_size)
         # ---- model: build + compile (kept together so a distribution scope can wrap them)
         model = build(config, (config.image_size, config.image_size, data["channels"]))
         compile_model(model, config)
 
         if not resume:
-            from .paths import new_run_dir
+            from Functions.base.paths import new_run_dir
 
             run_dir = new_run_dir(config.out, prefix=config.model)
-            _write_json(run_dir / "config.json", asdict(config))
-            _write_json(run_dir / "split.json", split)
+            write_json(run_dir / "config.json", asdict(config))
+            write_json(run_dir / "split.json", split)
         clean_partial_files(run_dir / "backup", run_dir)
         start, rows, finished = 0, [], False
         if state is not None:
@@ -346,11 +347,11 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
             verbose = 1 if sys.stdout.isatty() else 2
         t0 = time.time()
         if start < config.epochs and not finished:
-            from .pipeline import make_batches
+            from Functions.data.pipeline import make_batches
 
             augmenter = None
             if config.augment:
-                from .augmentation import get_augmenter
+                from Functions.data.augmentation import get_augmenter
 
                 augmenter = get_augmenter(config.augment)
             n_out = len(model.outputs)
@@ -409,12 +410,12 @@ def make_schedule(config: TrainConfig, n_train: int, replicas: int = 1, elapsed:
     learning rate); a time budget alone still needs the callback, which
     stops training when the next epoch would not fit.
     """
-    from .schedules import CosineSchedule
+    from Functions.engine.schedules import CosineSchedule
 
     cosine = config.lr_schedule == "cosine" and not config.reduce_lr_patience
     if not cosine and config.time_budget is None:
         return None
-    from . import distribute as dist
+    from Functions.engine import distribute as dist
 
     batch = dist.input_batch_size(config.batch_size, replicas) if config.distribute else config.batch_size
     steps = max(1, -(-len(np.arange(n_train)[dist.process_shard(n_train)]) // batch))
@@ -434,7 +435,7 @@ def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: 
     """
     import keras
 
-    from .callbacks import BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState
+    from Functions.engine.callbacks import BestModel, EpochLog, NaNGuard, ProgressFigure, TrainingState
 
     monitor = monitor_name(model, config.monitor)
     mode = "min" if monitor.endswith("loss") else "max"
@@ -453,7 +454,7 @@ def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: 
     cbs += [stateful[k] for k in ("early_stopping", "reduce_lr") if k in stateful]
     if config.progress_every:
         x_va, y_va, _ = data["val"]
-        from .distribute import batch_multiple, process_count
+        from Functions.engine.distribute import batch_multiple, process_count
 
         k = min(4, len(x_va))
         k -= k % batch_multiple()                     # JAX data parallelism: equal slices per device
@@ -474,41 +475,8 @@ def make_callbacks(config: TrainConfig, model, run_dir: Path, data: dict, rows: 
     return cbs, guard
 
 
-def _set_precision(mixed: bool) -> None:
-    """``mixed_float16`` on a GPU; ``mixed_bfloat16`` on CPU (with a warning: it rarely helps there)."""
-    import keras
-
-    if not mixed:
-        keras.mixed_precision.set_global_policy("float32")
-        return
-    if _has_gpu():
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        return
-    print("warning: --mixed-precision is meant for GPUs; no GPU found, so using bfloat16 on the CPU, "
-          "which is usually slower than float32", file=sys.stderr, flush=True)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
 
-def _has_gpu() -> bool:
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_physical_devices("GPU"))
-        if backend == "jax":
-            import jax
-
-            return any(d.platform == "gpu" for d in jax.devices())
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.is_available()
-    except Exception:  # noqa: BLE001 - no usable accelerator runtime
-        return False
-    return False
 
 
 # ----------------------------------------------------------------------------- resume
@@ -556,11 +524,12 @@ def _check_same_split(run_dir: Path, split: dict) -> None:
 
 def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
     """Test metrics, figures and report for a trained model."""
-    from .benchmark import peak_rss_mb
-    from .evaluation import predict_probabilities, probabilities_to_masks, score_masks
-    from .metrics import summarize
-    from .plotting import plot_history, plot_predictions
-    from .reporting import write_report
+    from Functions.base.runtime import peak_rss_mb
+    from Functions.evaluation.evaluate import score_masks
+    from Functions.inference.tta import predict_probabilities, probabilities_to_masks
+    from Functions.metrics.segmentation import summarize
+    from Functions.viz.plotting import plot_history, plot_predictions
+    from Functions.viz.reports import write_report
 
     x_te, y_te, s_te = data["test"] if data["test"][0] is not None else data["val"]
     split_name = "test" if data["test"][0] is not None else "validation"
@@ -575,7 +544,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
                     "peak_rss_mb": round(peak_rss_mb(), 1),
                     **_best_epoch(hist, monitor_name(model, config.monitor)),
                     "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     import matplotlib.pyplot as plt
 
     plt.close(plot_history(hist, run_dir / "curves.png"))
@@ -632,5 +601,5 @@ def _num(v):
     return None if np.isnan(v) else v
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str))

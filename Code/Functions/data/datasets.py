@@ -45,12 +45,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import discovery
-from .archives import archive_format, safe_extract
-from .discovery import Sample, find_samples
-from .errors import UserError
-from .imaging import is_image_file
-from .paths import resolve_data_dir
+from Functions.data import discovery
+from Functions.data.archives import archive_format, safe_extract
+from Functions.data.discovery import Sample, find_samples
+from Functions.base.errors import UserError
+from Functions.data.imaging import is_image_file
+from Functions.base.paths import resolve_data_dir
 
 MANIFEST = ".mip_dataset.json"
 

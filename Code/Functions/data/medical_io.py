@@ -41,10 +41,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import discovery
-from .discovery import Sample
-from .errors import UserError
-from .imaging import is_image_file, read_mask
+from Functions.data import discovery
+from Functions.data.discovery import Sample
+from Functions.base.errors import UserError
+from Functions.data.imaging import is_image_file, read_mask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UserError
-from .imaging import is_image_file, read_image, read_mask
+from Functions.base.errors import UserError
+from Functions.data.imaging import is_image_file, read_image, read_mask
 
 IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
 MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth")
@@ -201,7 +201,7 @@ def _register_known_layouts() -> None:
     # Importing these modules registers their detectors and readers (no-op if absent).
     import importlib
 
-    for name in ("Functions.datasets", "Functions.medical_io"):
+    for name in ("Functions.data.datasets", "Functions.data.medical_io"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

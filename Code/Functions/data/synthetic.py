@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .errors import UserError
+from Functions.base.errors import UserError
 
 #: Defaults used to build the committed ``Data/sample`` (documented in ``Data/README.md``).
 DEFAULT_SEED = 0

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES, Sample
-from .errors import UserError
-from .imaging import IMAGE_EXTENSIONS, is_image_file
+from Functions.data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES, Sample
+from Functions.base.errors import UserError
+from Functions.data.imaging import IMAGE_EXTENSIONS, is_image_file
 
 #: Folder names taken for predefined splits rather than classes.
 SPLIT_DIR_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
@@ -140,7 +140,7 @@ def load_images(samples: Sequence[Sample], image_size: int | tuple[int, int] = 1
     The same recipe as segmentation (:func:`Functions.pipeline.load_arrays`):
     channels -> (CLAHE) -> resize -> normalise.  Masks are not read.
     """
-    from .pipeline import load_arrays
+    from Functions.data.pipeline import load_arrays
 
     bare = [dataclasses.replace(s, masks=()) if s.masks else s for s in samples]
     images, _ = load_arrays(bare, image_size, channels, normalization, use_clahe, workers=workers)

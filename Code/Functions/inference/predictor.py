@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .imaging import IMAGE_EXTENSIONS, is_image_file
+from Functions.base.errors import UserError
+from Functions.data.imaging import IMAGE_EXTENSIONS, is_image_file
 
 #: Preprocessing used when a model has no ``config.json`` beside it (the ``train`` defaults).
 DEFAULTS = {"normalization": "minmax", "clahe": False, "threshold": 0.5}
@@ -36,7 +36,9 @@ def load_model_file(path: str | os.PathLike, flag: str = "--model"):
     """
     import keras
 
-    from . import keras_metrics, losses, models  # noqa: F401 - registers the custom layers/losses/metrics
+    from Functions.metrics import streaming as keras_metrics
+    from Functions import losses
+    from Functions import models  # noqa: F401 - registers the custom layers/losses/metrics
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -100,7 +102,7 @@ class Predictor:
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """``(H, W, C)`` image as stored -> ``(h, w, channels)`` float32 model input."""
-        from .preprocessing import clahe, normalize, resize_image, to_channels
+        from Functions.data.preprocessing import clahe, normalize, resize_image, to_channels
 
         x = to_channels(np.asarray(image), self.channels)
         if self.clahe:
@@ -110,7 +112,7 @@ class Predictor:
 
     def probabilities(self, images: list[np.ndarray], batch_size: int = 8, tta: bool = False) -> list[np.ndarray]:
         """Per image, ``(H, W, C)`` float32 probabilities at that image's own size."""
-        from .evaluation import predict_probabilities
+        from Functions.inference.tta import predict_probabilities
 
         out: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
@@ -132,7 +134,7 @@ class Predictor:
     def predict(self, images: list[np.ndarray], batch_size: int = 8, tta: bool = False,
                 threshold: float | None = None) -> list[np.ndarray]:
         """Per image, an ``(H, W)`` uint8 mask (0/1, or class labels for a softmax model) at its own size."""
-        from .evaluation import probabilities_to_masks
+        from Functions.inference.tta import probabilities_to_masks
 
         t = self.threshold if threshold is None else threshold
         return [probabilities_to_masks(p[None], t)[0] for p in self.probabilities(images, batch_size, tta)]
@@ -215,7 +217,7 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
     """
     import pandas as pd
 
-    from .imaging import read_image, write_image, write_mask
+    from Functions.data.imaging import read_image, write_image, write_mask
 
     if threshold is not None and not 0 < threshold < 1:
         raise UserError(f"--threshold must be between 0 and 1, got {threshold}")
@@ -235,7 +237,7 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
         for f, im, m in zip(chunk, arrays, masks):
             write_mask(out / f"{f.stem}.png", m)
             if overlay:
-                from .plotting import overlay as draw
+                from Functions.viz.plotting import overlay as draw
 
                 write_image(out / "overlays" / f"{f.stem}.png", np.round(draw(im, None, m) * 255).astype(np.uint8))
             rows.append({"image": str(f), "mask": f"{f.stem}.png", "width": im.shape[1], "height": im.shape[0],

@@ -1,0 +1,1 @@
+"""Evaluation layer: scoring predictions against masks and evaluating a finished run."""

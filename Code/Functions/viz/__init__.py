@@ -1,0 +1,1 @@
+"""Visualisation layer: figures (matplotlib, imported lazily) and markdown reports."""
