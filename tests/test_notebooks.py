@@ -29,9 +29,9 @@ EXPECTED = [
     "05_projects_unet_plus_plus.ipynb",
     "06_resunet.ipynb",
     "07_projects_resunet.ipynb",
-    "08_resunet_plus_plus.ipynb",
-    "09_projects_resunet_plus_plus.ipynb",
-    "10_attention_unet_breast_ultrasound.ipynb",
+    "08_attention_unet_breast_ultrasound.ipynb",
+    "09_resunet_plus_plus.ipynb",
+    "10_projects_resunet_plus_plus.ipynb",
     "11_resnet_classification.ipynb",
     "12_architecture_comparison.ipynb",
 ]
