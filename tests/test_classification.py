@@ -273,13 +273,13 @@ def test_confusion_matrix_checks():
 
 
 def test_config_validation():
-    with pytest.raises(UserError, match="--epochs"):
+    with pytest.raises(UserError, match="^epochs must be at least 1"):
         ClassifyConfig(epochs=0).validate()
     with pytest.raises(UserError, match="not both"):
         ClassifyConfig(data="a", dataset="b").validate()
-    with pytest.raises(UserError, match="--class-weights"):
+    with pytest.raises(UserError, match="^class_weights must be"):
         ClassifyConfig(class_weights="inverse").validate()
-    with pytest.raises(UserError, match="--val-fraction"):
+    with pytest.raises(UserError, match="^val_fraction and test_fraction"):
         ClassifyConfig(val_fraction=0.6, test_fraction=0.5).validate()
 
 
@@ -291,7 +291,7 @@ def test_classify_train_separable_set_and_predict(tmp_path):
 
     data = write_class_folders(tmp_path / "shapes", counts=(15, 15, 15))
     out = tmp_path / "run"
-    cfg = ClassifyConfig(data=str(data), image_size=32, epochs=6, batch_size=12, learning_rate=3e-3, width=8,
+    cfg = ClassifyConfig(data=str(data), image_size=32, epochs=8, batch_size=12, learning_rate=3e-3, width=8,
                          normalization="scale", augment="light", out=str(out), verbose=0,
                          val_fraction=0.2, test_fraction=0.25, gradcam_images=3, workers=1)
     result = train_classifier(cfg)

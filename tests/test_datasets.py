@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from Functions import cli
-from Functions.data import datasets
+from Functions.data import datasets, public_layouts
 from Functions.data.archives import safe_extract
 from Functions.data.discovery import find_samples, load_sample
 from Functions.base.errors import UserError
@@ -159,7 +159,8 @@ def _tree(path: Path) -> set[str]:
 
 # ----------------------------------------------------------------------------- registry and CLI listing
 def test_registry_entries_are_complete():
-    assert datasets.names() == ["membrane", "busi", "kvasir-seg", "dsb2018", "drive", "brain-tumor"]
+    assert datasets.names() == ["membrane", "busi", "kvasir-seg", "dsb2018", "drive", "brain-tumor",
+                                "msd-hippocampus", "msd-spleen"]
     for info in datasets.REGISTRY.values():
         assert info.title and info.samples and info.size and info.license and info.citation and info.homepage
         assert info.automatic == (info.name != "drive")
@@ -177,7 +178,8 @@ def test_datasets_command_prints_every_entry(tmp_path, capsys):
     out = capsys.readouterr().out
     for name in datasets.names():
         assert f"\n{name}: " in "\n" + out
-    assert out.count("license:") == 6 and out.count("citation:") == 6
+    n = len(datasets.names())
+    assert out.count("license:") == n and out.count("citation:") == n
     assert "manual (DRIVE needs a free account" in out and "automatic: python -m Functions download busi" in out
     assert cli.main(["datasets", "drive"]) == 0
     assert capsys.readouterr().out.startswith("drive: DRIVE")
@@ -249,7 +251,7 @@ def test_brain_tumor_mat_v73_transposed_back_with_labels(tmp_path):
     np.testing.assert_array_equal(image[..., 0], expected)
     np.testing.assert_array_equal(mask, expected_mask)
     assert len(datasets.load("brain-tumor", data_dir=tmp_path)) == 3
-    image, mask, label = datasets.read_brain_tumor_mat(tmp_path / "bt" / "brainTumorDataPublic_767-1532" / "767.mat")
+    image, mask, label = public_layouts.read_brain_tumor_mat(tmp_path / "bt" / "brainTumorDataPublic_767-1532" / "767.mat")
     assert label == 3 and image[0, 1, 0] == 10 + 767
 
 
@@ -266,7 +268,8 @@ def test_brain_tumor_matlab_v5_files_read_with_scipy(tmp_path):
 
 
 def test_training_pipeline_uses_dataset_and_labels(tmp_path):
-    from Functions.engine.segmentation import TrainConfig, prepare_data, resolve_samples
+    from Functions.data.sources import resolve_samples
+    from Functions.engine.segmentation import TrainConfig, prepare_data
 
     make_busi(tmp_path)
     for cls in ("benign", "malignant", "normal"):  # enough per class for a stratified 3-way split
@@ -274,7 +277,7 @@ def test_training_pipeline_uses_dataset_and_labels(tmp_path):
             _png(tmp_path / "Dataset_BUSI_with_GT" / cls / f"{cls} ({k}).png", np.full((16, 16, 3), 9, np.uint8))
             _png(tmp_path / "Dataset_BUSI_with_GT" / cls / f"{cls} ({k})_mask.png", _square(2, 2))
     config = TrainConfig(dataset="busi", data_dir=str(tmp_path), image_size=8, val_fraction=0.3, test_fraction=0.3)
-    assert len(resolve_samples(config)) == 13
+    assert len(resolve_samples(config.data, config.dataset, config.data_dir)) == 13
     data = prepare_data(config)
     x, y, subset = data["train"]
     assert x.shape[1:] == (8, 8, data["channels"]) and y.shape[1:] == (8, 8, 1)
@@ -476,6 +479,55 @@ def test_download_plain_files_membrane_layout(tmp_path, monkeypatch, local_serve
     target = datasets.download("membrane", data_dir=tmp_path / "data", log=lambda m: None)
     assert sorted(p.name for p in (target / "train" / "label").iterdir()) == ["0.png", "1.png"]
     assert [s.id for s in datasets.load("membrane", data_dir=tmp_path / "data")] == ["0", "1"]
+
+
+# ----------------------------------------------------------------------------- real data or the offline sample
+def test_load_or_sample_uses_the_real_set_when_it_is_on_disk(tmp_path):
+    make_busi(tmp_path / "data" / "busi")
+    said = []
+    choice = datasets.load_or_sample("busi", data_dir=tmp_path / "data", log=said.append)
+    assert choice.real and choice.name == "busi" and len(choice.samples) == 4
+    assert choice.source == {"dataset": "busi", "data_dir": str(tmp_path / "data")}
+    assert choice.modality == "ultrasound" and choice.augment == "ultrasound"
+    assert len(said) == 1 and said[0].startswith("Using busi: 4 samples found in") and str(choice) == said[0]
+
+
+def test_load_or_sample_falls_back_when_the_download_fails(tmp_path, monkeypatch):
+    info = datasets.get("kvasir-seg")
+    monkeypatch.setitem(datasets.REGISTRY, "kvasir-seg", dataclasses.replace(
+        info, files=(datasets.Remote("http://127.0.0.1:9/kvasir-seg.zip", "kvasir-seg.zip"),)))  # nothing listens
+    said = []
+    choice = datasets.load_or_sample("kvasir-seg", data_dir=tmp_path / "data", log=said.append)
+    assert not choice.real and choice.name == "sample/nuclei" and len(choice.samples) == 100
+    assert choice.source == {"data": str(REPO / "Data" / "sample" / "nuclei")}
+    assert choice.modality == "microscopy" and choice.augment == "microscopy"
+    assert len(said) == 1 and "\n" not in said[0]
+    assert said[0].startswith("Using the synthetic offline sample Data/sample/nuclei (100 samples) in place of "
+                              "kvasir-seg: kvasir-seg is not on disk and the download failed: could not download")
+    assert not (tmp_path / "data" / "kvasir-seg").exists()
+
+
+def test_load_or_sample_manual_smoke_and_no_download(tmp_path, monkeypatch, caplog):
+    def no_network(*args, **kwargs):
+        raise AssertionError("no download may be attempted")
+
+    monkeypatch.setattr(datasets, "download", no_network)
+    said = []
+    choice = datasets.load_or_sample("drive", data_dir=tmp_path, log=said.append)  # registration needed
+    assert not choice.real and choice.name == "sample/nuclei"
+    assert "cannot be downloaded automatically" in said[0] and "grand-challenge" in said[0]
+    choice = datasets.load_or_sample("busi", data_dir=tmp_path, allow_download=False, log=said.append)
+    assert choice.name == "sample/ultrasound" and len(choice.samples) == 120 and choice.augment == "ultrasound"
+    assert {s.label for s in choice.samples} == {"benign", "malignant", "normal"}
+    assert said[1].endswith("busi is not under " + str(tmp_path) + " and allow_download=False.")
+    make_busi(tmp_path / "busi")
+    choice = datasets.load_or_sample("busi", data_dir=tmp_path, smoke=True, fallback="nuclei", log=said.append)
+    assert choice.name == "sample/nuclei" and said[2].endswith("in place of busi: smoke run.")
+    with caplog.at_level("INFO", logger="Functions"):  # without log=: one record on the Functions logger
+        datasets.load_or_sample("busi", data_dir=tmp_path, smoke=True)
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "smoke run" in caplog.records[0].message
+    with pytest.raises(UserError, match="fallback='cells'"):
+        datasets.load_or_sample("busi", data_dir=tmp_path, fallback="cells")
 
 
 # ----------------------------------------------------------------------------- the real data

@@ -49,8 +49,9 @@ def test_cli_bad_input_is_one_line(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(UserError, match="--epochs"):
+    with pytest.raises(UserError, match="^epochs must be at least 1") as info:
         TrainConfig(epochs=0).validate()
+    assert info.value.field == "epochs"
     with pytest.raises(UserError, match="not both"):
         TrainConfig(data="a", dataset="b").validate()
 
@@ -117,7 +118,7 @@ def test_subset_is_a_seeded_choice_and_run_eagerly_compiles_eagerly(tiny_pairs_d
     other = prepare_data(TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=6, seed=4))
     assert chosen != sorted(str(s.image) for k in ("train", "val", "test") for s in other[k][2])
     assert prepare_data(TrainConfig(data=str(tiny_pairs_dir), image_size=32, subset=50))["n_samples"] == 12
-    with pytest.raises(UserError, match="--subset"):
+    with pytest.raises(UserError, match="^subset must be at least 3"):
         TrainConfig(subset=2).validate()
     model = compile_model(build_model("unet", (32, 32, 1), depth=2, base_filters=4),
                           TrainConfig(run_eagerly=True, jit_compile=True))

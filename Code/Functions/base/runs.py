@@ -111,3 +111,47 @@ def clean_partial_files(backup_dir: str | os.PathLike, run_dir: str | os.PathLik
         if folder.is_dir():
             for p in folder.glob(".*.tmp*"):
                 p.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- settings <-> command line
+#: Config fields whose command-line flag is not ``--`` + the field name with dashes. The one table the
+#: command line uses to name flags in error messages and the reproduce command.
+FLAG_NAMES = {"learning_rate": "--lr"}
+
+#: Fields never written into a reproduce command (they do not change the result).
+NOT_REPRODUCED = ("out", "verbose", "workers", "model_options")
+
+
+def flag_for(field: str) -> str:
+    """The command-line flag of a config field: ``learning_rate`` -> ``--lr``, ``image_size`` -> ``--image-size``."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def reproduce_command(command: str, config, default) -> str:
+    """The ``python -m Functions <command>`` line that repeats a run: the settings of the dataclass
+    ``config`` that differ from those of ``default`` (an instance with the defaults)."""
+    from dataclasses import fields
+
+    parts = [f"python -m Functions {command}"]
+    for f in fields(config):
+        name = f.name
+        value, base = getattr(config, name), getattr(default, name, None)
+        if name == "augment" and value is None and base is not None:
+            parts.append("--augment none")                 # the default augments: say that this run did not
+            continue
+        if name in NOT_REPRODUCED or value == base or value is None:
+            continue
+        flag = flag_for(name)
+        if name == "jit_compile":
+            parts.append("--jit" if value is True else "--no-jit" if value is False else f"--jit {value}")
+        elif isinstance(value, bool):
+            if value:
+                parts.append(flag)
+            elif base:
+                parts.append(flag.replace("--", "--no-", 1))
+        elif isinstance(value, dict):
+            parts += [f"{flag} {k}={v}" for k, v in sorted(value.items())]
+        else:
+            parts.append(f"{flag} {value}")
+    parts += [f"--model-option {k}={v}" for k, v in sorted(getattr(config, "model_options", {}).items())]
+    return " ".join(parts)

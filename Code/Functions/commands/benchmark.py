@@ -9,7 +9,7 @@ HELP = "measure train/predict/input-pipeline speed per model against plain Keras
 
 
 def add_arguments(p) -> None:
-    from Functions.commands.train import parse_option
+    from Functions.commands.options import parse_option
 
     p.add_argument("--model", action="append", metavar="NAME",
                    help="segmentation model to measure, repeatable, or 'all' (default: unet)")
@@ -29,13 +29,34 @@ def add_arguments(p) -> None:
     p.add_argument("--model-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="architecture option, repeatable (applied to the baseline U-Net too)")
     p.add_argument("--out", metavar="FILE.md",
-                   help="markdown table to write (default benchmarks/results-<backend>-<size>px.md)")
+                   help="new markdown file for the table (default runs/benchmark-<backend>-<size>px-<time>.md; "
+                        "an existing file is never overwritten)")
+    p.add_argument("--jit-reprobe", action="store_true",
+                   help="measure XLA against the plain graph again even when the choice is cached "
+                        "(TensorFlow; see MIP_JIT_PROBE / MIP_JIT_CACHE)")
     p.add_argument("--json", action="store_true", help="print one JSON object per model instead of the table")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from Functions.base.errors import UserError
+
+    # checks that need no backend first: a mistake costs a fraction of a second, not a TensorFlow start-up
+    if args.out:
+        out = Path(args.out).expanduser()
+        if out.suffix.lower() != ".md":
+            raise UserError(f"--out {args.out} must end in .md (the markdown table)")
+        if out.exists():
+            raise UserError(f"--out {args.out} already exists and is never overwritten; choose a new file name")
+    for flag, value, low in (("--image-size", args.image_size, 16), ("--batch-size", args.batch_size, 1),
+                             ("--steps", args.steps, 2), ("--repeats", args.repeats, 1),
+                             ("--roofline-size", args.roofline_size, 16)):
+        if value < low:
+            raise UserError(f"{flag} must be at least {low}, got {value}")
+
     from Functions.apps.benchmark import (BenchmarkSettings, default_report_path, markdown_table, run_benchmark,
-                             to_json_lines, write_report)
+                                          to_json_lines, write_report)
     from Functions.models.registry import SPECS
 
     names = args.model or ["unet"]
@@ -44,7 +65,7 @@ def run(args) -> int:
     settings = BenchmarkSettings(image_size=args.image_size, batch_size=args.batch_size, channels=args.channels,
                                  steps=args.steps, repeats=args.repeats, roofline_size=args.roofline_size,
                                  baseline=args.baseline, mixed_precision=args.mixed_precision,
-                                 model_options=dict(args.model_option))
+                                 model_options=dict(args.model_option), jit_reprobe=args.jit_reprobe)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     results = run_benchmark(names, settings, log=log)
     path = write_report(results, settings, args.out or default_report_path(settings), command=_command(names, args))

@@ -17,7 +17,7 @@ DESCRIPTION = __doc__.split("\n", 2)[2].strip() if __doc__ else HELP
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from Functions.engine.segmentation import TrainConfig
-    from Functions.commands.train import parse_option
+    from Functions.commands.options import parse_option
 
     d = TrainConfig()
     p.add_argument("--models", required=True, metavar="A,B,...",

@@ -1,44 +1,40 @@
-"""Image classification end to end: metrics, the ``classify-train`` job and ``classify-predict``.
+"""Image classification end to end: the ``classify-train`` job, on the same engine as segmentation.
 
-:func:`train_classifier` takes a :class:`ClassifyConfig` and produces a run folder::
+:func:`train_classifier` takes a :class:`ClassifyConfig` and trains through
+:func:`Functions.engine.fit.fit` (so it has resume after a kill, the NaN guard,
+the time budget, learning-rate schedules, ``--distribute`` and mixed precision
+exactly as ``train``).  It produces a run folder::
 
     run/
       config.json        every setting (the resolved channel count included)
       classes.json       class names in output order + the input recipe, read by classify-predict
       split.json         which image went to train / validation / test, with its class
       model.keras        the best model by the monitored validation metric
-      history.csv        one row per epoch (loss, accuracy, validation loss and accuracy)
+      history.csv        one row per epoch (loss, accuracy, validation loss and accuracy, learning rate)
       metrics.json       accuracy, balanced accuracy, per-class precision/recall/F1/ROC-AUC,
                          macro F1, macro one-vs-rest ROC-AUC, confusion_matrix (rows = truth)
       predictions.csv    one row per test image: truth, prediction, class probabilities
       curves.png, confusion_matrix.png, roc.png, gradcam.png, report.md
+      backup/            resume state while training runs (deleted when the run completes)
 
-Metrics are computed here in NumPy (tests check them against scikit-learn):
-
-* accuracy = correct / all; balanced accuracy = mean recall over the classes
-  present in the truth;
-* per class: precision = TP / (TP + FP), recall = TP / (TP + FN),
-  F1 = 2 P R / (P + R), each 0 when its denominator is 0; macro F1 = the
-  unweighted mean of the per-class F1 over all classes;
-* ROC-AUC one-vs-rest per class from ranks (Mann-Whitney U):
-  ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with ``R_pos`` the
-  sum of the ranks of the positives' scores, tied scores sharing their mean
-  rank; undefined (``None``) for a class absent from, or the only class in,
-  the truth.  The macro ROC-AUC averages the defined ones.
+The metrics themselves are :mod:`Functions.metrics.classification`; prediction
+with a finished run is :mod:`Functions.inference.classifier`.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.base.runs import write_json
+from Functions.data.sources import seeded_subset
+from Functions.engine.config import Check, RunConfig
+from Functions.engine.fit import Task, best_epoch, fit
+from Functions.engine.fit import resume_config as resume_run_config
 from Functions.metrics.classification import classification_metrics
 
 #: Filters of the first stage of from-scratch ResNets when neither ``width`` nor a
@@ -54,9 +50,6 @@ AUTO_AUGMENT = dict(hflip=0.5, vflip=0.0, rotate90=0.0, rotate=0.3, max_angle=10
                     contrast=0.3, contrast_range=(0.85, 1.15))
 
 
-# ============================================================================= metrics
-
-
 
 
 
@@ -65,85 +58,50 @@ AUTO_AUGMENT = dict(hflip=0.5, vflip=0.0, rotate90=0.0, rotate=0.3, max_angle=10
 
 # ============================================================================= config
 @dataclass
-class ClassifyConfig:
-    """Every setting of a classification run (the ``classify-train`` flags map one to one)."""
+class ClassifyConfig(RunConfig):
+    """Every setting of a classification run (the ``classify-train`` flags map one to one).
 
-    data: str | None = None            # class-per-subfolder folder; None -> Data/sample/ultrasound
-    dataset: str | None = None         # a registered dataset name with labels (Functions.datasets)
-    data_dir: str | None = None        # where registered datasets live
+    The shared fields are those of :class:`~Functions.engine.config.RunConfig`; the defaults
+    below are the classification ones (``data=None`` -> ``Data/sample/ultrasound``).
+    """
+
     model: str = "resnet18"
-    width: int | None = None           # base_filters of from-scratch ResNets; None -> DEFAULT_WIDTH
-    model_options: dict = field(default_factory=dict)
-    pretrained: bool | None = None     # None: the model's default (ImageNet for *_imagenet models)
-    freeze_backbone: bool = False
     epochs: int = 30
-    image_size: int = 128
     batch_size: int = 16
     learning_rate: float = 1e-3
+    augment: str | None = "auto"       # "auto", a Functions.data.augmentation preset, or None/"none"
+    monitor: str = "val_loss"
+    width: int | None = None           # base_filters of from-scratch ResNets; None -> DEFAULT_WIDTH
+    pretrained: bool | None = None     # None: the model's default (ImageNet for *_imagenet models)
+    freeze_backbone: bool = False
     label_smoothing: float = 0.0
     class_weights: str = "balanced"    # "balanced" or "none"
-    augment: str | None = "auto"       # "auto", a Functions.augmentation preset, or None/"none"
-    seed: int = 42
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    channels: int | None = None        # None: 1 for grayscale data, 3 for colour
-    normalization: str = "minmax"
-    clahe: bool = False
-    monitor: str = "val_loss"
     gradcam_images: int = 8
-    jit_compile: str | bool = "auto"   # XLA; "auto": on JAX only (see resolve_classifier_jit)
-    workers: int = 2
-    out: str | None = None
-    verbose: int | str = "auto"
-    subset: int | None = None          # use only N images (a seeded random choice) for quick experiments; None = all
-    run_eagerly: bool = False          # no graph compilation: slower steps, no start-up wait (tiny runs, debugging)
 
-    def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.subset is None or self.subset >= 3, f"--subset must be at least 3 images, got {self.subset}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.image_size >= 32,
-             f"--image-size must be at least 32 (ResNets downsample 32x), got {self.image_size}"),
-            (self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.class_weights in ("balanced", "none"),
-             f"--class-weights must be 'balanced' or 'none', got {self.class_weights!r}"),
-            (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),
-            (self.width is None or self.width >= 1, f"--width must be at least 1, got {self.width}"),
-            (self.gradcam_images >= 0, f"--gradcam-images must be 0 or more, got {self.gradcam_images}"),
-            (not (self.data and self.dataset), "give either --data DIR or --dataset NAME, not both"),
-            (self.val_fraction > 0, "--val-fraction must be above 0: the best model is chosen on validation images"),
+    MIN_IMAGE_SIZE = 32                # ResNets downsample 32x
+    MONITORS = ("loss", "accuracy")
+
+    def checks(self) -> list[Check]:
+        return super().checks() + [
+            (0 <= self.label_smoothing < 1, "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}"),
+            (self.class_weights in ("balanced", "none"), "class_weights",
+             f"must be 'balanced' or 'none', got {self.class_weights!r}"),
+            (self.width is None or self.width >= 1, "width", f"must be at least 1, got {self.width}"),
+            (self.gradcam_images >= 0, "gradcam_images", f"must be 0 or more, got {self.gradcam_images}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        from Functions.data.splits import split_indices
-
-        try:
-            split_indices(3, self.val_fraction, self.test_fraction)
-        except ValueError as exc:
-            raise UserError(f"--val-fraction/--test-fraction: {exc}") from None
 
 
 # ============================================================================= data
 def resolve_labelled_samples(config: ClassifyConfig):
     """``(samples, classes)`` for ``--data``, ``--dataset`` or the offline ultrasound sample."""
+    from Functions.base.paths import sample_dir
+    from Functions.data import datasets
     from Functions.data.labelled import find_labelled_images, labelled_samples
 
     if config.dataset:
-        try:
-            from Functions.data import datasets
-        except ModuleNotFoundError:
-            raise UserError("--dataset needs Functions.datasets, which this installation lacks; "
-                            "pass --data DIR with one subfolder per class") from None
         samples = datasets.load(config.dataset, data_dir=config.data_dir)
         return labelled_samples(samples, where=f"dataset {config.dataset!r}")
-    if config.data:
-        return find_labelled_images(config.data)
-    from Functions.base.paths import sample_dir
-
-    return find_labelled_images(sample_dir("ultrasound"))
+    return find_labelled_images(config.data or sample_dir("ultrasound"))
 
 
 def prepare_classification_data(config: ClassifyConfig) -> dict:
@@ -157,9 +115,7 @@ def prepare_classification_data(config: ClassifyConfig) -> dict:
     from Functions.data.splits import split_indices
 
     samples, classes = resolve_labelled_samples(config)
-    if config.subset is not None and config.subset < len(samples):   # seeded, so a rerun gets the same images
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(samples), config.subset, replace=False))
-        samples = [samples[i] for i in keep]
+    samples = seeded_subset(samples, config.subset, config.seed)    # seeded: a rerun gets the same images
     if len(samples) < 3:
         raise UserError(f"only {len(samples)} image(s) found; training needs at least 3 (train, validation, test)")
     labels = encode_labels([s.label for s in samples], classes)
@@ -258,85 +214,97 @@ def classification_augmenter(spec):
     return get_augmenter(AUTO_AUGMENT if spec == "auto" else spec)
 
 
-# ============================================================================= main job
-def train_classifier(config: ClassifyConfig) -> dict:
+# ============================================================================= the task
+class ClassificationTask(Task):
+    """Whole-image classification for :func:`Functions.engine.fit.fit`."""
+
+    command = "classify-train"
+    config_class = ClassifyConfig
+
+    def prepare(self, config):
+        return prepare_classification_data(config)
+
+    def split_record(self, data):
+        return {name: [{"image": str(s.image), "class": s.label} for s in data[name][2]]
+                for name in ("train", "val", "test")}
+
+    def run_files(self, config, data):
+        return {"classes.json": {"classes": data["classes"], "image_size": config.image_size,
+                                 "channels": data["channels"], "normalization": config.normalization,
+                                 "clahe": config.clahe}}
+
+    def settle(self, config, data):
+        super().settle(config, data)
+        config.model_options = classifier_options(config)   # config.json records the options used
+
+    def describe(self, config, data, model):
+        classes, y_tr = data["classes"], data["train"][1]
+        counts = ", ".join(f"{c} {n}" for c, n in zip(classes, np.bincount(y_tr, minlength=len(classes))))
+        return super().describe(config, data, model) + f"; classes {counts}"
+
+    def build(self, config, data):
+        return build_classifier(config, (config.image_size, config.image_size, data["channels"]),
+                                len(data["classes"]))
+
+    def compile(self, model, config):
+        compile_classifier(model, config)
+
+    def batches(self, config, data, model, batch_size):
+        from Functions.data.labelled import balanced_class_weights, one_hot
+        from Functions.data.pipeline import make_batches
+        from Functions.engine import distribute as dist
+
+        k = len(data["classes"])
+        x_tr, y_tr, _ = data["train"]
+        x_va, y_va, _ = data["val"]
+        part_tr, part_va = dist.process_shard(len(x_tr)), dist.process_shard(len(x_va))
+        weights = None
+        if config.class_weights == "balanced":          # as sample weights: they also survive --distribute padding
+            per_class = balanced_class_weights(y_tr, k)
+            weights = np.array([per_class[int(c)] for c in y_tr[part_tr]], dtype=np.float32)
+        train = make_batches(x_tr[part_tr], one_hot(y_tr[part_tr], k), batch_size, shuffle=True,
+                             augmenter=classification_augmenter(config.augment), seed=config.seed,
+                             workers=config.workers, sample_weights=weights)
+        val = make_batches(x_va[part_va], one_hot(y_va[part_va], k), batch_size, workers=1)
+        return train, val
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        return finish_classification(model, config, data, run_dir, hist, seconds)
+
+
+CLASSIFICATION = ClassificationTask()
+
+
+def train_classifier(config: ClassifyConfig, *, resume: bool = False, callbacks: list | None = None,
+                     data: dict | None = None) -> dict:
     """Train, keep the best model by the monitored validation metric, evaluate on the test split, write the run.
 
+    ``resume=True`` continues the interrupted run in ``config.out`` (see :func:`resume_config`).
     Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
     """
-    config.validate()
-    augmenter = classification_augmenter(config.augment)
-    data = prepare_classification_data(config)          # input errors surface before keras is even imported
-    import keras
-    import pandas as pd
+    return fit(CLASSIFICATION, config, resume=resume, callbacks=callbacks, data=data)
 
-    from Functions.data.labelled import balanced_class_weights, one_hot
-    from Functions.base.paths import new_run_dir
-    from Functions.data.pipeline import make_batches
-    from Functions.base.runtime import set_seed
-    from Functions.base.runs import write_json
 
-    set_seed(config.seed)
-    classes = data["classes"]
-    k = len(classes)
-    x_tr, y_tr, _ = data["train"]
-    x_va, y_va, _ = data["val"]
-    model = build_classifier(config, (config.image_size, config.image_size, data["channels"]), k)
-    run_dir = new_run_dir(config.out, prefix=f"classify-{config.model}")
-    write_json(run_dir / "config.json", {**asdict(config), "channels": data["channels"],
-                                          "model_options": classifier_options(config)})
-    write_json(run_dir / "classes.json", {"classes": classes, "image_size": config.image_size,
-                                           "channels": data["channels"], "normalization": config.normalization,
-                                           "clahe": config.clahe})
-    write_json(run_dir / "split.json", {name: [{"image": str(s.image), "class": s.label} for s in data[name][2]]
-                                         for name in ("train", "val", "test")})
-
-    compile_classifier(model, config)
-    train_batches = make_batches(x_tr, one_hot(y_tr, k), config.batch_size, shuffle=True, augmenter=augmenter,
-                                 seed=config.seed, workers=config.workers)
-    val_batches = make_batches(x_va, one_hot(y_va, k), config.batch_size, workers=1)
-    weights = balanced_class_weights(y_tr, k) if config.class_weights == "balanced" else None
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=config.monitor,
-                                        mode="min" if config.monitor.endswith("loss") else "max",
-                                        save_best_only=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    verbose = config.verbose
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    counts = ", ".join(f"{c} {n}" for c, n in zip(classes, np.bincount(y_tr, minlength=k)))
-    print(f"Training {config.model} on {len(x_tr)} images ({counts}; {len(x_va)} validation, "
-          f"{len(data['test'][2])} test), {x_tr.shape[1]}x{x_tr.shape[2]}x{x_tr.shape[3]}, "
-          f"{model.count_params():,} parameters, backend {keras.backend.backend()}; run folder {run_dir}", flush=True)
-    t0 = time.time()
-    model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, callbacks=callbacks,
-              class_weight=weights, verbose=verbose)
-    seconds = time.time() - t0
-    hist = pd.read_csv(run_dir / "history.csv")
-    if not (run_dir / "model.keras").exists():          # e.g. NaN from the first epoch: keep the last state
-        model.save(run_dir / "model.keras")
-    model.load_weights(run_dir / "model.keras")         # back to the best epoch (cheaper than rebuilding)
-    metrics = finish_classification(model, config, data, run_dir, hist, seconds)
-    return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": model}
+def resume_config(run_dir: str | Path) -> ClassifyConfig:
+    """The :class:`ClassifyConfig` of an interrupted run, to pass to ``train_classifier(config, resume=True)``."""
+    return resume_run_config(ClassifyConfig, run_dir)
 
 
 def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
     """Test metrics, predictions table, figures and report for a trained classifier."""
+    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from Functions.viz.plotting import _plt, plot_confusion_matrix, plot_gradcam, plot_history, plot_roc
-    from Functions.base.runs import write_json
+    from Functions.viz.plotting import plot_confusion_matrix, plot_gradcam, plot_history, plot_roc
 
-    plt = _plt()
     classes = data["classes"]
     split_name = "test" if data["test"][2] else "val"
     x_te, y_te, s_te = data[split_name]
     probs = np.asarray(model.predict(x_te, batch_size=config.batch_size, verbose=0), dtype=np.float64)
     metrics = classification_metrics(y_te, probs, classes)
     metrics.update({"split": "test" if split_name == "test" else "validation", "epochs_trained": int(len(hist)),
-                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params())})
+                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
+                    **best_epoch(hist, config.monitor)})
     write_json(run_dir / "metrics.json", metrics)
     table = pd.DataFrame({"image": [str(s.image) for s in s_te], "truth": [classes[i] for i in y_te],
                           "predicted": [classes[i] for i in probs.argmax(axis=1)]})
@@ -354,7 +322,7 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
 
             heat, explained = GradCAM(model)(x_te[pick], batch_size=config.batch_size)
         except ValueError as exc:                        # e.g. a model without a 4-D feature layer
-            print(f"note: no Grad-CAM figure ({exc})", flush=True)
+            logging.getLogger("Functions").warning("no Grad-CAM figure (%s)", exc)
         else:
             titles = [f"{s_te[i].id}\ntrue {classes[y_te[i]]}, pred {classes[c]} ({probs[i, c]:.2f})"
                       for i, c in zip(pick, explained)]
@@ -384,9 +352,8 @@ def write_classification_report(run_dir: Path, config: ClassifyConfig, data: dic
     from Functions.viz.reports import markdown_table, write_report
 
     classes = data["classes"]
-    settings = {**asdict(config), "channels": data["channels"], "model_options": classifier_options(config)}
-    path = write_report(run_dir, config=settings, data=data,
-                        metrics=metrics, title=f"Classification run {Path(run_dir).name}")
+    path = write_report(run_dir, config=asdict(config), data=data, metrics=metrics,
+                        title=f"Classification run {Path(run_dir).name}", command=CLASSIFICATION.reproduce(config))
     counts = [{"split": name, **{c: int(np.sum(data[name][1] == k)) for k, c in enumerate(classes)}}
               for name in ("train", "val", "test")]
     per_class = [{"class": c, **{m: (v if v is not None else float("nan")) for m, v in stats.items()}}

@@ -21,46 +21,40 @@ Build *and* compile the model inside :func:`distribution_scope`, and (for
 JAX) call ``fit`` inside it too.  The model saved from a distributed run is
 an ordinary ``.keras`` file that loads with no strategy at all.
 
-For tests on a CPU-only machine, :func:`split_cpu_for_testing` cuts the CPU
-into several logical TensorFlow devices; JAX needs
-``XLA_FLAGS=--xla_force_host_platform_device_count=N`` in the environment
-*before* ``jax`` is imported (run such code in a fresh process).
+To try ``--distribute`` on a CPU-only machine, :func:`use_cpu_devices` cuts the
+CPU into several logical devices (``train --cpu-devices N``); it must run
+before the backend starts (for JAX, before ``jax`` is imported).
+
+The Keras multi-worker work-around lives in :mod:`Functions.engine.compat`
+and is applied only inside :func:`distribution_scope`; the padding of
+batches to equal replica slices is :mod:`Functions.data.sharding`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 
 from Functions.base.errors import UserError
 from Functions.base.runtime import backend_name
+from Functions.engine.compat import keras_multi_worker_fix
 
 _JAX_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
-
-
+log = logging.getLogger("Functions")
 
 
 # ----------------------------------------------------------------------------- devices
-def split_cpu_for_testing(n: int = 2) -> list[str]:
-    """Cut the (first) physical CPU into ``n`` logical TensorFlow devices; returns their names.
-
-    Must run before TensorFlow initialises its devices (before any tensor
-    is created); raises ``RuntimeError`` otherwise.  Only for the
-    TensorFlow backend: for JAX, set
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` before ``jax``
-    is imported.
-    """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+def _split_tf_cpu(n: int) -> None:
+    """Cut the (first) physical CPU into ``n`` logical TensorFlow devices; ``RuntimeError`` once TF has started."""
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current is None or len(current) != n:
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
-    return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
 def _tf_local_devices() -> list[str]:
@@ -108,7 +102,6 @@ def get_strategy(kind: str = "auto"):
         import tensorflow as tf
 
         if kind == "multi_worker" or (kind == "auto" and is_multi_worker()):
-            _patch_keras_multi_worker()
             return tf.distribute.MultiWorkerMirroredStrategy()
         devices = _tf_local_devices()
         if len(devices) > 1 and "GPU" not in devices[0].upper():
@@ -124,68 +117,6 @@ def get_strategy(kind: str = "auto"):
     # try to shard the input again (it can only do that for tf.data pipelines).
     return keras.distribution.DataParallel(devices=keras.distribution.list_devices(),
                                            auto_shard_dataset=process_count() == 1)
-
-
-_KERAS_PATCHED = False
-
-
-def _patch_keras_multi_worker() -> None:
-    """Work around two places where Keras 3 (checked with 3.15) ``fit`` fails under MultiWorkerMirroredStrategy.
-
-    1. Before the first step Keras averages the first batch over the
-       replicas with ``strategy.reduce(..., axis=None)``, which the
-       multi-worker strategy cannot do eagerly ("Attempt to convert a value
-       (PerReplica...) to a Tensor").  Only shapes are needed there, so this
-       worker's first slice is used instead.
-    2. Each step's logs are averaged with ``strategy.reduce("MEAN", v,
-       axis=0)``, which fails for the scalar losses and metrics ("Invalid
-       reduction dimension 0 for input with 0 dimensions"); ``axis=None``
-       averages them over the replicas as intended.
-
-    Both replacements hand everything else to the original Keras code, and
-    act only for a multi-worker collective strategy.  Checked on one machine
-    with two worker processes: the weights after training equal those of a
-    single-process run on the same global batches.
-    """
-    global _KERAS_PATCHED
-    if _KERAS_PATCHED:
-        return
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if not hasattr(tf_trainer, "_collective_all_reduce_multi_worker"):   # a Keras whose internals moved on
-        return
-    is_multi = tf_trainer._collective_all_reduce_multi_worker
-
-    def local_first(strategy, value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is not None and strategy is not None and is_multi(strategy):
-            for _, _, it in iterator:
-                data_batch = tree.map_structure(lambda v: local_first(strategy, v), next(it))
-                break
-            return original_build(self, data_batch=data_batch)
-        return original_build(self, iterator=iterator, data_batch=data_batch)
-
-    original_reduce = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and is_multi(strategy):
-            return tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None)
-                if isinstance(v, tf.distribute.DistributedValues) else v, values)
-        return original_reduce(values, strategy, reduction)
-
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    _KERAS_PATCHED = True
 
 
 _JAX_INITIALISED = False
@@ -209,14 +140,16 @@ def distribution_scope(enabled: bool = True, kind: str = "auto") -> Iterator[obj
     Yields the strategy (TensorFlow), the ``DataParallel`` distribution
     (JAX) or ``None`` when ``enabled`` is false (then it does nothing).
     On JAX the previous global distribution is restored on exit, so a model
-    loaded afterwards is an ordinary single-device model.
+    loaded afterwards is an ordinary single-device model.  On TensorFlow a
+    multi-worker strategy also gets :func:`Functions.engine.compat.keras_multi_worker_fix`
+    for the duration of the block.
     """
     if not enabled:
         yield None
         return
     strategy = get_strategy(kind)
     if backend_name() == "tensorflow":
-        with strategy.scope():
+        with strategy.scope(), keras_multi_worker_fix(strategy):
             yield strategy
         return
     import keras
@@ -248,18 +181,18 @@ def open_scope(stack: contextlib.ExitStack, enabled: bool, per_replica_batch: in
     """Enter :func:`distribution_scope` on ``stack`` (closed by the caller) and return the replica count.
 
     Does nothing and returns 1 when ``enabled`` is false.  When enabled,
-    prints the strategy, its devices and the global batch size.
+    logs (``"Functions"`` logger, INFO) the strategy, its devices and the global batch size.
     """
     if not enabled:
         return 1
     strategy = stack.enter_context(distribution_scope(True, kind))
     replicas = replica_count(strategy)
     name = type(strategy).__name__
-    print(f"Distributed training: {name} with {replicas} replica(s) on {', '.join(strategy_devices(strategy))}; "
-          f"batch {per_replica_batch} per replica x {replicas} = global batch "
-          f"{global_batch_size(per_replica_batch, replicas)}", flush=True)
+    log.info("Distributed training: %s with %d replica(s) on %s; batch %d per replica x %d = global batch %d",
+             name, replicas, ", ".join(strategy_devices(strategy)), per_replica_batch, replicas,
+             global_batch_size(per_replica_batch, replicas))
     if replicas == 1:
-        print("warning: --distribute found a single device, so training runs as usual", flush=True)
+        log.warning("--distribute found a single device, so training runs as usual")
     return replicas
 
 
@@ -371,7 +304,7 @@ def even_batches(batches):
     """``batches`` made acceptable to the active distribution (unchanged when there is none).
 
     JAX: every short batch is padded to a multiple of the replicas
-    (:func:`pad_batches`).  TensorFlow splits uneven batches itself and
+    (:func:`Functions.data.sharding.pad_batches`).  TensorFlow splits uneven batches itself and
     keeps the loss and metrics exact, except that Keras fails when the
     *first* batch of a pass is uneven (see :func:`batch_multiple`), which
     happens only when the whole split is smaller than one global batch: only
@@ -380,6 +313,8 @@ def even_batches(batches):
     multiple = batch_multiple()
     if multiple <= 1:
         return batches
+    from Functions.data.sharding import pad_batches   # imports Keras: not before use_cpu_devices
+
     if backend_name() == "tensorflow":
         if len(batches) == 0 or len(batches[0][0]) % multiple == 0:
             return batches
@@ -387,80 +322,16 @@ def even_batches(batches):
     return pad_batches(batches, multiple)
 
 
-def pad_batches(batches, multiple: int, first_only: bool = False):
-    """Wrap a :class:`keras.utils.PyDataset` of ``(x, y)`` so each batch size is a multiple of ``multiple``.
-
-    Short batches (only batch 0 with ``first_only``) are filled up by
-    repeating their first sample, and every batch gains a sample-weight
-    vector ``(B,)`` that is 1 for real samples and 0 for the filler, so the
-    streaming metrics (Dice, IoU, mean Dice) count only real images.  The
-    loss is not quite exact: Keras averages a batch's loss over all its
-    samples, fillers included, so a padded batch's loss is scaled by
-    ``real/padded`` (in the epoch's ``loss``/``val_loss`` at most
-    ``multiple - 1`` fillers among all the split's images, the same factor
-    every epoch).  ``set_epoch`` and ``on_epoch_end`` pass through, so
-    shuffling and resuming behave as with the unwrapped batches.
-
-    ``multiple <= 1`` returns ``batches`` unchanged.
-    """
-    if multiple <= 1:
-        return batches
-    import keras
-    import numpy as np
-
-    class _Padded(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(workers=getattr(batches, "workers", 1),
-                             use_multiprocessing=False,
-                             max_queue_size=getattr(batches, "max_queue_size", 10))
-            self.inner = batches
-
-        def __len__(self):
-            return len(self.inner)
-
-        def __getitem__(self, i):
-            x, y = self.inner[i][:2]
-            n = len(x)
-            pad = 0 if first_only and i != 0 else (-n) % multiple
-            weights = np.ones((n + pad,), dtype="float32")
-            if pad:
-                weights[n:] = 0.0
-
-                def fill(a):
-                    return np.concatenate([a, np.repeat(a[:1], pad, axis=0)], axis=0)
-
-                x = fill(x)
-                y = tuple(fill(t) for t in y) if isinstance(y, tuple) else fill(y)
-            w = tuple(weights for _ in y) if isinstance(y, tuple) else weights
-            return x, y, w
-
-        def set_epoch(self, epoch: int) -> None:
-            self.inner.set_epoch(epoch)
-
-        def on_epoch_end(self):
-            self.inner.on_epoch_end()
-
-    return _Padded()
-
-
 def process_shard(n: int):
     """Indices of the ``n`` samples this host reads in a JAX multi-host job; ``slice(None)`` (all) otherwise.
 
-    Host ``i`` of ``P`` takes samples ``i, i + P, i + 2P, ...``, wrapped
-    around to the start so that every host gets the same number,
-    ``ceil(n / P)``: the hosts must feed equal batches in lock-step.  So up
-    to ``P - 1`` samples are read twice per epoch (as PyTorch's
-    ``DistributedSampler`` does), which also counts them twice in the
-    validation metrics of a multi-host run.  On TensorFlow ``tf.distribute``
-    shards the input itself and every worker reads everything.
+    See :func:`Functions.data.sharding.shard_indices`: every host gets ``ceil(n / P)`` samples, so up to
+    ``P - 1`` are read twice per epoch, which also counts them twice in the validation metrics of a
+    multi-host run.  On TensorFlow ``tf.distribute`` shards the input itself and every worker reads everything.
     """
-    count = process_count()
-    if count <= 1:
-        return slice(None)
-    import numpy as np
+    from Functions.data.sharding import shard_indices   # imports Keras: not before use_cpu_devices
 
-    per_host = -(-n // count)
-    return (np.arange(per_host) * count + process_index()) % n
+    return shard_indices(n, process_count(), process_index())
 
 
 def use_cpu_devices(n: int) -> None:
@@ -468,8 +339,8 @@ def use_cpu_devices(n: int) -> None:
 
     Must run before the backend starts: for JAX it sets
     ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` (so ``jax`` must
-    not be imported yet); for TensorFlow it calls
-    :func:`split_cpu_for_testing`.  PyTorch: nothing to do (not distributed).
+    not be imported yet); for TensorFlow it splits the first CPU into
+    ``n`` logical devices.  PyTorch: nothing to do (not distributed).
     Raises :class:`UserError` when it is too late.
     """
     import sys
@@ -489,7 +360,7 @@ def use_cpu_devices(n: int) -> None:
         os.environ["XLA_FLAGS"] = " ".join(flags + [flag])
     if backend_name() == "tensorflow":
         try:
-            split_cpu_for_testing(n)
+            _split_tf_cpu(n)
         except RuntimeError:
             raise UserError(f"--cpu-devices {n}: TensorFlow devices were already initialised; "
                             "use it in a fresh Python process") from None
@@ -508,8 +379,3 @@ def scaled_learning_rate(base_lr: float, replicas: int, rule: str = "linear") ->
     if rule == "sqrt":
         return float(base_lr) * replicas ** 0.5
     raise ValueError(f"rule must be 'linear', 'sqrt' or 'none', got {rule!r}")
-
-
-# ----------------------------------------------------------------------------- reporting
-
-

@@ -13,12 +13,12 @@ so a resumed run (``train --resume``) continues the same curve.
 
 from __future__ import annotations
 
+import logging
+
 import math
 import time
 
 import keras
-
-SCHEDULES = ("cosine", "constant")
 
 
 def cosine_learning_rate(step: float, total_steps: float, base: float, *, warmup_steps: float = 0.0,
@@ -114,7 +114,8 @@ class CosineSchedule(keras.callbacks.Callback):
             self.planned_epochs = max(done, min(self.max_epochs, done + fit))
             if fit < 1:
                 self.model.stop_training = True
-                print(f"time budget: stopping after epoch {done} ({self.elapsed / 60:.1f} of "
-                      f"{self.time_budget / 60:.1f} minutes used; an epoch takes {per_epoch:.0f} s)", flush=True)
+                logging.getLogger("Functions").info(
+                    "time budget: stopping after epoch %d (%.1f of %.1f minutes used; an epoch takes %.0f s)",
+                    done, self.elapsed / 60, self.time_budget / 60, per_epoch)
         self._epoch = done
         self._set(self.learning_rate(done))          # what the next epoch starts with (and what logs read)

@@ -1,8 +1,21 @@
-"""Predicting masks with a trained model and scoring them per image."""
+"""Scoring predicted masks per image, and evaluating a finished run on its test split (or other data)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from Functions.base.errors import UserError
+from Functions.base.runs import read_run_settings
+from Functions.data.discovery import load_sample
+from Functions.data.sources import resolve_samples
+from Functions.data.splits import split_indices
+from Functions.inference.predictor import check_new_folder, load_predictor
+from Functions.metrics.segmentation import per_image_metrics, summarize
+from Functions.viz.plotting import plot_predictions
+from Functions.viz.reports import markdown_table
 
 
 
@@ -10,9 +23,7 @@ import numpy as np
 
 
 def score_masks(true_masks: np.ndarray, pred_masks: np.ndarray, names=None, num_classes: int = 1, **kwargs):
-    """Per-image metrics table (:func:`Functions.metrics.per_image_metrics`) for ``(N, H, W)`` masks."""
-    from Functions.metrics.segmentation import per_image_metrics
-
+    """Per-image metrics table (:func:`Functions.metrics.segmentation.per_image_metrics`) for ``(N, H, W)`` masks."""
     t = np.asarray(true_masks)
     t = t[..., 0] if t.ndim == 4 else t
     if num_classes > 1:
@@ -25,7 +36,7 @@ def score_masks(true_masks: np.ndarray, pred_masks: np.ndarray, names=None, num_
 SPLITS = ("train", "val", "test", "all")
 
 
-def run_samples(run_dir, config, data: str | None = None, dataset: str | None = None,
+def run_samples(run_dir, settings: dict, data: str | None = None, dataset: str | None = None,
                 data_dir: str | None = None, split: str | None = None):
     """The samples to evaluate a run on, and the split's name.
 
@@ -34,22 +45,14 @@ def run_samples(run_dir, config, data: str | None = None, dataset: str | None = 
     out).  With other data: ``all`` samples by default, or the named split
     drawn with the run's seed and fractions.
     """
-    import json
-    from dataclasses import replace
-    from pathlib import Path
-
-    from Functions.base.errors import UserError
-    from Functions.data.splits import split_indices
-    from Functions.engine.segmentation import resolve_samples
-
     own = not (data or dataset)
     split = split or ("test" if own else "all")
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split}")
     if own:
-        samples = resolve_samples(config)
+        samples = resolve_samples(settings.get("data"), settings.get("dataset"), settings.get("data_dir"))
     else:
-        samples = resolve_samples(replace(config, data=data, dataset=dataset, data_dir=data_dir or config.data_dir))
+        samples = resolve_samples(data, dataset, data_dir or settings.get("data_dir"))
     if split == "all":
         return list(samples), split
     split_file = Path(run_dir) / "split.json"
@@ -61,9 +64,11 @@ def run_samples(run_dir, config, data: str | None = None, dataset: str | None = 
             chosen = [s for s in samples if Path(s.image).parts[-3:] in tail]
         if len(chosen) != len(wanted):
             raise UserError(f"{len(wanted) - len(chosen)} {split} image(s) listed in {split_file} are no longer in "
-                            f"{config.data or config.dataset or 'the sample data'}; restore them or pass --data DIR")
+                            f"{settings.get('data') or settings.get('dataset') or 'the sample data'}; "
+                            "restore them or pass --data DIR")
     else:
-        idx = split_indices(len(samples), config.val_fraction, config.test_fraction, config.seed)
+        idx = split_indices(len(samples), settings.get("val_fraction", 0.15), settings.get("test_fraction", 0.15),
+                            settings.get("seed", 42))
         chosen = [samples[i] for i in idx[("train", "val", "test").index(split)]]
     if not chosen:
         raise UserError(f"the {split} split of {run_dir} is empty; choose another with --split "
@@ -87,20 +92,14 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
 
     Returns ``{"out": Path, "table": DataFrame, "summary": DataFrame, "split": str, "plain": dict | None}``.
     """
-    from pathlib import Path
-
-    from Functions.data.discovery import load_sample
-    from Functions.base.errors import UserError
-    from Functions.metrics.segmentation import per_image_metrics, summarize
-    from Functions.inference.predictor import check_new_folder, load_predictor
-    from Functions.engine.segmentation import load_run_config
+    import pandas as pd
 
     run_dir = Path(run_dir).expanduser()
-    config = load_run_config(run_dir, flag="--run")
+    settings = read_run_settings(run_dir, flag="--run")
     if not (run_dir / "model.keras").is_file():
         raise UserError(f"--run {run_dir} has no model.keras (the run stopped before its first epoch ended); "
                         "resume it with `train --resume` or pass another run")
-    samples, split = run_samples(run_dir, config, data, dataset, data_dir, split)
+    samples, split = run_samples(run_dir, settings, data, dataset, data_dir, split)
     predictor = load_predictor(run_dir / "model.keras", flag="--run")
     num_classes = int(predictor.model.outputs[-1].shape[-1])
     num_classes = num_classes if num_classes > 1 else 1
@@ -123,7 +122,6 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
             tables[use_tta].append(per_image_metrics(truths, preds, names=[s.id for s in chunk],
                                                      num_classes=num_classes if num_classes > 1 else None,
                                                      tolerance=tolerance, spacing=spacing))
-    import pandas as pd
 
     table = pd.concat(tables[tta], ignore_index=True)
     summary = summarize(table)
@@ -143,8 +141,6 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
     """The ``n`` lowest-Dice images: image | truth | prediction | overlay."""
     import matplotlib.pyplot as plt
 
-    from Functions.data.discovery import load_sample
-    from Functions.viz.plotting import plot_predictions
 
     if "dice" not in table or not len(table):
         return
@@ -159,8 +155,6 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
 
 
 def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
-    from Functions.viz.reports import markdown_table
-
     lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
              f"{len(samples)} image(s), scored at each image's own size"
              f"{' with test-time augmentation (flips averaged)' if tta else ''}.\n",

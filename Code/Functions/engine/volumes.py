@@ -1,0 +1,367 @@
+"""Training a 3-D segmentation model on volumes: ``train --dims 3``.
+
+The loop (callbacks, resume, time budget, NaN guard, best model, distribution)
+is :func:`Functions.engine.fit.fit`, the same as for 2-D images; this module
+is the :class:`VolumeTask` on it - what is particular to volumes:
+
+* **data** (:func:`prepare_volumes`): a folder of volumes
+  (:func:`Functions.data.volumes.find_volumes`: a Medical Segmentation
+  Decathlon task folder or ``images/`` + ``labels/``), a registered data set
+  (``--dataset msd-hippocampus``) or the offline sample ``Data/sample/volumes``.
+  Split **by volume** (all of a patient's series on one side when DICOM
+  ``PatientID`` tells them apart), each volume reoriented to RAS, resampled to
+  one voxel spacing (``target_spacing``; default the median of the training
+  volumes, as nnU-Net does) and normalised (CT window or MRI z-score, from
+  the ``modality`` of ``dataset.json`` or the intensities);
+* **batches**: random patches of ``patch_size`` with foreground oversampling
+  (:func:`Functions.data.patches.patch_dataset`, one third of the patches
+  centred on a labelled voxel) and 3-D augmentation
+  (:class:`Functions.data.augmentation3d.Augment3D`); validation on a fixed
+  set of patches (two per validation volume, drawn once from the seed);
+* **scoring** (:func:`finish_volumes`): each test volume is predicted whole
+  with Gaussian-weighted sliding windows, mapped back onto its file's voxel
+  grid, written to ``predictions/<id>.nii.gz`` (the input's affine and
+  header) and scored against its label file: Dice, IoU, HD95 and ASSD in
+  millimetres, one row per volume in ``test_metrics.csv``.
+
+The run folder is the 2-D one (``config.json``, ``split.json``, ``model.keras``,
+``history.csv``, ``metrics.json``, ``curves.png``, ``predictions.png`` - three
+orthogonal planes per test volume - and ``report.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from Functions.base.errors import UserError
+from Functions.base.runs import write_json
+from Functions.base.runtime import peak_rss_mb
+from Functions.engine.config import Check
+from Functions.engine.fit import Task, best_epoch, fit
+from Functions.engine.fit import resume_config as resume_run_config
+from Functions.engine.segmentation import TrainConfig, compile_model, monitor_name
+
+#: Largest automatic patch ``(D, H, W)``: fits a CPU; pass ``patch_size`` for bigger ones on a GPU.
+MAX_AUTO_PATCH = (48, 96, 96)
+
+
+@dataclass
+class VolumeConfig(TrainConfig):
+    """Settings of a 3-D run: the segmentation settings plus the volume ones below.
+
+    ``patch_size`` ``[D, H, W]`` (None: the median volume shape, at most
+    :data:`MAX_AUTO_PATCH`, rounded down to a multiple of ``2**depth``);
+    ``target_spacing`` ``[z, y, x]`` mm (None: the median of the training
+    volumes); ``intensity`` ``auto``/``ct``/``mri``/``none``; ``window``
+    ``[center, width]`` HU for CT; ``patches_per_volume`` training patches
+    drawn from each training volume per epoch; ``overlap`` of the sliding
+    windows at test time.  ``num_classes`` is set from the labels.
+    """
+
+    dims: int = 3
+    model: str = "unet3d"
+    epochs: int = 40
+    batch_size: int = 2
+    learning_rate: float = 3e-3
+    augment: str | None = "3d"           # "3d": Augment3D defaults; None: no augmentation
+    normalization: str = "none"          # 2-D setting, unused: volumes use ``intensity``
+    patch_size: list | None = None
+    target_spacing: list | None = None
+    intensity: str = "auto"
+    window: list | None = None
+    patches_per_volume: int = 4
+    foreground_probability: float = 1 / 3
+    overlap: float = 0.5
+    num_classes: int | None = None
+    progress_every: int = 0
+
+    def checks(self) -> list[Check]:
+        from Functions.inference.volumes import INTENSITIES
+
+        patch_ok = self.patch_size is None or (len(self.patch_size) == 3 and all(int(p) >= 8 for p in self.patch_size))
+        spacing_ok = self.target_spacing is None or (len(self.target_spacing) == 3
+                                                     and all(float(s) > 0 for s in self.target_spacing))
+        return super().checks() + [
+            (self.dims == 3, "dims", f"must be 3 for volume training, got {self.dims}"),
+            (patch_ok, "patch_size", f"must be three sides of at least 8 voxels (D H W), got {self.patch_size}"),
+            (spacing_ok, "target_spacing", f"must be three positive sizes in mm (z y x), got {self.target_spacing}"),
+            (self.intensity in INTENSITIES, "intensity", f"must be one of {', '.join(INTENSITIES)}, "
+                                                           f"got {self.intensity!r}"),
+            (self.window is None or (len(self.window) == 2 and float(self.window[1]) > 0), "window",
+             f"must be a center and a positive width in HU, got {self.window}"),
+            (self.patches_per_volume >= 1, "patches_per_volume", f"must be at least 1, got {self.patches_per_volume}"),
+            (0 <= self.foreground_probability <= 1, "foreground_probability",
+             f"must be in [0, 1], got {self.foreground_probability}"),
+            (0 <= self.overlap < 1, "overlap", f"must be in [0, 1), got {self.overlap}"),
+            (self.augment in (None, "3d"), "augment", f"must be 3d or none for volumes, got {self.augment!r}"),
+        ]
+
+
+# ----------------------------------------------------------------------------- data
+def volume_source(config: VolumeConfig):
+    """The :class:`~Functions.data.volumes.VolumeDataset` named by ``config`` (folder, registered set or sample)."""
+    from Functions.base.paths import sample_dir
+    from Functions.data.volumes import find_volumes
+
+    if config.dataset:
+        from Functions.data import datasets
+
+        root = datasets.locate(config.dataset, config.data_dir)
+        if root is None:
+            raise UserError(f"dataset {config.dataset} is not installed; run `python -m Functions download "
+                            f"{config.dataset}` first (or give --data-dir where it is)", field="dataset")
+        return find_volumes(root)
+    if config.data:
+        return find_volumes(config.data)
+    return find_volumes(sample_dir("volumes"))
+
+
+def _patient(case) -> str:
+    """The patient a case belongs to: DICOM ``PatientID`` for a series folder, else the case id."""
+    if Path(case.image).is_dir():
+        try:
+            import pydicom
+
+            for p in sorted(Path(case.image).iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["PatientID"])
+                    if getattr(ds, "PatientID", None):
+                        return str(ds.PatientID)
+        except Exception:  # noqa: BLE001 - no usable header: the case is its own group
+            pass
+    return case.id
+
+
+def auto_patch(shapes, depth: int = 3, cap=MAX_AUTO_PATCH) -> tuple[int, int, int]:
+    """Median volume shape, capped at ``cap``, rounded down to multiples of ``2**depth`` (at least one)."""
+    factor = 2 ** depth
+    median = np.median(np.array(shapes), axis=0)
+    return tuple(int(max(factor, (min(m, c) // factor) * factor)) for m, c in zip(median, cap))
+
+
+def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
+    """Split, read, resample and normalise the volumes.
+
+    Returns a dict with ``train``/``val``/``test`` as ``(images, labels, cases)``
+    (lists of ``(D, H, W, C)`` float32 and ``(D, H, W, 1)`` uint8 arrays and
+    their :class:`~Functions.data.volumes.VolumeCase`), ``channels``,
+    ``num_classes``, ``spacing`` (the target spacing), ``intensity``,
+    ``patch`` and ``n_samples``.
+    """
+    from Functions.data.sources import seeded_subset
+    from Functions.data.splits import split_indices
+    from Functions.data.volumes import read_case, read_volume
+    from Functions.inference.volumes import intensity_for, normalize
+
+    dataset = dataset if dataset is not None else volume_source(config)
+    cases = [c for c in dataset.cases if c.label is not None]
+    cases = seeded_subset(cases, config.subset, config.seed)
+    if len(cases) < 3:
+        raise UserError(f"only {len(cases)} labelled volume(s) in {dataset.root}; training needs at least 3 "
+                        "(train, validation, test)")
+    groups = [_patient(c) for c in cases]
+    idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed,
+                        groups=groups if len(set(groups)) < len(groups) else None)
+    channels = dataset.channels if dataset.modality else (config.channels or 1)
+    multi = channels > 1
+    spacing = config.target_spacing
+    if spacing is None:   # the median spacing of the training volumes, after reorientation (headers only)
+        spacings = [read_volume(cases[i].image, channels=multi).spacing for i in idx[0]]
+        spacing = [float(s) for s in np.median(np.array(spacings), axis=0)]
+    spacing = tuple(float(s) for s in spacing)
+    modality = dataset.modality.get(0) if dataset.modality else None
+    data: dict = {"channels": channels, "n_samples": len(cases), "spacing": spacing}
+    intensity = config.intensity
+    labels_seen: set = set()
+    for name, ids in zip(("train", "val", "test"), idx):
+        images, labels, subset = [], [], []
+        for i in ids:
+            image, label = read_case(cases[i].image, cases[i].label, channels=multi, spacing=spacing)
+            if intensity == "auto":
+                intensity = intensity_for(modality, image.array)
+            images.append(normalize(image.array, intensity, config.window))
+            labels.append(label.array)
+            labels_seen |= set(np.unique(label.array).tolist())
+            subset.append(cases[i])
+        data[name] = (images, labels, subset)
+    if not data["train"][0] or not data["val"][0]:
+        raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
+    n_labels = max(len(dataset.labels), max(labels_seen) + 1) if dataset.labels else max(labels_seen) + 1
+    data["num_classes"] = 1 if n_labels <= 2 else int(n_labels)
+    data["intensity"] = intensity
+    depth = int(config.model_options.get("depth", 3))
+    data["patch"] = tuple(int(p) for p in config.patch_size) if config.patch_size else \
+        auto_patch([im.shape[:3] for im in data["train"][0]], depth)
+    return data
+
+
+# ----------------------------------------------------------------------------- the task
+class VolumeTask(Task):
+    """3-D segmentation on patches for :func:`Functions.engine.fit.fit` (see the module docstring)."""
+
+    command = "train"
+    config_class = VolumeConfig
+
+    def prepare(self, config):
+        return prepare_volumes(config)
+
+    def settle(self, config, data):
+        config.channels = data["channels"]
+        config.num_classes = data["num_classes"]
+        config.intensity = data["intensity"]
+        config.target_spacing = [float(s) for s in data["spacing"]]
+        config.patch_size = [int(p) for p in data["patch"]]
+
+    def describe(self, config, data, model):
+        n = {k: len(data[k][2]) for k in ("train", "val", "test")}
+        return (f"Training {config.model} on {n['train']} volumes ({n['val']} validation, {n['test']} test), "
+                f"patches {'x'.join(map(str, data['patch']))}, spacing "
+                f"{' x '.join(f'{s:g}' for s in data['spacing'])} mm, intensity {data['intensity']}, "
+                f"{model.count_params():,} parameters")
+
+    def build(self, config, data):
+        from Functions.models import build_model
+        from Functions.models.registry import get_spec
+
+        try:
+            spec = get_spec(config.model)
+        except ValueError as exc:
+            raise UserError(str(exc), field="model") from None
+        if spec.dims != 3:
+            from Functions.models import available_models
+
+            raise UserError(f"{config.model} is a 2-D model; volumes need one of "
+                            f"{', '.join(available_models('segmentation', dims=3))}", field="model")
+        shape = (*data["patch"], data["channels"])
+        try:
+            return build_model(config.model, shape, data["num_classes"], **config.model_options)
+        except ValueError as exc:
+            raise UserError(f"{exc}", field="patch_size") from None
+
+    def compile(self, model, config):
+        compile_model(model, config)
+
+    def monitor_name(self, model, monitor):
+        return monitor_name(model, monitor)
+
+    def batches(self, config, data, model, batch_size):
+        from Functions.data.augmentation3d import Augment3D
+        from Functions.data.patches import patch_dataset, sample_patch
+        from Functions.data.pipeline import make_batches
+
+        images, labels, _ = data["train"]
+        n_out = len(model.outputs)
+        train = patch_dataset(images, labels, data["patch"], batch_size=batch_size,
+                              patches_per_epoch=len(images) * config.patches_per_volume,
+                              foreground_probability=config.foreground_probability,
+                              augmenter=Augment3D() if config.augment else None, seed=config.seed,
+                              num_outputs=n_out, workers=config.workers)
+        xs, ys = [], []
+        for i, (im, lab) in enumerate(zip(*data["val"][:2])):
+            for k, fg in enumerate((1.0, 0.0)):      # one patch on the structure, one anywhere
+                rng = np.random.default_rng([config.seed, i, k, 17])
+                x, y = sample_patch(im, lab, data["patch"], rng, fg)
+                xs.append(x)
+                ys.append(y.reshape(*data["patch"], 1))
+        val = make_batches(np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32), batch_size,
+                           num_outputs=n_out, workers=1)
+        return train, val
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        return finish_volumes(model, config, data, run_dir, hist, seconds)
+
+    def reproduce(self, config):
+        """``python -m Functions train --dims 3 ...``: the settings that differ from a 2-D run's defaults."""
+        from Functions.base.runs import reproduce_command
+
+        flat = replace(config, **{k: " ".join(str(v) for v in getattr(config, k))
+                                  for k in ("patch_size", "target_spacing", "window") if getattr(config, k)})
+        return reproduce_command(self.command, flat, TrainConfig())
+
+
+VOLUMES = VolumeTask()
+
+
+def train_volumes(config: VolumeConfig, *, resume: bool = False, callbacks: list | None = None,
+                  data: dict | None = None) -> dict:
+    """Train a 3-D model (``train --dims 3``); same contract as :func:`Functions.engine.segmentation.train`.
+
+    Returns ``{"run_dir", "metrics", "history", "model"}``.
+    """
+    return fit(VOLUMES, config, resume=resume, callbacks=callbacks, data=data)
+
+
+def resume_volume_config(run_dir) -> VolumeConfig:
+    """The :class:`VolumeConfig` of an interrupted 3-D run (``train --resume RUN`` of a ``--dims 3`` run)."""
+    return resume_run_config(VolumeConfig, run_dir)
+
+
+# ----------------------------------------------------------------------------- scoring
+def score_cases(model, config, cases, *, out_dir: Path | None = None, tta: bool = False) -> "tuple":
+    """Predict every case whole and score it on its file's grid, in mm.
+
+    Returns ``(table DataFrame, examples)`` where ``examples`` holds, per case,
+    ``(image, truth, prediction)`` on the file grid (for figures).  With
+    ``out_dir`` each prediction is written as ``out_dir/<id>.nii.gz``.
+    """
+    import pandas as pd
+
+    from Functions.data.volumes import read_volume, to_canonical
+    from Functions.inference.volumes import VolumeSettings, predict_volume, score_volume
+
+    settings = VolumeSettings.from_config(asdict(config) if not isinstance(config, dict) else config)
+    rows, examples = [], []
+    for case in cases:
+        out = Path(out_dir) / f"{case.id}.nii.gz" if out_dir is not None else None
+        pred, image = predict_volume(model, case.image, settings, out=out, batch_size=max(1, int(
+            config["batch_size"] if isinstance(config, dict) else config.batch_size)), tta=tta)
+        truth = read_volume(case.label, label=True, canonical=False)
+        row = {"id": case.id, **score_volume(truth.array[..., 0], pred, truth.spacing, settings.num_classes),
+               "spacing_mm": "x".join(f"{s:g}" for s in truth.spacing)}
+        rows.append(row)
+        raw = to_canonical(read_volume(case.image, channels=settings.channels > 1, canonical=False))
+        can_truth, can_pred = to_canonical(truth), to_canonical(truth.with_array(pred))
+        examples.append((raw.array[..., 0], can_truth.array[..., 0], can_pred.array[..., 0], raw.spacing))
+    return pd.DataFrame(rows), examples
+
+
+def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
+    """Sliding-window predictions of the test volumes, scores in mm, NIfTI predictions, figures, report."""
+    import matplotlib.pyplot as plt
+
+    from Functions.metrics.segmentation import summarize
+    from Functions.viz.plotting import plot_history
+    from Functions.viz.reports import write_report
+
+    cases = data["test"][2] or data["val"][2]
+    split_name = "test" if data["test"][2] else "validation"
+    table, examples = score_cases(model, config, cases, out_dir=run_dir / "predictions", tta=config.tta)
+    table.to_csv(run_dir / "test_metrics.csv", index=False)
+    numeric = table.drop(columns=["id", "spacing_mm"])
+    summary = summarize(numeric)
+    metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
+    metrics.update({"split": split_name, "n_images": int(len(table)), "unit": "mm", "epochs_trained": int(len(hist)),
+                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
+                    "peak_rss_mb": round(peak_rss_mb(), 1),
+                    **best_epoch(hist, monitor_name(model, config.monitor)),
+                    "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
+    write_json(run_dir / "metrics.json", metrics)
+    plt.close(plot_history(hist, run_dir / "curves.png"))
+    from Functions.viz.volumes import plot_volume_predictions
+
+    plt.close(plot_volume_predictions([e[:3] for e in examples[:4]], [c.id for c in cases[:4]],
+                                      scores=table["dice"].to_numpy()[:4], spacings=[e[3] for e in examples[:4]],
+                                      path=run_dir / "predictions.png"))
+    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=VOLUMES.reproduce(config),
+                 title=f"3-D run {run_dir.name}")
+    print(f"Test ({split_name}, {len(table)} volumes): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  "
+          f"HD95 {metrics['hd95']:.2f} mm  ({seconds:.0f} s training) -> {run_dir}", flush=True)
+    return metrics
+
+
+def _num(v):
+    v = float(v)
+    return None if np.isnan(v) else v
