@@ -2,7 +2,8 @@
 
 Run it on a machine with a GPU, from the repository root::
 
-    python benchmarks/gpu_throughput.py --backend jax          # or --backend torch
+    python benchmarks/gpu_throughput.py                        # JAX, then PyTorch (one process each)
+    python benchmarks/gpu_throughput.py --backend jax          # or --backend torch / tensorflow
     python benchmarks/gpu_throughput.py --backend torch --image-size 256 --batch-size 16
 
 For each segmentation model in the registry it runs
@@ -14,7 +15,9 @@ object per model and precision).  Without a GPU it stops and records nothing,
 so no CPU figure is ever filed as a GPU one.
 
 The backend must be chosen before Keras is imported, so this script sets
-``KERAS_BACKEND`` itself; run it once per backend.
+``KERAS_BACKEND`` itself; ``--backend both`` (the default) runs itself once
+per backend (JAX, then PyTorch) in a fresh process.  Each JSON object carries
+the device name and the library versions it was measured with.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", choices=("jax", "torch", "tensorflow"), default="jax")
+    p.add_argument("--backend", choices=("both", "jax", "torch", "tensorflow"), default="both",
+                   help="both = jax, then torch, each in its own process (%(default)s)")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
@@ -45,12 +49,24 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ["KERAS_BACKEND"] = args.backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.backend == "both":
+        import subprocess
 
-    from Functions.apps.benchmark import BenchmarkSettings, benchmark_model, device_name, markdown_table
+        argv = list(sys.argv[1:] if argv is None else argv)
+        rest = [a for i, a in enumerate(argv) if a != "--backend" and (i == 0 or argv[i - 1] != "--backend")
+                and not a.startswith("--backend=")]
+        codes = [subprocess.call([sys.executable, __file__, "--backend", backend, *rest])
+                 for backend in ("jax", "torch")]
+        return max(codes)
+    os.environ["KERAS_BACKEND"] = args.backend
+
+    from Functions.base import quiet
+
+    quiet.install()                     # the backends' start-up chatter stays out of the log
+
+    from Functions.apps.benchmark import BenchmarkSettings, benchmark_model, library_versions, markdown_table
+    from Functions.base.runtime import device_name, has_gpu
     from Functions.models.registry import SPECS
-    from Functions.base.runtime import has_gpu
 
     device = device_name()
     on_gpu = has_gpu()
@@ -81,6 +97,7 @@ def main(argv=None) -> int:
     lines = [f"# {kind.upper()} throughput, {args.backend} backend, {args.image_size}x{args.image_size}x1, "
              f"batch {args.batch_size}", "",
              f"- device: {device}",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items() if v),
              f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
              f"- command: `python benchmarks/gpu_throughput.py --backend {args.backend} --image-size "
              f"{args.image_size} --batch-size {args.batch_size}`", ""]

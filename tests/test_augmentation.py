@@ -299,7 +299,8 @@ def test_none_preset_is_identity():
 
 # ------------------------------------------------- presets and validation
 def test_presets_and_get_augmenter():
-    assert set(PRESETS) == {"none", "light", "default", "strong"}
+    assert set(PRESETS) == {"none", "light", "default", "strong",
+                            "microscopy", "endoscopy", "ultrasound", "radiograph", "fundus"}
     assert Augmenter.preset("none").is_identity
     light = Augmenter.preset("light")
     assert (light.hflip, light.vflip, light.rotate90, light.rotate, light.elastic) == (
@@ -407,3 +408,93 @@ def test_default_preset_throughput_single_core():
     finally:
         cv2.setNumThreads(threads)
     assert rate >= 500, f"{rate:.0f} images/s"
+
+
+# ------------------------------------------------------------ modality presets
+MODALITY_NAMES = ("microscopy", "endoscopy", "ultrasound", "radiograph", "fundus")
+
+
+@pytest.mark.parametrize("name", ["ultrasound", "radiograph", "fundus"])
+def test_upright_modalities_never_turn_the_image_upside_down(name):
+    # Top half bright, bottom half dark, plus a mask in the top-left corner only.
+    image = np.zeros((48, 48, 1), np.float32)
+    image[:24] = 1.0
+    image[:24, :8] = 0.6  # a left-right asymmetry too, so a horizontal flip is visible
+    mask = np.zeros((48, 48), np.uint8)
+    mask[4:14, 4:14] = 1
+    aug = Augmenter.preset(name)
+    hflips = 0
+    for seed in range(60):
+        img, msk, applied = aug.apply(image, mask, rng_for(7, seed))
+        assert not any(a == "vflip" or a.startswith("rot9") or a.startswith("rot18") or a.startswith("rot27")
+                       for a in applied), applied
+        # small tilts, zooms and shifts keep the bright half on top and the lesion in the top half
+        assert img[:20].mean() > img[28:].mean() + 0.5, (seed, applied)
+        ys, _ = np.nonzero(msk)
+        assert ys.size and ys.max() < 24, (seed, applied)
+        hflips += "hflip" in applied
+    assert 15 <= hflips <= 45  # left-right flips do happen, about half the time
+
+
+@pytest.mark.parametrize("name", MODALITY_NAMES)
+def test_modality_presets_keep_image_and_mask_aligned(name):
+    mask = blobs(64, seed=2)
+    aug = Augmenter.preset(name, image_interpolation="nearest", brightness=0.0, contrast=0.0, gamma=0.0,
+                           noise=0.0, blur=0.0)
+    moved = 0
+    for seed in range(8):
+        img, msk = aug(mask.astype(np.float32)[..., None], mask, rng_for(3, seed))
+        np.testing.assert_array_equal(img[..., 0], msk.astype(np.float32))
+        moved += not np.array_equal(msk, mask)
+    assert moved >= 6
+
+
+def test_microscopy_and_endoscopy_use_every_orientation():
+    for name in ("microscopy", "endoscopy"):
+        seen = set()
+        aug = Augmenter.preset(name)
+        for seed in range(40):
+            _, _, applied = aug.apply(np.zeros((16, 16), np.float32), None, rng_for(1, seed))
+            seen |= {a for a in applied if a in ("hflip", "vflip") or a.startswith("rot")}
+        assert {"hflip", "vflip", "rot90", "rot180", "rot270"} <= seen, (name, seen)
+
+
+def test_preset_for_follows_the_registry_modality():
+    from Functions.data import datasets
+    from Functions.data.augmentation import preset_for
+
+    assert datasets.preset_for("busi") == "ultrasound"
+    assert datasets.preset_for("BUSI") == "ultrasound"
+    assert datasets.preset_for("kvasir") == "endoscopy"  # alias of kvasir-seg
+    assert datasets.preset_for("dsb2018") == "microscopy"
+    assert datasets.preset_for("membrane") == "microscopy"
+    assert datasets.preset_for("brain-tumor") == "radiograph"
+    assert datasets.preset_for("drive") == "fundus"
+    assert datasets.preset_for("nuclei") == "microscopy" and datasets.preset_for("ultrasound") == "ultrasound"
+    assert preset_for("CT") == "radiograph" and preset_for("nuclei") == "microscopy"
+    assert all(preset_for(m) in PRESETS for m in MODALITY_NAMES)
+    with pytest.raises(UserError, match="neither a registered data set"):
+        datasets.preset_for("photos-of-cats")
+    with pytest.raises(UserError, match="for a data set use Functions.data.datasets.preset_for"):
+        preset_for("busi")
+    assert get_augmenter(datasets.preset_for("busi")).vflip == 0.0
+
+
+def test_plot_augmentation_grid_none_means_no_augmentation():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from Functions.viz.plotting import plot_augmentation_grid
+
+    mask = blobs(32)
+    image = np.random.default_rng(0).random((32, 32), dtype=np.float32)
+    for spec in (None, False, "none"):
+        fig = plot_augmentation_grid(image, mask, spec, n=3)
+        try:
+            titles = [ax.get_title() for ax in fig.axes]
+            assert titles == ["original"] + [f"#{i}: no augmentation" for i in (1, 2, 3)]
+            first = fig.axes[0].images[0].get_array()
+            assert all(np.array_equal(ax.images[0].get_array(), first) for ax in fig.axes)
+        finally:
+            plt.close(fig)

@@ -39,7 +39,7 @@ def _needs(backend: str) -> None:
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory) -> Path:
     """16 blob image/mask pairs at 32x32 (PNG)."""
-    from conftest import write_blob_pairs
+    from helpers import write_blob_pairs
 
     return write_blob_pairs(tmp_path_factory.mktemp("backends") / "data", n=16)
 

@@ -84,9 +84,14 @@ def test_settings_are_checked():
 
 
 @pytest.mark.backend
-def test_cli_json_reports_consistent_figures_and_writes_the_table(tmp_path, capsys):
+def test_cli_json_reports_consistent_figures_and_writes_the_table(tmp_path, capsys, monkeypatch):
     """One tiny run through the CLI: every figure present, positive and consistent with the others."""
+    import keras
+
     from Functions.cli import main
+
+    monkeypatch.setenv("MIP_JIT_CACHE", str(tmp_path / "jit.json"))      # never the user's cache
+    monkeypatch.delenv("MIP_JIT_PROBE", raising=False)
     from Functions.models import build_model
     from Functions.models.flops import count_flops
 
@@ -112,6 +117,19 @@ def test_cli_json_reports_consistent_figures_and_writes_the_table(tmp_path, caps
                                                      / r["baseline_train_images_per_second"])
     assert r["roofline_gflops"] == max(r["roofline_numpy_gflops"], r["roofline_backend_gflops"])
     assert len(r["train_samples"]) == 1 and r["peak_rss_mb"] > 0
+    assert r["predict_vs_baseline"] == pytest.approx(r["predict_images_per_second"]
+                                                     / r["baseline_predict_images_per_second"])
+    assert r["predict_vs_keras"] == pytest.approx(r["predict_images_per_second"]
+                                                  / r["keras_predict_images_per_second"])
+    assert r["versions"]["keras"] == keras.__version__ and r["versions"]["numpy"] == np.__version__
+    assert r["device"] and r["backend"] == keras.backend.backend()
+    if keras.backend.backend() == "tensorflow":                         # the XLA probe ran, its choice was used
+        probe = r["jit_probe"]
+        assert probe["cached"] is False and probe["xla_seconds"] > 0 and probe["graph_seconds"] > 0
+        assert r["jit_compile"] is probe["jit"] is (probe["xla_seconds"] < probe["graph_seconds"])
+        assert json.loads((tmp_path / "jit.json").read_text())            # ... and was cached there
+    else:
+        assert r["jit_probe"] is None
     text = out.read_text()
     assert "| unet | 7,637 |" in text and "--image-size 32" in text     # 7,637 = the tiny U-Net's parameters
     table = markdown_table([r, {**r, "model": "second", "baseline_train_images_per_second": None}])
@@ -126,3 +144,33 @@ def test_cli_rejects_a_classifier(capsys):
 
     assert main(["benchmark", "--model", "resnet18", "--image-size", "32"]) == 2
     assert "segmentation model" in capsys.readouterr().err
+
+
+@pytest.mark.backend
+def test_default_report_goes_to_runs_and_tracked_files_stay_untouched(tmp_path, capsys, monkeypatch):
+    """No --out: the table goes to a new file under runs/ (ignored by git); `git status` is the same after."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from Functions.base.paths import repo_root
+    from Functions.cli import main
+
+    root = repo_root()
+    if root is None or shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs the git checkout")
+    monkeypatch.setenv("MIP_JIT_PROBE", "0")
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,  # noqa: E731
+                                    text=True, check=True).stdout
+    before = status()
+    rc = main(["benchmark", "--model", "unet", "--image-size", "32", "--batch-size", "2", "--steps", "2",
+               "--repeats", "1", "--roofline-size", "64", "--no-baseline", "--model-option", "base_filters=4",
+               "--model-option", "depth=2"])
+    assert rc == 0
+    written = Path(capsys.readouterr().out.strip().splitlines()[-1].split("table written to ", 1)[1])
+    try:
+        assert written.parent == root / "runs" and written.name.startswith("benchmark-") and written.suffix == ".md"
+        assert "| unet | 7,637 |" in written.read_text()
+        assert status() == before
+    finally:
+        written.unlink(missing_ok=True)

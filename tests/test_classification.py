@@ -309,7 +309,7 @@ def test_classify_train_separable_set_and_predict(tmp_path):
     assert set(metrics["per_class"]["disc"]) == {"precision", "recall", "f1", "roc_auc", "support"}
     assert json.loads((out / "config.json").read_text())["model_options"] == {"base_filters": 8}
     hist = pd.read_csv(out / "history.csv")
-    assert list(hist["epoch"]) == list(range(6)) and {"accuracy", "val_accuracy", "val_loss"} <= set(hist)
+    assert list(hist["epoch"]) == list(range(8)) and {"accuracy", "val_accuracy", "val_loss"} <= set(hist)
     table = pd.read_csv(out / "predictions.csv")
     assert (table["truth"] == table["predicted"]).mean() == pytest.approx(metrics["accuracy"])
     report = (out / "report.md").read_text()

@@ -27,7 +27,7 @@ def fails(capsys, argv, *needles):
 
 
 def write_pairs(root, n=4, size=32, names=None):
-    from conftest import write_blob_pairs
+    from helpers import write_blob_pairs
 
     return write_blob_pairs(root, size=size, names=names or [f"case_{k}" for k in range(n)])
 
@@ -177,3 +177,108 @@ def test_subprocess_prints_one_line_and_no_traceback(argv, needle, tiny_pairs_di
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+
+
+# ----------------------------------------------------------------------------- fast, quiet failures
+BACKENDS = ("keras", "tensorflow", "jax", "torch")
+
+
+def run_cli_and_list_backends(argv, tmp_path, backend=None):
+    """``python -m Functions ARGV`` in a fresh process: (return code, stderr, seconds, backends imported by then)."""
+    import json
+    import time
+
+    report = tmp_path / "modules.json"
+    code = ("import atexit, json, runpy, sys\n"
+            f"atexit.register(lambda: open({str(report)!r}, 'w').write(json.dumps("
+            f"[m for m in {BACKENDS!r} if m in sys.modules])))\n"
+            f"sys.argv = ['Functions', *{list(argv)!r}]\n"
+            "runpy.run_module('Functions', run_name='__main__', alter_sys=True)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MIP_VERBOSE")}
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    seconds = time.perf_counter() - start
+    return proc.returncode, proc.stderr, seconds, json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["predict", "--model", "{tmp}/none.keras", "--images", "{tmp}/missing", "--out", "{tmp}/p"], "--images"),
+    (["evaluate", "--run", "{tmp}/nothing"], "not a folder"),
+    (["evaluate", "--masks", "{tmp}/missing", "--predictions", "{tmp}/p"], "--masks"),
+    (["classify-predict", "--model", "{tmp}/none.keras", "--images", "{tmp}"], "--model"),
+    (["benchmark", "--out", "{tmp}/taken.md"], "never overwritten"),
+    (["benchmark", "--steps", "1"], "--steps"),
+    (["download", "no-such-set"], "no-such-set"),
+    (["architectures", "--image-size", "33"], "--image-size 33"),
+    (["train", "--epochs", "many"], "--epochs"),
+    (["train", "--no-such-flag"], "--no-such-flag"),
+])
+def test_bad_input_fails_fast_without_a_backend(argv, needle, tmp_path):
+    """One `error:` line, status 2, and no Keras/TensorFlow/JAX/PyTorch import: the answer comes in well under 1 s
+    on an idle CPU (printed; the assertion allows for a loaded machine)."""
+    (tmp_path / "taken.md").write_text("keep")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    rc, err, seconds, imported = run_cli_and_list_backends(argv, tmp_path)
+    print(f"{' '.join(argv[:2])}: {seconds:.2f} s")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert imported == [], imported
+    assert seconds < 5, seconds
+    assert (tmp_path / "taken.md").read_text() == "keep"
+
+
+def test_noise_lines_are_recognised_and_real_ones_kept():
+    from Functions.base.quiet import filter_lines, is_noise
+
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795929054.370841   14637 port.cc:153] oneDNN custom operations are on. You may see slightly "
+        "different numerical results due to floating-point round-off errors from different computation orders.",
+        "I0000 00:00:1795929054.371165   14637 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+        "GPU will not be used.",
+        "E0000 00:00:1795928867.352012   11681 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+        "Failed call to cuInit: UNKNOWN ERROR (303)",
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the "
+        "appropriate compiler flags.",
+    ]
+    real = [
+        "/x/keras/src/models/functional.py:237: UserWarning: The structure of `inputs` doesn't match",
+        "E0000 00:00:1795928867.352012   11681 conv_ops.cc:12] Conv2D failed: out of memory",
+        "W0000 00:00:1795928867.352012   11681 op_kernel.cc:1857] OP_REQUIRES failed at save_restore.cc",
+        "Traceback (most recent call last):",
+    ]
+    assert all(is_noise(line) for line in noise)
+    assert not any(is_noise(line) for line in real)
+    assert filter_lines("\n".join(noise + real) + "\n") == "\n".join(real) + "\n"
+
+
+def test_filtered_stderr_keeps_real_lines_from_cpp_and_python(tmp_path):
+    code = ("import os, sys\n"
+            "from Functions.base.quiet import FilteredStderr\n"
+            "with FilteredStderr():\n"
+            "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+            "    os.write(2, b'I0000 00:00:1.5   7 port.cc:153] oneDNN custom operations are on.\\n')\n"
+            "    os.write(2, b'E0000 00:00:1.5   7 conv_ops.cc:12] a real error\\n')\n"
+            "    print('a python warning', file=sys.stderr)\n"
+            "print('after', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == ["E0000 00:00:1.5   7 conv_ops.cc:12] a real error", "a python warning",
+                                        "after"]
+
+
+def test_backend_import_is_silent_but_real_warnings_show(tmp_path):
+    """The default backend imported behind the hook prints nothing of its own; a warning after it still shows."""
+    code = ("from Functions.base import quiet\n"
+            "quiet.install(verbose=False)\n"
+            "import keras\n"
+            "keras.ops.add(1.0, 2.0)\n"
+            "import warnings\n"
+            "warnings.warn('a real warning')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MIP_VERBOSE")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["<string>:6: UserWarning: a real warning"], proc.stderr

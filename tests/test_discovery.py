@@ -92,3 +92,63 @@ def test_real_dsb2018_layout(dsb_root):
     image, mask = load_sample(samples[0])
     assert image.shape[2] == 3 and mask.shape == image.shape[:2] and set(np.unique(mask)) == {0, 1}
     assert len(samples[0].masks) > 1
+
+
+# ----------------------------------------------------------------------------- layout table and its order
+def _drive_tree(root: Path) -> Path:
+    """DRIVE's training split in miniature: images/, 1st_manual/ (vessel labels) and mask/ (field of view)."""
+    fov = np.zeros((16, 16), np.uint8)
+    fov[2:14, 2:14] = 255
+    for n in (21, 22):
+        _write(root / "training" / "images" / f"{n}_training.tif", np.full((16, 16, 3), 80, np.uint8))
+        _write(root / "training" / "mask" / f"{n}_training_mask.png", fov)
+        vessel = np.zeros((16, 16), np.uint8)
+        vessel[:, n % 5] = 255
+        _write(root / "training" / "1st_manual" / f"{n}_manual1.png", vessel)
+    return root
+
+
+def test_layout_table_is_explicit_and_in_the_documented_order():
+    from Functions.data import discovery
+
+    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor"]
+    assert isinstance(discovery.LAYOUTS, tuple)  # a table, not a list modules append to
+    # importing the format modules registers nothing
+    import Functions.data.datasets  # noqa: F401
+    import Functions.data.medical_io  # noqa: F401
+
+    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor"]
+    assert sorted(discovery.READERS) == ["brain_tumor_mat", "dicom", "image", "nifti", "nifti_axis0", "nifti_axis1"]
+
+
+def test_ordinary_folder_is_claimed_by_no_special_detector(tmp_path):
+    from Functions.data.discovery import LAYOUTS
+
+    for stem in ("a", "c"):
+        _write(tmp_path / "images" / f"{stem}.png", np.full((16, 16), 90, np.uint8))
+        _write(tmp_path / "masks" / f"{stem}.png", _square(2, 2))
+    _write(tmp_path / "mask" / "b_mask.png", _square(2, 2))   # a folder named like DRIVE's mask/
+    _write(tmp_path / "mask" / "b.png", np.full((16, 16), 90, np.uint8))
+    assert [layout.detect(tmp_path) for layout in LAYOUTS] == [None, None, None]
+    assert [s.id for s in find_samples(tmp_path)] == ["a", "c", "b"]   # read by the generic layouts
+
+
+def test_drive_detector_runs_before_generic_layouts_that_would_take_fov_masks(tmp_path):
+    root = _drive_tree(tmp_path / "DRIVE")
+    samples = find_samples(root)
+    assert [s.id for s in samples] == ["21_training", "22_training"]
+    assert [s.masks[0].parent.name for s in samples] == ["1st_manual", "1st_manual"]
+    _, mask = load_sample(samples[0])
+    assert mask.sum() == 16 and mask[:, 21 % 5].all()          # the vessel label, one column
+    # Why the order matters: the generic layouts alone pair DRIVE images with the field-of-view masks.
+    generic = find_samples(root, layouts=())
+    assert [s.masks[0].parent.name for s in generic] == ["mask", "mask"]
+
+
+def test_a_custom_layout_can_be_tried_first(tmp_path):
+    from Functions.data.discovery import LAYOUTS, Layout
+    from Functions.data.samples import Sample
+
+    _write(tmp_path / "scan.png", np.full((16, 16), 90, np.uint8))
+    mine = Layout("mine", lambda root: [Sample(id="x", image=root / "scan.png", masks=(root / "scan.png",))])
+    assert [s.id for s in find_samples(tmp_path, layouts=(mine, *LAYOUTS))] == ["x"]

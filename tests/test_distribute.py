@@ -33,8 +33,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from Functions.data.sharding import PaddedBatches, pad_batches, shard_indices
+from Functions.engine import compat
 from Functions.engine import distribute as dist
 from Functions.base.errors import UserError
+from helpers import write_blob_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHT_ATOL = 1e-5
@@ -60,9 +63,6 @@ sys.exit(rc1 or rc2)
 
 
 def make_blobs(root: Path, n: int = 21, size: int = 32) -> Path:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import write_blob_pairs
-
     return write_blob_pairs(root, n=n, size=size)
 
 
@@ -98,7 +98,7 @@ def assert_runs_match(out: Path) -> None:
     np.testing.assert_allclose(h2[cols].to_numpy(), h1[cols].to_numpy(), rtol=METRIC_RTOL, atol=1e-7)
     assert h1["dice"].iloc[0] > 0 and h1["val_dice"].iloc[0] > 0          # non-trivial values were compared
     # The 3 validation images were padded to 4 with a zero-weight copy: the metrics count only the 3 real
-    # images (equal above), while Keras averages the loss over all 4 (documented in distribute.pad_batches).
+    # images (equal above), while Keras averages the loss over all 4 (documented in data.sharding.PaddedBatches).
     np.testing.assert_allclose(h2["val_loss"].iloc[0], h1["val_loss"].iloc[0] * 3 / 4, rtol=METRIC_RTOL)
     # the loaded model predicts on any batch size (3 is not a multiple of the 2 replicas)
     x = np.random.default_rng(0).random((3, 32, 32, 1)).astype("float32")
@@ -156,8 +156,9 @@ def test_pad_batches_fills_with_zero_weight_samples():
             self.epochs_ended += 1
 
     inner = Batches()
-    assert dist.pad_batches(inner, 1) is inner
-    padded = dist.pad_batches(inner, 2)
+    assert pad_batches(inner, 1) is inner
+    padded = pad_batches(inner, 2)
+    assert isinstance(padded, PaddedBatches)
     assert len(padded) == 2
     for i in range(2):
         x, y, w = padded[i]
@@ -165,7 +166,7 @@ def test_pad_batches_fills_with_zero_weight_samples():
         np.testing.assert_array_equal(w, [1, 1, 1, 0])
         np.testing.assert_array_equal(x[:3], images[3 * i:3 * i + 3])
         np.testing.assert_array_equal(x[3], x[0])             # filler repeats the first sample
-    first = dist.pad_batches(inner, 2, first_only=True)       # TensorFlow: only batch 0 must be even
+    first = pad_batches(inner, 2, first_only=True)       # TensorFlow: only batch 0 must be even
     assert first[0][0].shape[0] == 4
     x, y, w = first[1]
     assert x.shape[0] == 3
@@ -200,10 +201,59 @@ def test_process_shard_gives_every_host_the_same_count(monkeypatch):
     assert dist.process_shard(16).tolist() == list(range(1, 16, 2))
 
 
+def test_shard_indices_wrap_around_and_one_host_reads_all():
+    assert shard_indices(10, 1, 0) == slice(None)
+    assert shard_indices(5, 2, 0).tolist() == [0, 2, 4]
+    assert shard_indices(5, 2, 1).tolist() == [1, 3, 0]
+
+
+# ----------------------------------------------------------------------------- the Keras multi-worker fix
+def test_keras_multi_worker_fix_is_a_no_op_where_it_does_not_apply():
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    before = (tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica)
+    for strategy in (None, tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
+        with compat.keras_multi_worker_fix(strategy) as applied:
+            assert applied is False
+            assert (tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica) == before
+    # and the default single-device scope leaves Keras alone too
+    with dist.distribution_scope(True, "mirrored"):
+        assert (tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica) == before
+
+
+def test_keras_multi_worker_fix_is_applied_then_undone(monkeypatch):
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    # Keras 3.15.1 (the newest checked) still has the faulty reduction, so the gate says the fix is needed.
+    if keras.__version__ == compat.KERAS_CHECKED:
+        assert compat.multi_worker_fix_needed()
+    if not compat.multi_worker_fix_needed():
+        pytest.skip(f"Keras {keras.__version__} no longer has the faulty reduction: the fix never applies")
+    before = (tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica)
+    monkeypatch.setattr(compat, "_is_multi_worker", lambda strategy: True)   # no cluster needed to check the swap
+    with compat.keras_multi_worker_fix(object()) as applied:
+        assert applied is True
+        assert tf_trainer.reduce_per_replica is not before[1]
+        assert tf_trainer.TensorFlowTrainer._maybe_symbolic_build is not before[0]
+    assert (tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica) == before
+
+
+def test_keras_multi_worker_fix_is_off_on_a_keras_without_the_fault(monkeypatch):
+    monkeypatch.setattr(compat, "_FAULTY_LINE", "a line no Keras has")
+    assert not compat.multi_worker_fix_needed()
+    monkeypatch.setattr(compat, "_is_multi_worker", lambda strategy: True)
+    with compat.keras_multi_worker_fix(object()) as applied:
+        assert applied is False
+
+
 def test_environment_summary_names_backend_and_devices():
     import keras
 
-    text = dist.environment_summary()
+    from Functions.base.runtime import environment_summary
+
+    text = environment_summary()
     assert text.startswith(f"Keras {keras.__version__} | backend {keras.backend.backend()} ")
     assert "devices: " in text and "cpu" in text.lower()
 

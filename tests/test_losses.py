@@ -12,7 +12,7 @@ from Functions import losses as L  # noqa: E402
 
 pytestmark = pytest.mark.backend
 
-NAMES = ["bce", "dice", "bce_dice", "jaccard", "focal", "tversky", "focal_tversky"]
+NAMES = ["bce", "dice", "bce_dice", "jaccard", "focal", "tversky", "focal_tversky", "cce", "cce_dice"]
 OVERLAP = ["dice", "jaccard", "tversky", "focal_tversky"]
 
 
@@ -182,7 +182,8 @@ def test_mixed_precision_inputs_compute_in_float32():
     p16 = ops.convert_to_tensor(p.astype(np.float16))
     for name in NAMES:
         fn = {"bce": L.bce, "dice": L.dice_loss, "bce_dice": L.bce_dice_loss, "jaccard": L.jaccard_loss,
-              "focal": L.focal_loss, "tversky": L.tversky_loss, "focal_tversky": L.focal_tversky_loss}[name]
+              "focal": L.focal_loss, "tversky": L.tversky_loss, "focal_tversky": L.focal_tversky_loss,
+              "cce": L.categorical_crossentropy, "cce_dice": L.cce_dice_loss}[name]
         out = fn(ops.convert_to_tensor(t), p16)
         assert keras.backend.standardize_dtype(out.dtype) == "float32", name
         assert tuple(out.shape) == (2,)
@@ -197,7 +198,8 @@ def test_mixed_precision_inputs_compute_in_float32():
 def test_serialization_round_trip(name):
     kwargs = {"bce": {}, "dice": {"smooth": 0.5}, "bce_dice": {"dice_weight": 0.3},
               "jaccard": {"include_background": False}, "focal": {"alpha": 0.6, "gamma": 1.5},
-              "tversky": {"alpha": 0.2, "beta": 0.8}, "focal_tversky": {"gamma": 1.25}}[name]
+              "tversky": {"alpha": 0.2, "beta": 0.8}, "focal_tversky": {"gamma": 1.25},
+              "cce": {"class_weights": [1.0, 3.0]}, "cce_dice": {"dice_weight": 0.5}}[name]
     loss = L.get_loss(name, **kwargs)
     config = loss.get_config()
     for key, value in kwargs.items():

@@ -46,6 +46,35 @@ def test_batches_seeded_shuffle_and_augmentation():
     np.testing.assert_array_equal(all_y, y)  # no shuffle: every sample once, in order
 
 
+@pytest.mark.backend
+def test_augmented_sample_does_not_depend_on_batch_size():
+    from Functions.data.augmentation import get_augmenter
+
+    rng = np.random.default_rng(3)
+    x = rng.random((7, 8, 8, 1)).astype(np.float32)
+    y = (x > 0.5).astype(np.uint8)
+    aug = get_augmenter("strong")
+
+    def epoch(batch_size, shuffle, e=0):
+        b = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, augmenter=aug, seed=5, workers=1)
+        b.set_epoch(e)
+        return np.concatenate([b[i][0] for i in range(len(b))]), np.concatenate([b[i][1] for i in range(len(b))])
+
+    for shuffle in (False, True):
+        ref_x, ref_y = epoch(1, shuffle)
+        for size in (2, 3, 7):
+            got_x, got_y = epoch(size, shuffle)
+            np.testing.assert_array_equal(got_x, ref_x)
+            np.testing.assert_array_equal(got_y, ref_y)
+    # sample j of epoch e is augmented by its own generator (seed, e, j)
+    ref_x, _ = epoch(3, False, e=2)
+    for j in (0, 4, 6):
+        want, _ = aug(x[j], y[j], np.random.default_rng([5, 2, j, 7]))
+        np.testing.assert_array_equal(ref_x[j], np.asarray(want, np.float32))
+    assert not np.array_equal(ref_x, x)                      # the augmentation did change the images
+    assert not np.array_equal(epoch(3, False, e=3)[0], ref_x)  # and differs from epoch to epoch
+
+
 def test_multi_output_targets():
     x = np.zeros((4, 8, 8, 1), np.float32)
     y = np.ones((4, 8, 8, 1), np.uint8)
@@ -57,7 +86,7 @@ def test_loading_holds_the_data_set_once(tmp_path):
     """Peak NumPy memory while loading stays near the size of the arrays kept (a list + stack would double it)."""
     import tracemalloc
 
-    from conftest import write_blob_pairs
+    from helpers import write_blob_pairs
 
     samples = find_samples(write_blob_pairs(tmp_path, n=48, size=96))
     tracemalloc.start()

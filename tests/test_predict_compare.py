@@ -18,7 +18,7 @@ JIT = keras.backend.backend() == "jax"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from conftest import write_blob_pairs
+    from helpers import write_blob_pairs
 
     return write_blob_pairs(tmp_path_factory.mktemp("pc_data"), seed=100, names=[f"img_{i:02d}" for i in range(12)])
 

@@ -96,7 +96,7 @@ def test_dark_background_inverts_brightfield_only():
 
 
 def test_choose_normalization_from_object_polarity():
-    from conftest import blob_pair
+    from helpers import blob_pair
 
     from Functions.data.preprocessing import choose_normalization
 

@@ -25,7 +25,7 @@ METRIC_COLUMNS = ["loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "lea
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from conftest import write_blob_pairs
+    from helpers import write_blob_pairs
 
     return write_blob_pairs(tmp_path_factory.mktemp("resume_data"))
 

@@ -41,8 +41,10 @@ def test_write_sample_is_byte_for_byte_deterministic(tmp_path):
         S.write_sample(tmp_path / name, n=3, size=96, seed=5)
     a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
     assert a == b
-    # 3 nuclei (image + mask each) and 3 cases per ultrasound class (image + >= 1 mask each)
-    assert sum(k.startswith("nuclei/") for k in a) == 6
+    # 3 nuclei (image + mask + instance label map each), 3 cases per ultrasound class (image + >= 1 mask
+    # each) and 3 tissue images (image + class mask each)
+    assert sum(k.startswith("nuclei/") for k in a) == 9
+    assert sum(k.startswith("tissue/") for k in a) == 6
     assert sum(k.startswith("ultrasound/") for k in a) >= 18
     S.write_sample(tmp_path / "c", n=3, size=96, seed=6)
     c = _hashes(tmp_path / "c")

@@ -46,7 +46,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line + exit 2, as everywhere else
         command = self.prog.split()[-1]
         where = "" if command == "Functions" else f"{command} "
-        raise SystemExit(f"error: {message} (see `python -m Functions {where}--help`)")
+        print(f"error: {message} (see `python -m Functions {where}--help`)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -28,6 +28,17 @@ counts), then averaged over the batch.  ``smooth`` (default 1.0) is added to
 numerator and denominator: an image with an empty truth and an empty
 prediction then scores a perfect overlap of 1 (loss 0) instead of 0/0, and
 the gradient stays finite.
+
+Multi-class (softmax, ``C > 1``) and class weights
+--------------------------------------------------
+``cce`` is the (sparse) categorical cross-entropy: integer label maps
+``(B, H, W)``/``(B, H, W, 1)`` or one-hot targets, ``-sum_c w_c t_c log p_c``
+per pixel, averaged over the pixels.  ``class_weights`` (one number per class,
+default all 1) is accepted by ``cce``, ``cce_dice``, ``dice`` and ``focal``:
+in cross-entropy and focal loss each pixel is weighted by its true class's
+weight (focal's ``alpha`` is then ignored for multi-class); in Dice the
+per-class scores are averaged with the weights (normalised to sum 1 over the
+classes counted).  ``class_weights`` must have ``C`` entries.
 """
 
 from __future__ import annotations
@@ -38,7 +49,9 @@ from keras import ops
 __all__ = [
     "available_losses", "get_loss",
     "bce", "dice_loss", "bce_dice_loss", "jaccard_loss", "focal_loss", "tversky_loss", "focal_tversky_loss",
+    "categorical_crossentropy", "cce_dice_loss",
     "BCE", "DiceLoss", "BCEDiceLoss", "JaccardLoss", "FocalLoss", "TverskyLoss", "FocalTverskyLoss",
+    "CategoricalCrossentropy", "CCEDiceLoss",
 ]
 
 #: Clip for probabilities before logs and powers.
@@ -78,11 +91,27 @@ def _spatial_axes(x):
     return tuple(range(1, len(x.shape) - 1))
 
 
-def _class_mean(per_class, include_background: bool):
-    """``(B, C) -> (B,)``; drop class 0 for multi-class without background."""
+def _class_mean(per_class, include_background: bool, class_weights=None):
+    """``(B, C) -> (B,)``; drop class 0 for multi-class without background; weighted by ``class_weights``."""
+    weights = _weights(class_weights, per_class.shape[-1])
     if per_class.shape[-1] > 1 and not include_background:
         per_class = per_class[:, 1:]
-    return ops.mean(per_class, axis=-1)
+        weights = None if weights is None else weights[1:]
+    if weights is None:
+        return ops.mean(per_class, axis=-1)
+    return ops.sum(per_class * weights, axis=-1) / ops.sum(weights)
+
+
+def _weights(class_weights, n_classes):
+    """``class_weights`` as a float32 tensor ``(C,)``, or None."""
+    if class_weights is None:
+        return None
+    w = [float(v) for v in class_weights]
+    if len(w) != n_classes:
+        raise ValueError(f"class_weights has {len(w)} entries but the model predicts {n_classes} classes")
+    if any(v < 0 for v in w) or sum(w) <= 0:
+        raise ValueError(f"class_weights must be >= 0 with a positive sum, got {w}")
+    return ops.convert_to_tensor(w, dtype="float32")
 
 
 def _soft_counts(y_true, y_pred):
@@ -117,12 +146,40 @@ def bce(y_true, y_pred):
     return _pixel_mean(ce)
 
 
-def dice_loss(y_true, y_pred, *, smooth: float = 1.0, include_background: bool = True):
-    """Soft Dice loss ``1 - (2 sum tp + s) / (sum t + sum p + s)`` per image and class, class-averaged."""
+def dice_loss(y_true, y_pred, *, smooth: float = 1.0, include_background: bool = True, class_weights=None):
+    """Soft Dice loss ``1 - (2 sum tp + s) / (sum t + sum p + s)`` per image and class, class-averaged
+    (weighted by ``class_weights`` when given)."""
     t, p = prepare(y_true, y_pred)
     tp, fp, fn = _soft_counts(t, p)
     score = (2.0 * tp + smooth) / (2.0 * tp + fp + fn + smooth)
-    return 1.0 - _class_mean(score, include_background)
+    return 1.0 - _class_mean(score, include_background, class_weights)
+
+
+def categorical_crossentropy(y_true, y_pred, *, class_weights=None):
+    """(Sparse) categorical cross-entropy per image: mean over pixels of ``-w_t log p_t``.
+
+    ``y_true``: integer labels ``(B, H, W)``/``(B, H, W, 1)`` or one-hot
+    ``(B, H, W, C)``; ``y_pred``: softmax ``(B, H, W, C)``.  For ``C == 1``
+    this is the binary cross-entropy (weights: ``[w_background, w_foreground]``).
+    """
+    t, p = prepare(y_true, y_pred)
+    p = _clip(p)
+    if p.shape[-1] == 1:
+        w = _weights(class_weights, 2)
+        ce = -(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
+        if w is not None:
+            ce = ce * (w[0] * (1.0 - t) + w[1] * t)
+        return _pixel_mean(ce)
+    w = _weights(class_weights, p.shape[-1])
+    tw = t if w is None else t * w
+    return _pixel_mean(-ops.sum(tw * ops.log(p), axis=-1))
+
+
+def cce_dice_loss(y_true, y_pred, *, dice_weight: float = 1.0, smooth: float = 1.0,
+                  include_background: bool = True, class_weights=None):
+    """``categorical_crossentropy + dice_weight * dice_loss`` per image (both class-weighted)."""
+    return categorical_crossentropy(y_true, y_pred, class_weights=class_weights) + dice_weight * dice_loss(
+        y_true, y_pred, smooth=smooth, include_background=include_background, class_weights=class_weights)
 
 
 def bce_dice_loss(y_true, y_pred, *, dice_weight: float = 1.0, smooth: float = 1.0,
@@ -141,12 +198,13 @@ def jaccard_loss(y_true, y_pred, *, smooth: float = 1.0, include_background: boo
     return 1.0 - _class_mean(score, include_background)
 
 
-def focal_loss(y_true, y_pred, *, alpha: float = 0.25, gamma: float = 2.0):
+def focal_loss(y_true, y_pred, *, alpha: float = 0.25, gamma: float = 2.0, class_weights=None):
     """Focal loss (Lin et al. 2017) per image (mean over pixels).
 
     Binary: ``-alpha t (1-p)^gamma log p - (1-alpha)(1-t) p^gamma log(1-p)``.
-    Multi-class: ``-alpha sum_c t_c (1-p_c)^gamma log p_c``.  ``gamma=0``
-    and ``alpha=0.5`` give half the cross-entropy.
+    Multi-class: ``-alpha sum_c t_c (1-p_c)^gamma log p_c``, or with
+    ``class_weights`` ``-sum_c w_c t_c (1-p_c)^gamma log p_c`` (``alpha``
+    unused).  ``gamma=0`` and ``alpha=0.5`` give half the cross-entropy.
     """
     t, p = prepare(y_true, y_pred)
     p = _clip(p)
@@ -155,7 +213,9 @@ def focal_loss(y_true, y_pred, *, alpha: float = 0.25, gamma: float = 2.0):
         neg = (1.0 - alpha) * (1.0 - t) * ops.power(p, gamma) * ops.log(1.0 - p)
         fl = -(pos + neg)
     else:
-        fl = -alpha * ops.sum(t * ops.power(1.0 - p, gamma) * ops.log(p), axis=-1)
+        w = _weights(class_weights, p.shape[-1])
+        tw = alpha * t if w is None else t * w
+        fl = -ops.sum(tw * ops.power(1.0 - p, gamma) * ops.log(p), axis=-1)
     return _pixel_mean(fl)
 
 
@@ -210,7 +270,13 @@ class _SegmentationLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update({k: getattr(self, k) for k in self.params})
+        if "class_weights" in config and config["class_weights"] is not None:
+            config["class_weights"] = [float(v) for v in config["class_weights"]]
         return config
+
+
+def _tuple_or_none(values):
+    return None if values is None else tuple(float(v) for v in values)
 
 
 @keras.saving.register_keras_serializable(package="Functions")
@@ -228,12 +294,12 @@ class DiceLoss(_SegmentationLoss):
     """Soft Dice loss per image, averaged over the batch; see :func:`dice_loss`."""
 
     fn = staticmethod(dice_loss)
-    params = ("smooth", "include_background")
+    params = ("smooth", "include_background", "class_weights")
 
-    def __init__(self, smooth: float = 1.0, include_background: bool = True, name: str = "dice",
+    def __init__(self, smooth: float = 1.0, include_background: bool = True, class_weights=None, name: str = "dice",
                  reduction: str = "sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype, smooth=float(smooth),
-                         include_background=bool(include_background))
+                         include_background=bool(include_background), class_weights=_tuple_or_none(class_weights))
 
 
 @keras.saving.register_keras_serializable(package="Functions")
@@ -267,11 +333,37 @@ class FocalLoss(_SegmentationLoss):
     """Focal loss with ``alpha`` (positive-class weight) and ``gamma`` (focusing); see :func:`focal_loss`."""
 
     fn = staticmethod(focal_loss)
-    params = ("alpha", "gamma")
+    params = ("alpha", "gamma", "class_weights")
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, name: str = "focal",
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, class_weights=None, name: str = "focal",
                  reduction: str = "sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype, alpha=float(alpha), gamma=float(gamma))
+        super().__init__(name=name, reduction=reduction, dtype=dtype, alpha=float(alpha), gamma=float(gamma),
+                         class_weights=_tuple_or_none(class_weights))
+
+
+@keras.saving.register_keras_serializable(package="Functions")
+class CategoricalCrossentropy(_SegmentationLoss):
+    """(Sparse) categorical cross-entropy with optional class weights; see :func:`categorical_crossentropy`."""
+
+    fn = staticmethod(categorical_crossentropy)
+    params = ("class_weights",)
+
+    def __init__(self, class_weights=None, name: str = "cce", reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype, class_weights=_tuple_or_none(class_weights))
+
+
+@keras.saving.register_keras_serializable(package="Functions")
+class CCEDiceLoss(_SegmentationLoss):
+    """Categorical cross-entropy + soft Dice, optionally class-weighted; see :func:`cce_dice_loss`."""
+
+    fn = staticmethod(cce_dice_loss)
+    params = ("dice_weight", "smooth", "include_background", "class_weights")
+
+    def __init__(self, dice_weight: float = 1.0, smooth: float = 1.0, include_background: bool = True,
+                 class_weights=None, name: str = "cce_dice", reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype, dice_weight=float(dice_weight),
+                         smooth=float(smooth), include_background=bool(include_background),
+                         class_weights=_tuple_or_none(class_weights))
 
 
 @keras.saving.register_keras_serializable(package="Functions")
@@ -309,7 +401,12 @@ _LOSSES: dict[str, type[_SegmentationLoss]] = {
     "focal": FocalLoss,
     "tversky": TverskyLoss,
     "focal_tversky": FocalTverskyLoss,
+    "cce": CategoricalCrossentropy,
+    "cce_dice": CCEDiceLoss,
 }
+
+#: Other names accepted by :func:`get_loss`.
+_ALIASES = {"sparse_categorical_crossentropy": "cce", "categorical_crossentropy": "cce", "sparse_cce": "cce"}
 
 
 def available_losses() -> list[str]:
@@ -324,6 +421,7 @@ def get_loss(name: str, **kwargs) -> keras.losses.Loss:
     Raises ``ValueError`` for an unknown name or parameter, listing the valid ones.
     """
     key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
     if key not in _LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(_LOSSES)}")
     cls = _LOSSES[key]

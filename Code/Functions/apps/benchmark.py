@@ -17,14 +17,23 @@
   the registry's network for the others), compiled with
   ``model.compile(optimizer="adam", loss="binary_crossentropy")`` and fed
   NumPy arrays, defaults otherwise;
-* ``predict_images_per_second`` (and the baseline's);
+* ``predict_images_per_second``: our prediction path
+  (:func:`Functions.inference.tta.predict_probabilities`) on the default
+  model; ``baseline_predict_images_per_second``: ``model.predict`` on the
+  tutorial baseline; ``keras_predict_images_per_second``: ``model.predict``
+  on our own model; ``predict_vs_baseline`` and ``predict_vs_keras``: the
+  ratios (>= 1 means our path is at least as fast);
+* ``jit_compile`` and ``jit_probe``: the XLA choice ``train`` makes with
+  ``jit_compile="auto"`` (:mod:`Functions.engine.jit`) and the two figures
+  it was made from (seconds per training step with and without XLA);
 * ``pipeline_images_per_second``: batches per second the input pipeline
   alone delivers, with the training augmentation
   (``pipeline_plain_images_per_second``: without), read with as many
   threads as training uses;
 * ``roofline_gflops``: the machine's fp32 matrix-multiply rate, the best of
   NumPy's BLAS and the Keras backend on ``roofline_size`` square matrices;
-* ``peak_rss_mb``: the process's peak resident memory so far.
+* ``peak_rss_mb``: the process's peak resident memory so far;
+* ``versions`` (Python, NumPy, Keras and the backends) and ``device``.
 
 The machine may be shared, so absolute rates drift.  Ratios are made
 robust by interleaving: every repeat measures the roofline, the baseline
@@ -37,14 +46,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +82,7 @@ class BenchmarkSettings:
     mixed_precision: bool = False      # build the default-path model under mixed precision
     model_options: dict = field(default_factory=dict)
     seed: int = 0
+    jit_reprobe: bool = False          # measure XLA against the plain graph again, even when a choice is cached
 
     def validate(self) -> None:
         from Functions.base.errors import UserError
@@ -90,6 +97,23 @@ class BenchmarkSettings:
 
 
 # ----------------------------------------------------------------------------- machine
+def library_versions() -> dict:
+    """Versions of Python, this package, NumPy, Keras and every backend installed (``None`` when absent)."""
+    import platform
+
+    out = {"python": platform.python_version(), "medical-image-processing": _package_version("medical-image-processing")}
+    for name in ("numpy", "keras", "tensorflow", "jax", "jaxlib", "torch"):
+        out[name] = _package_version(name)
+    return out
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 
@@ -275,6 +299,30 @@ def default_train_config(name: str, settings: BenchmarkSettings):
                        mixed_precision=settings.mixed_precision, seed=settings.seed)
 
 
+def _jit_choice(model, config, batch: int, settings: BenchmarkSettings, log) -> dict | None:
+    """The ``jit_compile="auto"`` decision for this model (:mod:`Functions.engine.jit`) with both figures.
+
+    ``None`` where there is nothing to measure: a backend with one compiled path
+    (JAX: XLA; PyTorch: eager), ``MIP_JIT_PROBE=0``, or a fixed ``jit_compile``.
+    """
+    import keras
+
+    from Functions.engine import jit
+    from Functions.engine.segmentation import compile_model
+
+    if config.jit_compile != "auto" or keras.backend.backend() != "tensorflow" or not jit.probe_enabled():
+        return None
+
+    def compile_fn(copy, flag):
+        compile_model(copy, replace(config, jit_compile=bool(flag)))
+
+    key = jit.probe_key(model, batch)
+    result = jit.decide(key, lambda flag: jit.measure_step_seconds(model, compile_fn, batch, flag),
+                        refresh=settings.jit_reprobe)
+    log(f"  {model.name}: {jit.describe(result)}")
+    return result
+
+
 def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = None,
                     log: Callable[[str], None] | None = None) -> dict:
     """Measure one registered segmentation model (see the module docstring); returns a flat dict."""
@@ -303,8 +351,11 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
 
             set_precision(True)
         model = build_model(name, input_shape=shape, num_classes=1, **options)
+        jit_probe = _jit_choice(model, config, batch, settings, log)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    if jit_probe is not None:                         # what train's jit_compile="auto" would choose
+        config = replace(config, jit_compile=jit_probe["jit"])
     compile_model(model, config)
     forward_flops = count_flops(model)
     n_out = len(model.outputs)
@@ -332,6 +383,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
 
     clock = StepClock()
     samples: dict[str, list[float]] = {k: [] for k in ("train", "baseline", "predict", "baseline_predict",
+                                                        "keras_predict",
                                                         "train_cpu", "baseline_cpu",
                                                         "roofline", "roofline_numpy", "roofline_backend")}
     startup = {}
@@ -355,7 +407,7 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
                     len(x_pred) / time_call(lambda: baseline.predict(x_pred, batch_size=batch, verbose=0)))
             else:
                 startup["baseline"] = seconds
-                baseline.predict(x_pred[:batch], batch_size=batch, verbose=0)
+                baseline.predict(x_pred, batch_size=batch, verbose=0)
         seconds = time_call(lambda: model.fit(train_batches, epochs=1, verbose=0, shuffle=False,
                                               callbacks=[clock.callback]))
         if timed:
@@ -363,12 +415,15 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
             samples["train_cpu"].append(clock.images_per_cpu_second(batch))
             samples["predict"].append(
                 len(x_pred) / time_call(lambda: predict_probabilities(model, x_pred, batch_size=batch)))
+            samples["keras_predict"].append(
+                len(x_pred) / time_call(lambda: model.predict(x_pred, batch_size=batch, verbose=0)))
             log(f"  {name} round {round_}: default {samples['train'][-1]:.2f} img/s"
                 + (f", baseline {samples['baseline'][-1]:.2f} img/s" if baseline is not None else "")
                 + f", roofline {samples['roofline'][-1]:.1f} GFLOP/s")
         else:
             startup["train"] = seconds
-            predict_probabilities(model, x_pred[:batch], batch_size=batch)
+            predict_probabilities(model, x_pred, batch_size=batch)
+            model.predict(x_pred, batch_size=batch, verbose=0)
 
     # the input pipeline alone: with the training augmentation and without any
     pipe_aug = make_batches(x, y, batch, shuffle=True, augmenter=augmenter or get_augmenter("light"),
@@ -398,6 +453,8 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
         "train_gflops": TRAIN_FLOP_FACTOR * gflop * train_ips,
         "predict_images_per_second": _median(samples["predict"]),
         "predict_gflops": gflop * _median(samples["predict"]),
+        "keras_predict_images_per_second": _median(samples["keras_predict"]),
+        "predict_vs_keras": _median(samples["predict"]) / _median(samples["keras_predict"]),
         "pipeline_images_per_second": pipeline,
         "pipeline_plain_images_per_second": pipeline_plain,
         "pipeline_augmentation": config.augment or "light",
@@ -410,10 +467,16 @@ def benchmark_model(name: str = "unet", settings: BenchmarkSettings | None = Non
         "train_images_per_cpu_second": _median(samples["train_cpu"]),
         "baseline_train_images_per_cpu_second": _median(samples["baseline_cpu"]) if baseline is not None else None,
         "baseline_predict_images_per_second": _median(samples["baseline_predict"]) if baseline is not None else None,
+        "predict_vs_baseline": (_median(samples["predict"]) / _median(samples["baseline_predict"])
+                                if baseline is not None else None),
         "speedup_vs_baseline": train_ips / _median(samples["baseline"]) if baseline is not None else None,
         "pipeline_over_train": pipeline / train_ips,
         "jit_compile": bool(model.jit_compile) if hasattr(model, "jit_compile") else bool(
             resolve_jit_compile(config.jit_compile)),
+        "jit_probe": jit_probe,
+        "predict_samples": samples["predict"],
+        "baseline_predict_samples": samples["baseline_predict"],
+        "versions": library_versions(),
         "train_startup_seconds": startup.get("train"),
         "baseline_startup_seconds": startup.get("baseline"),
         "repeats": settings.repeats,
@@ -459,6 +522,8 @@ _COLUMNS = (
     ("baseline_train_images_per_cpu_second", "baseline img/CPU-s", "{:.2f}"),
     ("predict_images_per_second", "predict img/s", "{:.1f}"),
     ("baseline_predict_images_per_second", "baseline predict img/s", "{:.1f}"),
+    ("predict_vs_baseline", "predict vs baseline", "{:.2f}x"),
+    ("jit_compile", "XLA", "{}"),
     ("pipeline_images_per_second", "pipeline img/s (aug)", "{:.0f}"),
     ("pipeline_plain_images_per_second", "pipeline img/s (no aug)", "{:.0f}"),
     ("roofline_gflops", "roofline GFLOP/s", "{:.1f}"),
@@ -490,6 +555,14 @@ def markdown_report(results: Sequence[dict], settings: BenchmarkSettings, comman
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- device: {first.get('device', '?')}; backend {first.get('backend', '?')}; "
         f"precision {first.get('precision', 'float32')}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (first.get("versions") or {}).items() if v),
+        *(f"- {r['model']}: XLA {'on' if r.get('jit_compile') else 'off'}"
+          + (f" (probe: {r['jit_probe'].get('xla_seconds') or float('nan'):.3g} s/step with XLA, "
+             f"{r['jit_probe'].get('graph_seconds') or float('nan'):.3g} s/step without"
+             f"{', cached' if r['jit_probe'].get('cached') else ''})" if r.get("jit_probe") else " (fixed rule)")
+          + (f"; predict {r['predict_vs_baseline']:.2f}x the baseline's model.predict"
+             if r.get("predict_vs_baseline") else "")
+          for r in results),
         f"- input {settings.image_size}x{settings.image_size}x{settings.channels}, batch {settings.batch_size}, "
         f"{settings.repeats} interleaved repeats of {settings.steps} timed steps (medians)",
         f"- load average at the end: {first.get('load_average', float('nan')):.1f} "
@@ -516,20 +589,26 @@ def write_report(results: Sequence[dict], settings: BenchmarkSettings, path: str
 
 
 def default_report_path(settings: BenchmarkSettings) -> Path:
-    """``benchmarks/results-<backend>-<size>px.md`` in the repository (or the current folder outside one)."""
+    """``runs/benchmark-<backend>-<size>px[-mixed]-<date>-<time>.md``: a new file; tracked files are never touched.
+
+    ``runs/`` of the repository (ignored by git), or of the current folder
+    outside one.
+    """
     import keras
 
     from Functions.base.paths import repo_root
 
     root = repo_root() or Path.cwd()
     precision = "-mixed" if settings.mixed_precision else ""
-    return root / "benchmarks" / f"results-{keras.backend.backend()}-{settings.image_size}px{precision}.md"
+    stem = f"benchmark-{keras.backend.backend()}-{settings.image_size}px{precision}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = root / "runs" / f"{stem}.md"
+    k = 1
+    while path.exists():
+        path = root / "runs" / f"{stem}-{k}.md"
+        k += 1
+    return path
 
 
 def to_json_lines(results: Sequence[dict]) -> str:
     """One JSON object per line, per model."""
     return "\n".join(json.dumps(r, default=float) for r in results)
-
-
-def settings_dict(settings: BenchmarkSettings) -> dict:
-    return asdict(settings)

@@ -15,6 +15,7 @@ folder with its own ``report.md``.  It then writes, in ``COMPARE_DIR``:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
+
+log = logging.getLogger("Functions")
 
 #: Columns of ``comparison.csv``.
 COLUMNS = ["model", "dice", "iou", "hd95", "boundary_f1", "parameters", "epochs", "seconds_per_epoch",
@@ -90,7 +93,7 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
 
         compare_dir = check_new_folder(out)
         compare_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Comparing {', '.join(models)} for {base.epochs} epoch(s) each -> {compare_dir}", flush=True)
+    log.info("Comparing %s for %d epoch(s) each -> %s", ", ".join(models), base.epochs, compare_dir)
     x_eval = data["test"][0] if data["test"][0] is not None else data["val"][0]
     rows, failed = [], []
     for name in models:
@@ -98,7 +101,7 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
         try:
             result = train(config, data=data)
         except UserError as exc:
-            print(f"warning: {name} failed: {exc}", flush=True)
+            log.warning("%s failed: %s", name, exc)
             failed.append(f"{name} ({exc})")
             rows.append({"model": name, "run": f"{name}/"})
             continue
@@ -118,8 +121,8 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
     text = comparison_markdown(table, base, data, failed)
     (compare_dir / "comparison.md").write_text(text)
     (compare_dir / "report.md").write_text(text)
-    print(table.drop(columns=["run"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
-    print(f"comparison.csv, comparison.md and comparison.png -> {compare_dir}", flush=True)
+    log.info("%s", table.drop(columns=["run"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    log.info("comparison.csv, comparison.md and comparison.png -> %s", compare_dir)
     if failed:
         raise UserError(f"{len(failed)} model(s) failed: {'; '.join(failed)}; the others are in {compare_dir}")
     return table
@@ -156,9 +159,9 @@ def comparison_markdown(table, base, data: dict, failed: list[str]) -> str:
 
 def plot_comparison(table, path=None):
     """Bars per model: Dice, IoU, HD95 and seconds per epoch."""
-    from Functions.viz.plotting import _plt, _save
+    from Functions.viz.plotting import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     panels = [("dice", "Dice (higher is better)"), ("iou", "IoU (higher is better)"),
               ("hd95", "HD95, pixels (lower is better)"), ("seconds_per_epoch", "seconds per epoch")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
@@ -174,6 +177,6 @@ def plot_comparison(table, path=None):
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return fig

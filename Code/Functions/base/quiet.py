@@ -72,7 +72,7 @@ def verbose_requested() -> bool:
     return os.environ.get("MIP_VERBOSE", "") not in ("", "0")
 
 
-class _FilteredStderr:
+class FilteredStderr:
     """Context: file descriptor 2 goes to a temporary file; on exit the non-noise lines go to stderr."""
 
     def __enter__(self):
@@ -104,7 +104,7 @@ class _FilteredStderr:
 
 
 class _QuietLoader(importlib.abc.Loader):
-    """Wraps a backend's loader: its module body runs inside :class:`_FilteredStderr`."""
+    """Wraps a backend's loader: its module body runs inside :class:`FilteredStderr`."""
 
     def __init__(self, loader):
         self._loader = loader
@@ -116,7 +116,7 @@ class _QuietLoader(importlib.abc.Loader):
         module.__loader__ = self._loader
         if module.__spec__ is not None:
             module.__spec__.loader = self._loader
-        with _FilteredStderr():
+        with FilteredStderr():
             self._loader.exec_module(module)
 
     def __getattr__(self, name):          # get_data, get_resource_reader, ... as the real loader
@@ -145,7 +145,7 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-_ACTIVE = [0]          # open _FilteredStderr windows (a backend imported inside one needs no second window)
+_ACTIVE = [0]          # open FilteredStderr windows (a backend imported inside one needs no second window)
 
 
 def _filtering() -> bool:

@@ -51,7 +51,7 @@ def _save_gradcam(args, table, loaded) -> None:
 
     from Functions.inference.classifier import prepare_inputs
     from Functions.inference.gradcam import GradCAM
-    from Functions.viz.plotting import _plt, plot_gradcam
+    from Functions.viz.plotting import plot_gradcam, pyplot
 
     model, info = loaded
     rows = table.head(16)
@@ -61,5 +61,5 @@ def _save_gradcam(args, table, loaded) -> None:
               for p, c, q in zip(rows["image"], rows["predicted"], rows["probability"])]
     out = Path(args.gradcam).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _plt().close(plot_gradcam(x, heat, titles=titles, path=out))
+    pyplot().close(plot_gradcam(x, heat, titles=titles, path=out))
     print(f"Grad-CAM -> {out}")

@@ -18,6 +18,19 @@ Folder mode (``--masks DIR --predictions DIR``)
     standard deviation and median of each column.  Conventions (boundaries,
     empty masks, HD95) are those of :mod:`Functions.metrics`.
 
+Instance mode (``--task instance --masks DIR --predictions DIR [--out FILE.csv] [--components]``)
+    Both folders hold instance label maps (8- or 16-bit PNG/TIFF, 0 =
+    background, each other value one object; colour-coded maps: one object
+    per colour), paired by stem as above.  Writes ``image, n_true, n_pred,
+    ap50, ap75, dsb_score, precision_50, recall_50, f1_50, pq, sq, rq, aji``
+    per image and a final ``mean`` row (definitions and empty-image
+    conventions in :mod:`Functions.metrics.instance`).  ``--components``
+    labels each file's 8-connected components instead (binary masks).
+    With ``--run RUN_DIR`` the run's model predicts label maps (watershed on a
+    3-class model, connected components on a binary one), scored against each
+    sample's true instances at its own size (``instance_metrics.csv`` and
+    ``worst_instances.png`` in ``--out``, default ``RUN_DIR/evaluation-instance-<split>``).
+
 Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
     Predicts with the run's ``model.keras`` (preprocessed as in training,
     masks resized back to each image's own size) and scores against the true
@@ -50,6 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a training run folder: predict with its model.keras and score against true masks")
     parser.add_argument("--predictions", metavar="DIR",
                         help="folder of predicted masks or 8-bit probability maps, paired with --masks by file stem")
+    parser.add_argument("--task", choices=("semantic", "instance"), default="semantic",
+                        help="semantic (default): foreground masks, Dice/IoU/HD95...; instance: label maps on both "
+                             "sides (0 = background, each other value one object), scored per object: DSB2018 "
+                             "score, AP50/AP75, F1, PQ/SQ/RQ, AJI")
+    parser.add_argument("--num-classes", type=int, metavar="K",
+                        help="folder mode, semantic: masks and predictions are class maps 0..K-1 (K >= 3); writes "
+                             "per-class Dice/IoU/..., macro means (classes empty in the truth left out, as MONAI's "
+                             "ignore_empty) and micro means")
+    parser.add_argument("--class-map", metavar="V:C,...",
+                        help="with --num-classes: mask value -> class for the true masks, e.g. 0:0,128:1,255:2")
+    parser.add_argument("--components", action="store_true",
+                        help="with --task instance: turn each file into objects by its 8-connected components "
+                             "(for binary masks) instead of reading its values as object labels")
     parser.add_argument("--tolerance", type=float, default=2.0, metavar="PX",
                         help="boundary F1 distance tolerance in pixels (%(default)s)")
     parser.add_argument("--spacing", type=float, nargs="+", metavar="S",
@@ -71,11 +97,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "task", "semantic") == "instance":
+        if getattr(args, "masks", None):
+            return _run_instance_folders(args)
+        return _run_instance_trained(args)
+    if getattr(args, "components", False):
+        raise UserError("--components belongs to --task instance (label maps); add --task instance or drop it")
+    if getattr(args, "masks", None) and (getattr(args, "num_classes", None) or 0) > 1:
+        return _run_class_folders(args)
     if getattr(args, "masks", None):
         return _run_folders(args)
     if getattr(args, "run", None):
+        from Functions.inference.volumes import is_volume_run
+
+        if is_volume_run(args.run):                   # a `train --dims 3` run: scored per volume, in mm
+            return _run_volumes(args)
         return _run_trained(args)
     raise UserError("pass --masks DIR together with --predictions DIR, or --run RUN_DIR")
+
+
+def _run_volumes(args) -> int:
+    from Functions.evaluation.volumes import evaluate_volume_run
+
+    if args.data or args.dataset:
+        raise UserError("--data/--dataset are not supported for a 3-D run yet; it is scored on its own split")
+    result = evaluate_volume_run(args.run, split=args.split or "test", out=args.out, tta=args.tta,
+                                 batch_size=args.batch_size)
+    summary = result["summary"]
+    cols = [c for c in ("dice", "iou", "hd95", "assd", "precision", "recall") if c in summary.columns]
+    print(f"{len(result['table'])} volume(s) of {args.run} ({args.split or 'test'}; hd95/assd in mm) -> "
+          f"{result['out']}")
+    print(summary.loc[["mean", "std", "median"], cols].T.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
 
 
 # ----------------------------------------------------------------------------
@@ -132,6 +185,106 @@ def _run_folders(args) -> int:
     if extra:
         print(f"note: {len(extra)} prediction(s) without a mask were ignored (e.g. {extra[0]})", file=sys.stderr)
     print(f"per-image metrics -> {out}")
+    return 0
+
+
+def _paired_files(args) -> list[tuple[str, Path, Path]]:
+    """``(stem, mask path, prediction path)`` for every mask, checked as in the module docstring."""
+    if not args.predictions:
+        raise UserError("--masks needs --predictions DIR (the folder of predicted masks to score)")
+    masks = _image_files(Path(args.masks), "--masks")
+    preds = _image_files(Path(args.predictions), "--predictions")
+    missing = [path for stem, path in masks.items() if stem not in preds]
+    if missing:
+        names = ", ".join(p.name for p in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise UserError(
+            f"{len(missing)} mask(s) in {args.masks} have no prediction with the same name in "
+            f"{args.predictions}: {names}; predict them or remove the masks"
+        )
+    extra = sorted(set(preds) - set(masks))
+    if extra:
+        print(f"note: {len(extra)} prediction(s) without a mask were ignored (e.g. {extra[0]})", file=sys.stderr)
+    return [(stem, masks[stem], preds[stem]) for stem in sorted(masks)]
+
+
+def _run_instance_folders(args) -> int:
+    """``--task instance --masks DIR --predictions DIR``: instance/panoptic metrics per image + a mean row."""
+    from Functions.data.instances import components, read_label_map
+    from Functions.metrics.instance import INSTANCE_COLUMNS, instance_table
+
+    out = _output_path(args.out)
+    names, trues, guesses = [], [], []
+    for stem, mpath, ppath in _paired_files(args):
+        t, p = read_label_map(mpath), read_label_map(ppath)
+        if args.components:
+            t, p = components(t), components(p)
+        if t.shape != p.shape:
+            raise UserError(
+                f"size mismatch for {stem}: label map {mpath} is {t.shape[1]}x{t.shape[0]} but prediction "
+                f"{ppath} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
+            )
+        names.append(stem)
+        trues.append(t)
+        guesses.append(p)
+    table = instance_table(trues, guesses, names=names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    mean = table.iloc[-1]
+    print(f"{len(names)} image(s): {args.masks} vs {args.predictions} (instance label maps; "
+          f"{'8-connected components' if args.components else 'each label value one object'})")
+    print("  ".join(f"{c} {mean[c]:.4f}" for c in INSTANCE_COLUMNS))
+    print(f"per-image instance metrics (last row: mean) -> {out}")
+    return 0
+
+
+def _run_class_folders(args) -> int:
+    """``--masks DIR --predictions DIR --num-classes K``: per-class and macro/micro metrics of class maps."""
+    from Functions.data.classes import parse_class_map, read_class_mask
+    from Functions.metrics.segmentation import confusion_matrix, per_image_metrics, summarize
+
+    k = args.num_classes
+    mapping = parse_class_map(args.class_map)
+    out = _output_path(args.out)
+    names, trues, guesses = [], [], []
+    for stem, mpath, ppath in _paired_files(args):
+        t, p = read_class_mask(mpath, mapping, k), read_class_mask(ppath, None, k)
+        if t.shape != p.shape:
+            raise UserError(
+                f"size mismatch for {stem}: mask {mpath} is {t.shape[1]}x{t.shape[0]} but prediction "
+                f"{ppath} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
+            )
+        names.append(stem)
+        trues.append(t)
+        guesses.append(p)
+    table = per_image_metrics(trues, guesses, names=names, num_classes=max(k, 3), tolerance=args.tolerance,
+                              spacing=_check_spacing(args.spacing))
+    if k == 2:
+        table = table[[c for c in table.columns if not c.endswith("_2")]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    summary = summarize(table)
+    cm = sum(confusion_matrix(t, p, k) for t, p in zip(trues, guesses))
+    print(f"{len(table)} image(s), {k} classes: {args.masks} vs {args.predictions}")
+    cols = [c for c in summary.columns if c.split("_")[0] in ("dice", "iou")] + [
+        "macro_dice", "micro_dice", "macro_iou", "micro_iou", "pixel_accuracy"]
+    print(summary.loc[["mean", "std", "median"], cols].T.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("pixel confusion matrix (rows: true class, columns: predicted):")
+    print(cm)
+    print(f"per-image metrics -> {out}")
+    return 0
+
+
+def _run_instance_trained(args) -> int:
+    if not getattr(args, "run", None):
+        raise UserError("--task instance needs --masks DIR with --predictions DIR, or --run RUN_DIR")
+    from Functions.evaluation.instance import evaluate_instance_run
+
+    result = evaluate_instance_run(args.run, data=args.data, dataset=args.dataset, data_dir=args.data_dir,
+                                   split=args.split, out=args.out, batch_size=args.batch_size, tta=args.tta)
+    mean = result["table"].iloc[-1]
+    print(f"{len(result['table']) - 1} image(s) of the {result['split']} split of {args.run}")
+    print("  ".join(f"{c} {mean[c]:.4f}" for c in ("dsb_score", "ap50", "ap75", "f1_50", "pq", "aji")))
+    print(f"per-image instance metrics -> {result['out']}")
     return 0
 
 

@@ -5,7 +5,9 @@ model: channels, normalisation, CLAHE), resized to the model's input, and
 its mask is resized back to the image's own size.  Masks are written as
 ``OUT/<image name>.png`` (0 background, 255 foreground); ``--overlay`` adds
 ``OUT/overlays/<image name>.png``; ``OUT/predictions.csv`` lists every image
-with its size and foreground fraction.
+with its size and foreground fraction.  A multi-class model writes class maps
+(value = class index) and overlays coloured by class; ``--task instance``
+writes 16-bit instance label maps and overlays with one colour per object.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", action="store_true", help="also write each image with its mask drawn on it")
     p.add_argument("--tta", action="store_true", help="average the predictions over flips (4x slower)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="(%(default)s)")
+    p.add_argument("--overlap", type=float, default=None, metavar="F",
+                   help="for a model trained on patches (train --patch-size): fraction of a tile shared with its "
+                        "neighbour in sliding-window prediction, in [0, 1) (default: the run's, else 0.5)")
+    p.add_argument("--task", choices=("semantic", "instance"), default=None,
+                   help="instance: write 16-bit label maps (one value per object, watershed on a 3-class "
+                        "model, connected components on a binary one) and overlays with one colour per object "
+                        "(default: the run's task from config.json, else semantic)")
 
 
 def run(args) -> int:
@@ -35,9 +44,35 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    table = predict_folder(args.model, args.images, args.out, threshold=args.threshold, overlay=args.overlay,
-                           batch_size=args.batch_size, tta=args.tta)
+    from Functions.inference.volumes import is_volume_run
+
+    if is_volume_run(args.model):                     # a `train --dims 3` run: NIfTI / DICOM in, NIfTI out
+        from Functions.inference.volumes import predict_volume_files
+
+        table = predict_volume_files(args.model, args.images, args.out, threshold=args.threshold,
+                                     batch_size=args.batch_size, tta=args.tta, overlap=args.overlap)
+        print(f"{len(table)} volume(s) -> {args.out} (NIfTI with each input's affine and header)")
+        return 0
+    if (args.task or run_task(args.model)) == "instance":   # 16-bit label maps, one colour per object
+        from Functions.inference.instances import predict_folder_instances
+
+        table = predict_folder_instances(args.model, args.images, args.out, overlay=args.overlay,
+                                         batch_size=args.batch_size, tta=args.tta)
+    else:
+        table = predict_folder(args.model, args.images, args.out, threshold=args.threshold, overlay=args.overlay,
+                               batch_size=args.batch_size, tta=args.tta, overlap=args.overlap)
     sizes = {(int(r.width), int(r.height)) for r in table.itertuples()}
+    objects = f"; {int(table['objects'].sum())} objects" if "objects" in table else ""
     print(f"{len(table)} mask(s) -> {args.out} ({len(sizes)} image size(s); mean foreground "
-          f"{table['foreground'].mean():.1%})")
+          f"{table['foreground'].mean():.1%}{objects})")
     return 0
+
+
+def run_task(model) -> str:
+    """The task recorded in the run's ``config.json`` beside the model (``semantic`` when none)."""
+    from pathlib import Path
+
+    from Functions.inference.predictor import run_settings
+
+    path = Path(model).expanduser()
+    return run_settings(path / "model.keras" if path.is_dir() else path).get("task") or "semantic"

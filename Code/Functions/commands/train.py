@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F")
     src.add_argument("--test-fraction", type=float, default=d.test_fraction, metavar="F")
     src.add_argument("--augment", nargs="?", const="default", default=d.augment, metavar="PRESET",
-                     help="augment training batches: none, light (flips and 90-degree turns), default, strong "
-                          "(%(default)s; bare flag = default)")
+                     help="augment training batches: none, light (flips and 90-degree turns), default, strong, "
+                          "or the preset of an imaging modality: microscopy, endoscopy, ultrasound (no vertical "
+                          "flips or 90-degree turns), radiograph, fundus (%(default)s; bare flag = default)")
     add_engine_arguments(p, d, model_help="architecture (%(default)s); see `architectures`")
     s = p.add_argument_group("segmentation")
     s.add_argument("--loss", default=d.loss, metavar="NAME", help="loss (%(default)s): bce, dice, bce_dice, jaccard, "
@@ -40,6 +41,64 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--progress-every", type=int, default=d.progress_every, metavar="N",
                    help="draw progress.png (predictions on fixed validation images) every N epochs; 0 = off "
                         "(%(default)s)")
+    c = p.add_argument_group("classes and instances (Functions.engine.multiclass)")
+    c.add_argument("--task", default=d.task, choices=("semantic", "instance"),
+                   help="instance: a 3-class head (background, interior, boundary) from the instance masks "
+                        "(DSB2018 masks/, name_mask_N files, 16-bit label maps in instances/), decoded by "
+                        "watershed; test metrics DSB2018 score, AP50/75, F1, PQ, AJI and pixel Dice (%(default)s)")
+    c.add_argument("--num-classes", type=int, metavar="K",
+                   help="classes including background: 1 = binary (sigmoid), K >= 2 softmax over class maps "
+                        "0..K-1 (default: inferred from the training masks' values, the mapping printed and saved)")
+    c.add_argument("--class-map", metavar="V:C,...",
+                   help="mask value -> class, e.g. 0:0,128:1,255:2 for 0/128/255 masks")
+    c.add_argument("--class-weights", type=float, nargs="+", metavar="W",
+                   help="one loss weight per class (with --loss cce, cce_dice, dice or focal)")
+    v = p.add_argument_group("volumes (--dims 3: 3-D models on NIfTI / DICOM volumes, Functions.engine.volumes)")
+    v.add_argument("--dims", type=int, choices=(2, 3),
+                   help="3: train a 3-D model (unet3d, attention_unet3d, resunet3d) on random patches of whole "
+                        "volumes; 2: images or 2-D slices (default: 3 for Decathlon data - a dataset.json beside "
+                        "imagesTr/ or --dataset msd-* - else 2). With 3, flags left at their 2-D defaults take "
+                        "the 3-D ones (--model unet3d, --epochs 15, --batch-size 2, --augment 3d)")
+    v.add_argument("--patch-size", type=int, nargs="+", metavar="N",
+                   help="with --dims 3: training patch and sliding-window tile in voxels, D H W or one side for "
+                        "all three (default: the median volume, at most 48 96 96, in multiples of 2**depth). "
+                        "2-D: one side P - train on random P x P patches of the full-size images and predict "
+                        "whole images by sliding window (native resolution; --image-size is then unused)")
+    v.add_argument("--target-spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="resample every volume to this voxel size in mm (default: the training volumes' median)")
+    v.add_argument("--intensity", default="auto", choices=("auto", "ct", "mri", "none"),
+                   help="ct: Hounsfield window to [0, 1]; mri: percentile clip + z-score (%(default)s: from "
+                        "dataset.json's modality, else from the intensities)")
+    v.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
+                   help="CT window in HU for --intensity ct (default 40 500)")
+    v.add_argument("--patches-per-volume", type=int, default=2, metavar="N",
+                   help="random training patches per training volume and epoch (%(default)s)")
+    v.add_argument("--overlap", type=float, default=0.5, metavar="F",
+                   help="overlap of the sliding windows when test images or volumes are predicted, in [0, 1) "
+                        "(%(default)s)")
+    n = p.add_argument_group("native resolution and group-aware splits (2-D, with --patch-size P)")
+    n.add_argument("--foreground-fraction", type=float, default=d.foreground_fraction, metavar="F",
+                   help="share of training patches centred on a random foreground pixel (default 1/3, nnU-Net)")
+    n.add_argument("--patches-per-image", type=int, default=d.patches_per_image, metavar="N",
+                   help="random training patches per image and epoch (%(default)s)")
+    n.add_argument("--pad-patches", action=argparse.BooleanOptionalAction, default=d.pad_patches,
+                   help="pad images smaller than a patch: reflect the image, zero (background) for the mask "
+                        "(default: on; --no-pad-patches makes such images an error)")
+    n.add_argument("--scale", type=float, metavar="F", help="resample every image by F before patch training "
+                   "(0.5 halves each side); predictions are scored at the original size")
+    n.add_argument("--spacing", type=float, metavar="MM",
+                   help="resample images whose format stores a pixel spacing (DICOM, NIfTI) to this pixel size")
+    n.add_argument("--max-memory", metavar="SIZE",
+                   help="memory budget for the decoded training images (4G, 500M, or 0.5 = half the available "
+                        "RAM; default half the available RAM); above it the images are decoded once into .npy "
+                        "memory maps under <runs>/.cache and patches are read from disk")
+    n.add_argument("--split-by", choices=("group", "image"), default=d.split_by,
+                   help="group: samples of one patient, volume or (with --near-duplicates) picture never go to "
+                        "two splits; image: split sample by sample (%(default)s)")
+    n.add_argument("--allow-shared-groups", action="store_true",
+                   help="allow --split-by image on data with known groups (shows the leakage effect on purpose)")
+    n.add_argument("--near-duplicates", action="store_true",
+                   help="also group near-identical images (perceptual hash) before splitting")
 
 
 def config_from_args(args):
@@ -50,7 +109,24 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from Functions.engine.segmentation import TrainConfig, resume_config, train
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.volumes import resume_any, train_any     # 3-D (--dims 3) runs, else 2-D ones
 
-    return run_training(args, parser_factory=add_arguments, config_class=TrainConfig, train_fn=train,
-                        resume_fn=resume_config)
+    config_class = TrainConfig
+    if not args.resume:
+        from Functions.engine.volumes import VolumeConfig, volume_defaults, wants_volumes
+
+        if wants_volumes(args.dims, args.data, args.dataset):      # 3-D: its own defaults and task
+            vars(args).update(volume_defaults(vars(args)))
+            config_class = VolumeConfig
+        elif args.patch_size is not None:                          # 2-D patch training: one side
+            from Functions.base.errors import UserError
+
+            if len(args.patch_size) != 1:
+                raise UserError(f"--patch-size takes one side for 2-D images (e.g. --patch-size 128), got "
+                                f"{' '.join(map(str, args.patch_size))}; three sides are for --dims 3 volumes")
+            args.patch_size = int(args.patch_size[0])
+    elif args.patch_size is not None and len(args.patch_size) == 1:   # --resume with the run's own --patch-size P
+        args.patch_size = int(args.patch_size[0])
+    return run_training(args, parser_factory=add_arguments, config_class=config_class, train_fn=train_any,
+                        resume_fn=resume_any)

@@ -68,9 +68,11 @@ from Functions.base.errors import UserError
 
 __all__ = [
     "Augmenter",
+    "MODALITY_PRESETS",
     "PRESETS",
     "augment_batch",
     "get_augmenter",
+    "preset_for",
     "rng_for",
 ]
 
@@ -243,7 +245,12 @@ class Augmenter:
         ``"none"`` (nothing), ``"light"`` (flips and 90-degree rotations),
         ``"default"`` (plus small rotations, zoom and shifts, mild
         brightness / contrast / gamma and occasional elastic deformation) and
-        ``"strong"`` (larger ranges, more elastic deformation, noise and blur).
+        ``"strong"`` (larger ranges, more elastic deformation, noise and blur),
+        and one per imaging modality - ``"microscopy"``, ``"endoscopy"``,
+        ``"ultrasound"``, ``"radiograph"`` and ``"fundus"`` - holding only
+        transforms the acquisition could produce (ultrasound and radiographs:
+        no vertical flip, no 90-degree turn); :func:`preset_for` picks one
+        from a data set's name.
         """
         key = str(name).strip().lower()
         if key not in PRESETS:
@@ -481,7 +488,113 @@ PRESETS: dict[str, dict[str, Any]] = {
         noise=0.3, noise_std=0.03,
         blur=0.2, blur_sigma=(0.5, 1.5),
     ),
+    # -- modality presets: only transforms that could happen when the image is acquired.
+    # Microscopy: a slide has no up, down, left or right, so every flip and turn is plausible.
+    "microscopy": dict(
+        hflip=0.5, vflip=0.5, rotate90=0.5,
+        rotate=0.5, max_angle=20.0,
+        scale=0.5, scale_range=(0.9, 1.1),
+        shift=0.5, max_shift=0.05,
+        elastic=0.3, elastic_alpha=34.0, elastic_sigma=4.0,
+        brightness=0.3, max_brightness=0.1,
+        contrast=0.3, contrast_range=(0.85, 1.15),
+        gamma=0.3, gamma_range=(0.85, 1.18),
+        noise=0.2, noise_std=0.02,
+    ),
+    # Endoscopy: the scope turns freely inside the organ, lighting and focus vary.
+    "endoscopy": dict(
+        hflip=0.5, vflip=0.5, rotate90=0.5,
+        rotate=0.5, max_angle=30.0,
+        scale=0.5, scale_range=(0.85, 1.2),
+        shift=0.5, max_shift=0.08,
+        elastic=0.2, elastic_alpha=30.0, elastic_sigma=5.0,
+        brightness=0.5, max_brightness=0.15,
+        contrast=0.5, contrast_range=(0.8, 1.2),
+        gamma=0.3, gamma_range=(0.8, 1.25),
+        blur=0.2, blur_sigma=(0.5, 1.2),
+    ),
+    # Ultrasound: the probe is always at the top of the image (depth grows downwards) and
+    # shadows fall downwards, so no vertical flip and no 90-degree turn; the probe may be
+    # held either way round (left-right flip), tilted a little, pressed a little harder
+    # (small elastic), with another gain (brightness/contrast) and speckle (noise).
+    "ultrasound": dict(
+        hflip=0.5, vflip=0.0, rotate90=0.0,
+        rotate=0.3, max_angle=10.0,
+        scale=0.5, scale_range=(0.9, 1.1),
+        shift=0.5, max_shift=0.05,
+        elastic=0.2, elastic_alpha=20.0, elastic_sigma=5.0,
+        brightness=0.3, max_brightness=0.1,
+        contrast=0.4, contrast_range=(0.8, 1.2),
+        gamma=0.3, gamma_range=(0.85, 1.18),
+        noise=0.2, noise_std=0.03,
+    ),
+    # Radiographs and cross-sectional radiology (X-ray, CT, MRI slices): the patient lies in a
+    # standard orientation, so no vertical flip or 90-degree turn; left-right flips keep most
+    # anatomy plausible (both hemispheres, both lungs) and small tilts and zooms happen.
+    "radiograph": dict(
+        hflip=0.5, vflip=0.0, rotate90=0.0,
+        rotate=0.3, max_angle=10.0,
+        scale=0.3, scale_range=(0.9, 1.1),
+        shift=0.3, max_shift=0.05,
+        brightness=0.3, max_brightness=0.1,
+        contrast=0.3, contrast_range=(0.85, 1.15),
+        gamma=0.3, gamma_range=(0.85, 1.18),
+        noise=0.1, noise_std=0.02,
+    ),
+    # Fundus photographs: a left eye is the mirror image of a right eye; the camera is held
+    # upright, so small rotations but no vertical flip or 90-degree turn.
+    "fundus": dict(
+        hflip=0.5, vflip=0.0, rotate90=0.0,
+        rotate=0.5, max_angle=15.0,
+        scale=0.3, scale_range=(0.9, 1.1),
+        brightness=0.4, max_brightness=0.1,
+        contrast=0.4, contrast_range=(0.85, 1.15),
+        gamma=0.3, gamma_range=(0.85, 1.18),
+    ),
 }
+
+
+#: Which preset suits which imaging modality (the ``modality`` of a
+#: :class:`Functions.data.datasets.DatasetInfo`, or an offline sample's name).
+MODALITY_PRESETS: dict[str, str] = {
+    "microscopy": "microscopy",
+    "electron microscopy": "microscopy",
+    "endoscopy": "endoscopy",
+    "ultrasound": "ultrasound",
+    "radiograph": "radiograph",
+    "mri": "radiograph",
+    "ct": "radiograph",
+    "x-ray": "radiograph",
+    "fundus": "fundus",
+}
+#: Modality of the offline samples in ``Data/sample/<name>``.
+SAMPLE_MODALITIES = {"nuclei": "microscopy", "ultrasound": "ultrasound"}
+
+
+def preset_for(modality: str) -> str:
+    """The augmentation preset name that suits an imaging modality.
+
+    Args:
+        modality: a modality (``"microscopy"``, ``"electron microscopy"``, ``"endoscopy"``,
+            ``"ultrasound"``, ``"radiograph"``, ``"mri"``, ``"ct"``, ``"x-ray"``, ``"fundus"``) or an
+            offline sample name (``"nuclei"``, ``"ultrasound"``).  For a registered data set name use
+            :func:`Functions.data.datasets.preset_for`, which reads the entry's ``modality``.
+
+    Returns:
+        A key of :data:`PRESETS`, e.g. ``preset_for("ultrasound") == "ultrasound"`` (never a vertical
+        flip or a 90-degree turn) and ``preset_for("nuclei") == "microscopy"``.
+
+    Raises:
+        AugmentationArgumentError: for a name that is neither.
+    """
+    key = str(modality).strip().lower()
+    if key in MODALITY_PRESETS:
+        return MODALITY_PRESETS[key]
+    if key in SAMPLE_MODALITIES:
+        return MODALITY_PRESETS[SAMPLE_MODALITIES[key]]
+    _fail(f"preset_for: {modality!r} is neither a modality ({', '.join(MODALITY_PRESETS)}) nor an offline "
+          f"sample ({', '.join(SAMPLE_MODALITIES)}); for a data set use Functions.data.datasets.preset_for")
+    return ""  # unreachable
 
 
 def get_augmenter(spec: "Augmenter | str | bool | Mapping[str, Any] | None"

@@ -3,8 +3,8 @@
 Each :class:`DatasetInfo` in :data:`REGISTRY` records where a dataset comes
 from, its licence and citation, and how to recognise its folder as the
 publisher ships it.  Nothing is renamed or converted: the files stay as
-published and the pairing rules of :mod:`Functions.discovery` (plus the
-DRIVE and MATLAB detectors registered below) read them.
+published and the pairing rules of :mod:`Functions.data.discovery` (with the
+DRIVE and MATLAB detectors of :mod:`Functions.data.public_layouts`) read them.
 
 * ``python -m Functions datasets`` lists the registry;
 * ``python -m Functions download NAME [--data-dir DIR]`` downloads with
@@ -12,7 +12,7 @@ DRIVE and MATLAB detectors registered below) read them.
   checksum where the publisher gives one) and installs;
 * ``python -m Functions download NAME --archive FILE [FILE ...]`` installs
   archives downloaded by hand (registration-gated sets such as DRIVE);
-* :func:`load` returns the :class:`~Functions.discovery.Sample` list for the
+* :func:`load` returns the :class:`~Functions.data.samples.Sample` list for the
   training pipeline (``train --dataset NAME [--data-dir DIR]``).
 
 Where datasets live: ``--data-dir`` / ``data_dir=`` if given, else
@@ -43,14 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from Functions.data import discovery
 from Functions.data.archives import archive_format, safe_extract
-from Functions.data.discovery import Sample, find_samples
+from Functions.data.discovery import find_samples
 from Functions.base.errors import UserError
-from Functions.data.imaging import is_image_file
 from Functions.base.paths import resolve_data_dir
+from Functions.data.public_layouts import child_dir
+from Functions.data.samples import Sample
 
 MANIFEST = ".mip_dataset.json"
 
@@ -91,6 +89,7 @@ class DatasetInfo:
     expected: int | None = None        # sample count of the original release, checked after install
     into: str = ""                     # where hand-downloaded archives are unpacked (see Remote.into)
     nested: bool = False               # unpack ZIPs found inside the archive too (figshare bundles)
+    modality: str = "microscopy"       # imaging modality; chooses the augmentation preset (augmentation.preset_for)
 
     @property
     def automatic(self) -> bool:
@@ -98,20 +97,6 @@ class DatasetInfo:
 
 
 # ----------------------------------------------------------------------------- folder search
-def _child_dir(folder: Path, name: str) -> Path | None:
-    """``folder/name`` compared case-insensitively, or ``None``."""
-    direct = folder / name
-    if direct.is_dir():
-        return direct
-    try:
-        for c in folder.iterdir():
-            if c.name.lower() == name.lower() and c.is_dir():
-                return c
-    except OSError:
-        return None
-    return None
-
-
 def _has_file(folder: Path | None, suffixes: tuple[str, ...], limit: int = 200) -> bool:
     if folder is None:
         return False
@@ -154,15 +139,15 @@ def search_down(base: Path, match: Callable[[Path], bool], max_depth: int = 4, m
 
 
 def _is_membrane(d: Path) -> bool:
-    return _has_file(_child_dir(d, "image"), (".png", ".tif")) and _has_file(_child_dir(d, "label"), (".png", ".tif"))
+    return _has_file(child_dir(d, "image"), (".png", ".tif")) and _has_file(child_dir(d, "label"), (".png", ".tif"))
 
 
 def _is_busi(d: Path) -> bool:
-    return _child_dir(d, "benign") is not None and _child_dir(d, "malignant") is not None
+    return child_dir(d, "benign") is not None and child_dir(d, "malignant") is not None
 
 
 def _is_kvasir(d: Path) -> bool:
-    return _has_file(_child_dir(d, "images"), (".jpg", ".jpeg")) and _child_dir(d, "masks") is not None
+    return _has_file(child_dir(d, "images"), (".jpg", ".jpeg")) and child_dir(d, "masks") is not None
 
 
 def _is_dsb(d: Path) -> bool:
@@ -173,11 +158,11 @@ def _is_dsb(d: Path) -> bool:
 
 
 def _is_drive_split(d: Path) -> bool:
-    return _child_dir(d, "images") is not None and _child_dir(d, "1st_manual") is not None
+    return child_dir(d, "images") is not None and child_dir(d, "1st_manual") is not None
 
 
 def _is_drive(d: Path) -> bool:
-    return any(s is not None and _is_drive_split(s) for s in (_child_dir(d, "training"), _child_dir(d, "test"))) \
+    return any(s is not None and _is_drive_split(s) for s in (child_dir(d, "training"), child_dir(d, "test"))) \
         or _is_drive_split(d)
 
 
@@ -192,157 +177,6 @@ def _is_brain_tumor(d: Path) -> bool:
     return _has_numbered_mat(d) or any(_has_numbered_mat(c) for c in _subdirs(d)[:50])
 
 
-# ----------------------------------------------------------------------------- DRIVE
-_DRIVE_NUMBER = re.compile(r"^(\d+)_")
-_DRIVE_IMAGE = re.compile(r"^\d+_(training|test)$", re.IGNORECASE)
-
-
-def _drive_number(stem: str) -> str | None:
-    m = _DRIVE_NUMBER.match(stem)
-    return m.group(1) if m else None
-
-
-def detect_drive(root: Path) -> list[Sample] | None:
-    """DRIVE detector for :data:`Functions.discovery.LAYOUTS`.
-
-    A split folder (``training``/``test``) with ``images/`` and ``1st_manual/``
-    pairs ``NN_training.tif`` with ``NN_manual1.gif`` by the number ``NN``.
-    ``mask/`` (the field-of-view masks) is never a label.  A split without
-    ``1st_manual/`` (the test split of some distributions) is skipped; a tree
-    holding only such splits is refused rather than trained on FOV masks.
-    """
-    splits, fov_only = [], []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        d = Path(dirpath)
-        if len(d.relative_to(root).parts) > 4:
-            dirnames[:] = []
-            continue
-        lower = {n.lower() for n in dirnames}
-        if "images" in lower and "1st_manual" in lower:
-            splits.append(d)
-            dirnames[:] = []
-        elif "images" in lower and "mask" in lower:
-            images = _child_dir(d, "images")
-            if images is not None and any(_DRIVE_IMAGE.match(p.stem) for p in images.iterdir() if p.is_file()):
-                fov_only.append(d)
-    if not splits and not fov_only:
-        return None
-    if not splits:
-        where = ", ".join(str(p) for p in fov_only[:3])
-        raise UserError(
-            f"{where} looks like DRIVE without the 1st_manual/ vessel labels; mask/ holds field-of-view masks, "
-            "not labels, so it cannot be trained on - use the training split (DRIVE/training with 1st_manual/)"
-        )
-    samples, lonely = [], []
-    for split in splits:
-        manual = {}
-        for p in sorted(_child_dir(split, "1st_manual").iterdir()):
-            num = _drive_number(p.stem)
-            if num is not None and is_image_file(p):
-                manual.setdefault(num, p)
-        for img in sorted(_child_dir(split, "images").iterdir()):
-            if not (img.is_file() and is_image_file(img)):
-                continue
-            num = _drive_number(img.stem)
-            if num in manual:
-                samples.append(Sample(id=img.stem, image=img, masks=(manual[num],)))
-            else:
-                lonely.append(img)
-    if lonely:
-        raise UserError(
-            f"{len(lonely)} DRIVE image(s) without a 1st_manual label: "
-            f"{', '.join(str(p.relative_to(root)) for p in lonely[:5])}; restore the missing NN_manual1.gif files"
-        )
-    return samples
-
-
-# ----------------------------------------------------------------------------- brain tumour (.mat)
-#: ``cjdata.label`` values of the figshare brain tumour dataset.
-BRAIN_TUMOR_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
-
-
-def _mat_fields(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """``cjdata.<name>`` arrays of a MATLAB file in the row-major orientation MATLAB shows, or ``None``.
-
-    MATLAB v7.3 files are HDF5 and store arrays column-major, so h5py returns
-    them transposed: they are transposed back here.  Older (v5) files are
-    read with SciPy.
-    """
-    import h5py
-
-    try:
-        if h5py.is_hdf5(str(path)):
-            with h5py.File(path, "r") as f:
-                group = f.get("cjdata")
-                if not isinstance(group, h5py.Group):
-                    return None
-                return {n: np.asarray(group[n][()]).T for n in names if n in group}
-        from scipy.io import loadmat
-
-        m = loadmat(str(path), squeeze_me=True, struct_as_record=False)
-        if "cjdata" not in m:
-            return None
-        s = m["cjdata"]
-        return {n: np.asarray(getattr(s, n)) for n in names if hasattr(s, n)}
-    except Exception as exc:  # noqa: BLE001 - h5py/SciPy raise many types for a damaged file
-        raise UserError(f"cannot read MATLAB file {path} ({type(exc).__name__}: {exc}); the file is damaged - "
-                        "extract it again from the original archive") from None
-
-
-def read_brain_tumor_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
-    """One slice of the figshare set: image ``(H, W, 1)`` as stored, mask ``(H, W)`` 0/1 ``uint8``, label 1-3."""
-    path = Path(path)
-    fields = _mat_fields(path, ("image", "tumorMask", "label"))
-    if fields is None or "image" not in fields or "tumorMask" not in fields:
-        raise UserError(f"{path} has no cjdata.image/cjdata.tumorMask; it is not a slice of the brain tumour dataset")
-    image = fields["image"]
-    if image.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
-        image = image.astype(np.float32)
-    mask = (np.asarray(fields["tumorMask"]) > 0).astype(np.uint8)
-    if mask.shape != image.shape:
-        raise UserError(f"{path}: tumorMask {mask.shape} does not match image {image.shape}")
-    label = int(np.asarray(fields.get("label", 0)).ravel()[0]) if "label" in fields else 0
-    return np.ascontiguousarray(image)[..., None], mask, label
-
-
-def _read_brain_tumor_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    image, mask, _ = read_brain_tumor_mat(sample.image)
-    return image, mask
-
-
-def detect_brain_tumor(root: Path) -> list[Sample] | None:
-    """Detector for folders (at any depth) of figshare ``N.mat`` slices; other ``.mat`` files are ignored.
-
-    Each sample has ``kind="brain_tumor_mat"`` and ``label`` the tumour type name.
-    """
-    mats = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith((".", "__MACOSX"))]
-        mats += [Path(dirpath) / f for f in filenames if f.lower().endswith(".mat") and not f.startswith(".")]
-    samples = []
-    for path in sorted(mats):
-        fields = _mat_fields(path, ("label",))
-        if fields is None or "label" not in fields:
-            continue
-        value = int(np.asarray(fields["label"]).ravel()[0])
-        samples.append(Sample(id=path.stem, image=path, masks=(path,), kind="brain_tumor_mat",
-                              label=BRAIN_TUMOR_LABELS.get(value, str(value))))
-    return samples or None
-
-
-def _register(detector: Callable) -> None:
-    key = (detector.__module__, detector.__name__)
-    discovery.LAYOUTS[:] = [f for f in discovery.LAYOUTS
-                            if (getattr(f, "__module__", None), getattr(f, "__name__", None)) != key]
-    discovery.LAYOUTS.append(detector)
-
-
-_register(detect_drive)
-_register(detect_brain_tumor)
-discovery.READERS["brain_tumor_mat"] = _read_brain_tumor_sample
-
-
 # ----------------------------------------------------------------------------- the registry
 _MEMBRANE_RAW = "https://raw.githubusercontent.com/zhixuhao/unet/master/data/membrane/train"
 _FIGSHARE_PARTS = (  # (file name, figshare file id, md5 listed in the figshare record)
@@ -352,11 +186,58 @@ _FIGSHARE_PARTS = (  # (file name, figshare file id, md5 listed in the figshare 
     ("brainTumorDataPublic_2299-3064.zip", 3381302, "b378a80d6174e5317d59eb28430c6652"),
 )
 
+# Medical Segmentation Decathlon tasks (volumes, read by Functions.data.volumes.read_decathlon):
+# (name, task folder, modality, title, samples, size, md5).  The tars are the copies MONAI downloads from the
+# AWS open-data bucket; the md5 sums are those MONAI's DecathlonDataset lists for the same URLs.
+_MSD_BUCKET = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
+_MSD_TASKS = (
+    ("msd-hippocampus", "Task04_Hippocampus", "mri",
+     "Medical Segmentation Decathlon Task04: hippocampus, mono-modal MRI (Vanderbilt)",
+     "260 labelled training volumes + 130 test volumes (imagesTs, no labels), about 35x50x35 voxels at 1 mm; "
+     "labels 0 background, 1 anterior, 2 posterior hippocampus (from dataset.json)",
+     "about 27 MB (tar)", "9d24dba78a72977dbd1d2e110310f31b"),
+    ("msd-spleen", "Task09_Spleen", "ct",
+     "Medical Segmentation Decathlon Task09: spleen, portal-venous CT (Memorial Sloan Kettering)",
+     "41 labelled training volumes + 20 test volumes (imagesTs, no labels), 512x512 slices, 31-168 slices; "
+     "labels 0 background, 1 spleen (from dataset.json)",
+     "about 1.5 GB (tar)", "410d4a301da4e5b2f6f86ec3ddba524e"),
+)
+
+
+def _is_msd_task(folder_name: str) -> Callable[[Path], bool]:
+    def match(d: Path) -> bool:
+        return d.name.lower() == folder_name.lower() and (d / "dataset.json").is_file() and \
+            child_dir(d, "imagesTr") is not None
+
+    return match
+
+
+def _msd_entry(name, folder, modality, title, samples, size, md5) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        modality=modality,
+        title=title,
+        samples=samples,
+        size=size,
+        license="CC BY-SA 4.0 (Medical Segmentation Decathlon)",
+        citation="Antonelli M. et al., The Medical Segmentation Decathlon, Nature Communications 13:4128 (2022), "
+                 "doi:10.1038/s41467-022-30695-9; Simpson A.L. et al., arXiv:1902.09063 (2019)",
+        homepage="http://medicaldecathlon.com/",
+        layout=f"{folder}/dataset.json + {folder}/imagesTr/*.nii.gz + {folder}/labelsTr/*.nii.gz "
+               f"(+ imagesTs/); the tar also holds macOS ._* files, which are ignored",
+        locate=lambda base, _m=_is_msd_task(folder): search_down(base, _m),
+        files=(Remote(f"{_MSD_BUCKET}/{folder}.tar", f"{folder}.tar", md5=md5),),
+        note="volumes: train them in 3-D with `train --dims 3 --dataset " + name + "`; without --dims 3 each "
+             "volume is cut into 2-D slices. Labels and modality are read from dataset.json",
+    )
+
+
 REGISTRY: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
         DatasetInfo(
             name="membrane",
+            modality="electron microscopy",
             title="ISBI 2012 EM segmentation challenge, training set (copy in zhixuhao/unet)",
             samples="30 grayscale images 512x512 with labels: train/image/0..29.png + train/label/0..29.png",
             size="unknown (60 small PNG files)",
@@ -375,6 +256,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="busi",
+            modality="ultrasound",
             title="Breast Ultrasound Images (BUSI), Baheya Hospital, Cairo",
             samples="780 PNG images with masks: 437 benign, 210 malignant, 133 normal (the class folder "
                     "becomes Sample.label); extra lesion masks name_mask_1.png are merged",
@@ -393,6 +275,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="kvasir-seg",
+            modality="endoscopy",
             title="Kvasir-SEG: segmented polyp dataset (Simula)",
             samples="1000 colonoscopy JPEG images with JPEG masks (Kvasir-SEG/images, Kvasir-SEG/masks); "
                     "masks are thresholded at half range, so JPEG noise such as 3 or 252 becomes 0/1",
@@ -408,6 +291,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="dsb2018",
+            modality="microscopy",
             title="2018 Data Science Bowl nuclei, stage 1 training set (BBBC038v1)",
             samples="670 images in the original release, one folder per image: <id>/images/<id>.png + "
                     "<id>/masks/*.png (one PNG per nucleus, merged into one mask)",
@@ -428,6 +312,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="drive",
+            modality="fundus",
             title="DRIVE: Digital Retinal Images for Vessel Extraction",
             samples="40 colour fundus images (TIFF): 20 training images with one manual vessel segmentation "
                     "(1st_manual/NN_manual1.gif) and 20 test images, whose manual segmentations are missing "
@@ -444,6 +329,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="brain-tumor",
+            modality="mri",
             title="Brain tumour dataset (Cheng et al., figshare 1512427): T1-weighted contrast-enhanced MRI",
             samples="3064 slices from 233 patients in MATLAB v7.3 .mat files (cjdata.image, cjdata.tumorMask, "
                     "cjdata.label): 708 meningioma (1), 1426 glioma (2), 930 pituitary (3); the tumour type "
@@ -463,11 +349,14 @@ REGISTRY: dict[str, DatasetInfo] = {
             into="{stem}",
             nested=True,
         ),
+        *(_msd_entry(*task) for task in _MSD_TASKS),
     )
 }
 
 _ALIASES = {"isbi2012": "membrane", "isbi": "membrane", "kvasir": "kvasir-seg", "bbbc038": "dsb2018",
-            "dsb": "dsb2018", "brain-tumour": "brain-tumor", "braintumor": "brain-tumor"}
+            "dsb": "dsb2018", "brain-tumour": "brain-tumor", "braintumor": "brain-tumor",
+            "task04-hippocampus": "msd-hippocampus", "hippocampus": "msd-hippocampus",
+            "task09-spleen": "msd-spleen", "spleen": "msd-spleen"}
 
 
 def names() -> list[str]:
@@ -711,3 +600,125 @@ def describe(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> st
     lines = [f"{info.name}: {info.title}"]
     lines += [f"  {key + ':':<10} {value}" for key, value in rows]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- real data or the offline sample
+def preset_for(name: str) -> str:
+    """The augmentation preset for data set ``name``'s imaging modality (:attr:`DatasetInfo.modality`).
+
+    ``name`` may also be an offline sample (``"nuclei"``, ``"ultrasound"``) or a modality itself
+    (see :func:`Functions.data.augmentation.preset_for`).  ``preset_for("busi") == "ultrasound"``
+    (no vertical flips, no 90-degree turns), ``preset_for("kvasir-seg") == "endoscopy"``,
+    ``preset_for("dsb2018") == "microscopy"``, ``preset_for("brain-tumor") == "radiograph"``.
+    Raises :class:`UserError` for an unknown name.
+    """
+    from Functions.data import augmentation
+
+    key = str(name).strip().lower().replace("_", "-")
+    if _ALIASES.get(key, key) in REGISTRY:
+        return augmentation.preset_for(get(key).modality)
+    try:
+        return augmentation.preset_for(name)
+    except UserError:
+        raise UserError(f"preset_for: {name!r} is neither a registered data set ({', '.join(REGISTRY)}), an "
+                        f"offline sample ({', '.join(augmentation.SAMPLE_MODALITIES)}) nor a modality "
+                        f"({', '.join(augmentation.MODALITY_PRESETS)})") from None
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """What :func:`load_or_sample` found: the samples and where they came from.
+
+    ``source`` holds the :class:`Functions.engine.segmentation.TrainConfig`
+    fields that select the same data (``TrainConfig(**choice.source, ...)``):
+    ``{"dataset": name, "data_dir": dir}`` for the real set, ``{"data": folder}``
+    for the offline sample.  ``augment`` is the augmentation preset that suits
+    the modality of the data actually used.
+    """
+
+    samples: list
+    name: str          # the registered name, or "sample/nuclei" / "sample/ultrasound"
+    real: bool         # False when the offline sample stands in
+    reason: str        # one line: which data and why
+    source: dict
+    modality: str
+
+    @property
+    def augment(self) -> str:
+        from Functions.data.augmentation import preset_for
+
+        return preset_for(self.modality)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def load_or_sample(name: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
+                   smoke: bool = False, fallback: str | None = None,
+                   log: Callable[[str], None] | None = None) -> DataChoice:
+    """The real data set ``name`` when it is on disk (or can be downloaded), else the offline sample.
+
+    Replaces the try-load / try-download / fall-back block of the notebooks.
+
+    Args:
+        name: a registered data set (``"dsb2018"``, ``"busi"``, ...).
+        data_dir: where data sets live (see :func:`load`); ``None`` = the default.
+        allow_download: try :func:`download` when the set is missing and can be fetched automatically.
+        smoke: use the offline sample without looking (quick test runs).
+        fallback: ``"nuclei"`` or ``"ultrasound"``; ``None`` picks ``"ultrasound"`` for ultrasound
+            data sets and ``"nuclei"`` otherwise.
+        log: called once with the one-line explanation (``print`` in a notebook); ``None`` logs it on
+            the ``"Functions"`` logger (INFO for real data, WARNING when the sample stands in).
+
+    Returns:
+        A :class:`DataChoice`; ``choice.samples`` is the list of
+        :class:`~Functions.data.discovery.Sample` (images of any size, as stored).
+    """
+    import logging
+
+    from Functions.base.paths import sample_dir
+
+    info = get(name)
+    if fallback is None:
+        fallback = "ultrasound" if info.modality == "ultrasound" else "nuclei"
+    if fallback not in ("nuclei", "ultrasound"):
+        raise UserError(f"load_or_sample: fallback={fallback!r}; choose 'nuclei' or 'ultrasound'")
+    logger = logging.getLogger("Functions")
+    why = ""
+    if smoke:
+        why = "smoke run"
+    else:
+        try:
+            samples = load(info.name, data_dir)
+            where = locate(info.name, data_dir)
+            reason = f"Using {info.name}: {len(samples)} samples found in {where}."
+            (log or logger.info)(reason)
+            return DataChoice(samples, info.name, True, reason,
+                              {"dataset": info.name, "data_dir": None if data_dir is None else str(data_dir)},
+                              info.modality)
+        except UserError:
+            if not allow_download:
+                why = f"{info.name} is not under {resolve_data_dir(data_dir)} and allow_download=False"
+            elif not info.automatic:
+                why = f"{info.name} is not on disk and cannot be downloaded automatically ({info.manual})"
+            else:
+                try:
+                    download(info.name, data_dir=data_dir, log=log or logger.info)
+                    samples = load(info.name, data_dir)
+                    reason = f"Using {info.name}: downloaded, {len(samples)} samples."
+                    (log or logger.info)(reason)
+                    return DataChoice(samples, info.name, True, reason,
+                                      {"dataset": info.name,
+                                       "data_dir": None if data_dir is None else str(data_dir)},
+                                      info.modality)
+                except UserError as failed:
+                    why = f"{info.name} is not on disk and the download failed: {' '.join(str(failed).split())}"
+    folder = sample_dir(fallback)
+    samples = find_samples(folder)
+    from Functions.data.augmentation import SAMPLE_MODALITIES
+
+    reason = (f"Using the synthetic offline sample Data/sample/{fallback} ({len(samples)} samples) "
+              f"in place of {info.name}: {why}.")
+    (log or logger.warning)(reason)
+    return DataChoice(samples, f"sample/{fallback}", False, reason, {"data": str(folder)},
+                      SAMPLE_MODALITIES[fallback])

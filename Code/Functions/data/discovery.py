@@ -14,9 +14,11 @@
 3. **One folder per sample** - ``<id>/images/<id>.png`` with a ``<id>/masks/``
    folder of instance masks, merged into one mask (the DSB2018 layout).
 
-Other layouts (DRIVE, MATLAB ``.mat`` slices, DICOM, NIfTI) register a
-detector in :data:`LAYOUTS` and a reader in :data:`READERS` from the modules
-that know them (:mod:`Functions.datasets`, :mod:`Functions.medical_io`).
+Other layouts (DICOM, NIfTI, DRIVE, MATLAB ``.mat`` slices) have detectors
+in the modules that know them (:mod:`Functions.data.medical_io`,
+:mod:`Functions.data.public_layouts`), listed explicitly, in a documented
+order, in :data:`LAYOUTS`; their readers are listed in :data:`READERS`.
+:class:`Sample` itself lives in :mod:`Functions.data.samples`.
 
 Every image without a mask and every mask without an image is listed in one
 :class:`~Functions.errors.UserError`.
@@ -27,59 +29,34 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.data import medical_io, public_layouts
 from Functions.data.imaging import is_image_file, read_image, read_mask
+from Functions.data.samples import (IMAGE_DIR_NAMES, INSTANCE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key,
+                                    merge_masks)
 
-IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
-MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth")
-MASK_SUFFIXES = ("_mask", "_seg", "_label", "_gt", "_segmentation")
 _SUFFIX_MASK = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image with its mask file(s).
-
-    ``masks`` holds one path, or several to be merged (instance masks, BUSI's
-    ``_mask_1``).  ``kind`` names the reader in :data:`READERS`; ``index`` is
-    a slice or frame number for volume formats; ``spacing`` the pixel size
-    (row, column) in physical units when the format stores it.
-    """
-
-    id: str
-    image: Path
-    masks: tuple[Path, ...] = ()
-    label: str | None = None
-    kind: str = "image"
-    index: int | None = None
-    spacing: tuple[float, float] | None = field(default=None, compare=False)
 
 
 # ----------------------------------------------------------------------------- readers
 def _read_image_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     image = read_image(sample.image)
-    mask = None
-    for path in sample.masks:
-        m = read_mask(path)
-        if m.shape != image.shape[:2]:
-            raise UserError(
-                f"mask {path} is {m.shape[1]}x{m.shape[0]} but image {sample.image} is "
-                f"{image.shape[1]}x{image.shape[0]}; a mask must have its image's size"
-            )
-        mask = m if mask is None else np.maximum(mask, m)
-    if mask is None:
-        mask = np.zeros(image.shape[:2], np.uint8)
-    return image, mask
+    return image, merge_masks(sample, image, read_mask)
 
 
-#: kind -> function(sample) -> (image (H, W, C), mask (H, W) integer)
-READERS: dict[str, Callable[[Sample], tuple[np.ndarray, np.ndarray]]] = {"image": _read_image_sample}
+#: kind -> function(sample) -> (image (H, W, C), mask (H, W) integer).  The one table of readers: a
+#: format module exports its readers and they are listed here (nothing registers itself on import).
+READERS: dict[str, Callable[[Sample], tuple[np.ndarray, np.ndarray]]] = {
+    "image": _read_image_sample,
+    **medical_io.SAMPLE_READERS,          # "dicom", "nifti", "nifti_axis0", "nifti_axis1"
+    **public_layouts.SAMPLE_READERS,      # "brain_tumor_mat"
+}
 
 
 def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -94,14 +71,6 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- layouts
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
-
-
-def _mask_key(stem: str) -> str:
-    low = stem.lower()
-    for suf in MASK_SUFFIXES:
-        if low.endswith(suf):
-            return stem[: -len(suf)]
-    return stem
 
 
 def _per_sample_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Path], list[Path]]:
@@ -128,6 +97,16 @@ def _per_sample_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], l
     return samples, lonely_images, lonely_masks
 
 
+def _instance_file(folder: Path, stem: str) -> Path | None:
+    """``folder/instances/<stem>.png`` (or .tif) when it exists."""
+    for name in INSTANCE_DIR_NAMES:
+        for ext in (".png", ".tif", ".tiff"):
+            cand = folder / name / f"{stem}{ext}"
+            if cand.is_file():
+                return cand
+    return None
+
+
 def _paired_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Path], list[Path]]:
     """Layout 1: images/ beside masks/ (or the other accepted names), matched by stem."""
     samples, lonely_images, lonely_masks = [], [], []
@@ -144,15 +123,16 @@ def _paired_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[
         claimed.update({img_dir, mask_dir})
         masks_by_key: dict[str, list[Path]] = defaultdict(list)
         for m in _files(mask_dir):
-            masks_by_key[_mask_key(m.stem)].append(m)
+            masks_by_key[mask_key(m.stem)].append(m)
         used = set()
         for img in _files(img_dir):
-            key = img.stem if img.stem in masks_by_key else _mask_key(img.stem)
+            key = img.stem if img.stem in masks_by_key else mask_key(img.stem)
             if key in masks_by_key:
                 used.add(key)
                 rel = img.relative_to(root).parent.parent
                 label = None if rel == Path(".") else rel.as_posix()
-                samples.append(Sample(id=img.stem, image=img, masks=tuple(masks_by_key[key]), label=label))
+                samples.append(Sample(id=img.stem, image=img, masks=tuple(masks_by_key[key]), label=label,
+                                      instances=_instance_file(d, img.stem)))
             else:
                 lonely_images.append(img)
         lonely_masks += [m for k, ms in masks_by_key.items() if k not in used for m in ms]
@@ -192,25 +172,41 @@ def _suffix_masks(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Pa
     return samples, lonely_images, lonely_masks
 
 
-#: Extra layout detectors: function(root) -> list[Sample] or None when the layout does not apply.
-#: Tried in order before the generic layouts; registered by modules that know special datasets.
-LAYOUTS: list[Callable[[Path], list[Sample] | None]] = []
+@dataclass(frozen=True)
+class Layout:
+    """A layout detector: ``detect(root)`` returns the samples of a tree in this layout, ``None`` when
+    the tree is not in it, or raises :class:`UserError` when it is but is incomplete."""
+
+    name: str
+    detect: Callable[[Path], list[Sample] | None]
 
 
-def _register_known_layouts() -> None:
-    # Importing these modules registers their detectors and readers (no-op if absent).
-    import importlib
+#: The layout detectors :func:`find_samples` tries, in this order, before the generic layouts; the first
+#: that returns samples wins.  Each claims a tree only by a signature that no generic layout reads
+#: correctly, which is why they come first:
+#:
+#: 1. ``medical`` - DICOM/NIfTI files in paired folders.  Their file types are not images to the
+#:    generic layouts, which would report every mask beside them as unpaired.
+#: 2. ``drive`` - a ``1st_manual/`` folder beside ``images/`` (or DRIVE-named images beside ``mask/``).
+#:    The generic paired-folder layout would pair DRIVE images with the field-of-view masks in ``mask/``
+#:    (``21_training_mask.gif`` matches ``21_training.tif``) and train on the wrong labels.
+#: 3. ``brain-tumor`` - MATLAB ``.mat`` files holding ``cjdata.label``.  No generic layout reads ``.mat``.
+#:
+#: A folder of ordinary images (PNG, JPEG, TIFF) with none of these signatures is returned ``None`` by
+#: all three and read by the generic layouts (per-sample folders, paired folders, suffix masks).  To try
+#: a layout of your own, pass ``find_samples(root, layouts=(my_layout, *LAYOUTS))``.
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("medical", medical_io.detect_medical),
+    Layout("drive", public_layouts.detect_drive),
+    Layout("brain-tumor", public_layouts.detect_brain_tumor),
+)
 
-    for name in ("Functions.data.datasets", "Functions.data.medical_io"):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
 
-
-def find_samples(root: str | os.PathLike) -> list[Sample]:
+def find_samples(root: str | os.PathLike, layouts: tuple[Layout, ...] = LAYOUTS) -> list[Sample]:
     """All samples under ``root`` (recursively), sorted by image path.
+
+    The detectors in ``layouts`` (default :data:`LAYOUTS`) are tried first, in order; when none claims
+    the tree, the generic layouts read it.
 
     Raises :class:`UserError` when ``root`` is missing, holds no pairs, or
     holds images without masks / masks without images (all listed at once).
@@ -218,9 +214,8 @@ def find_samples(root: str | os.PathLike) -> list[Sample]:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass --data with a folder of images and masks")
-    _register_known_layouts()
-    for detect in LAYOUTS:
-        found = detect(root)
+    for layout in layouts:
+        found = layout.detect(root)
         if found:
             return sorted(found, key=lambda s: (str(s.image), s.index or 0))
     claimed: set[Path] = set()

@@ -11,23 +11,23 @@ DICOM (pydicom)
 NIfTI (nibabel)
     :func:`read_nifti` returns a 3-D volume with the slicing axis first,
     ``(slices, H, W)``; :func:`nifti_slices` turns an image volume and its
-    aligned mask volume into one :class:`~Functions.discovery.Sample` per
+    aligned mask volume into one :class:`~Functions.data.samples.Sample` per
     slice.
 
 Spacing: every reader returns the in-plane pixel size ``(row, column)`` in
 millimetres (``None`` when the file does not store it).  It travels in
-:attr:`Sample.spacing <Functions.discovery.Sample>` so the distance metrics
+:attr:`Sample.spacing <Functions.data.samples.Sample>` so the distance metrics
 (:func:`Functions.metrics.hd95` and friends, ``spacing=``) report
 millimetres.  Note that resizing an image changes its pixel size by the
 resize factor.
 
-Discovery: importing this module registers a layout detector with
-:data:`Functions.discovery.LAYOUTS`, so :func:`~Functions.discovery.find_samples`
+Discovery: :func:`detect_medical` is the first detector in
+:data:`Functions.data.discovery.LAYOUTS`, so :func:`~Functions.data.discovery.find_samples`
 pairs ``images/case1.nii.gz`` with ``masks/case1.nii.gz`` (one sample per
 slice), ``images/x.dcm`` with ``masks/x.png`` or ``masks/x.dcm`` (one sample
 per frame for multi-frame files), also with the Medical Segmentation
-Decathlon folder names ``imagesTr``/``labelsTr``.  Readers are registered in
-:data:`Functions.discovery.READERS` under the kinds ``"dicom"``, ``"nifti"``
+Decathlon folder names ``imagesTr``/``labelsTr``.  The readers in
+:data:`SAMPLE_READERS` are listed in :data:`Functions.data.discovery.READERS` under the kinds ``"dicom"``, ``"nifti"``
 (slices along axis 2), ``"nifti_axis0"`` and ``"nifti_axis1"``.
 """
 
@@ -41,10 +41,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from Functions.data import discovery
-from Functions.data.discovery import Sample
 from Functions.base.errors import UserError
 from Functions.data.imaging import is_image_file, read_mask
+from Functions.data.samples import IMAGE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key, merge_masks
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -257,16 +256,8 @@ def _read_dicom_mask(path: Path, frame: int | None) -> np.ndarray:
 def _read_dicom_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     image = read_dicom(sample.image, frame=sample.index).pixels
     image = image[..., None] if image.ndim == 2 else image
-    mask = None
-    for path in sample.masks:
-        m = _read_dicom_mask(path, sample.index) if is_dicom(path) else read_mask(path)
-        if m.shape != image.shape[:2]:
-            raise UserError(f"mask {path} is {m.shape[1]}x{m.shape[0]} but image {sample.image} is "
-                            f"{image.shape[1]}x{image.shape[0]}; a mask must have its image's size")
-        mask = m if mask is None else np.maximum(mask, m)
-    if mask is None:
-        mask = np.zeros(image.shape[:2], np.uint8)
-    return image, mask
+    return image, merge_masks(sample, image, lambda p: _read_dicom_mask(p, sample.index) if is_dicom(p)
+                              else read_mask(p))
 
 
 # ----------------------------------------------------------------------------- NIfTI
@@ -356,7 +347,8 @@ def nifti_slices(image_path: str | os.PathLike, mask_path: str | os.PathLike | N
     0.01 mm), otherwise :class:`UserError`.  ``skip_empty=True`` drops
     slices whose mask is all background (this reads the mask volume).
     Samples have ``kind`` ``"nifti"`` (axis 2) or ``"nifti_axis0/1"``,
-    ``index`` the slice number, ``id`` like ``case1_z012`` and ``spacing``.
+    ``index`` the slice number, ``id`` like ``case1_z012``, ``spacing``, and ``group``
+    ``"volume:<stem>"`` so that the slices of one volume stay in one split.
     """
     axis = _check_axis(axis)
     image_path = Path(image_path)
@@ -382,43 +374,29 @@ def nifti_slices(image_path: str | os.PathLike, mask_path: str | os.PathLike | N
         keep = [int(k) for k in np.flatnonzero(np.any(m != 0, axis=other))]
     stem = file_stem(image_path)
     return [Sample(id=f"{stem}_{_AXIS_LETTER[axis]}{k:03d}", image=image_path, masks=masks,
-                   kind=_AXIS_KIND[axis], index=int(k), spacing=spacing) for k in keep]
+                   kind=_AXIS_KIND[axis], index=int(k), spacing=spacing, group=f"volume:{stem}") for k in keep]
 
 
 def _nifti_reader(axis: int):
     def read(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         volume = _load_volume(Path(sample.image))
         image = np.take(volume, sample.index, axis=axis).astype(np.float32)[..., None]
-        mask = None
-        for path in sample.masks:
-            if is_nifti(path):
-                m = np.rint(np.take(_load_volume(Path(path)), sample.index, axis=axis))
-                m = m.astype(np.uint8) if 0 <= m.min(initial=0) and m.max(initial=0) < 256 else m.astype(np.int32)
-            else:
-                m = read_mask(path)
-            if m.shape != image.shape[:2]:
-                raise UserError(f"mask {path} slice is {m.shape} but image {sample.image} slice is "
-                                f"{image.shape[:2]}; the mask must be aligned with its image")
-            mask = m if mask is None else np.maximum(mask, m)
-        if mask is None:
-            mask = np.zeros(image.shape[:2], np.uint8)
-        return image, mask
+
+        def read_slice(path: Path) -> np.ndarray:
+            if not is_nifti(path):
+                return read_mask(path)
+            m = np.rint(np.take(_load_volume(Path(path)), sample.index, axis=axis))
+            return m.astype(np.uint8) if 0 <= m.min(initial=0) and m.max(initial=0) < 256 else m.astype(np.int32)
+
+        return image, merge_masks(sample, image, read_slice)
 
     read.__name__ = f"read_nifti_axis{axis}"
     return read
 
 
 # ----------------------------------------------------------------------------- discovery
-_IMAGE_DIRS = tuple(discovery.IMAGE_DIR_NAMES) + ("imagestr",)
-_MASK_DIRS = tuple(discovery.MASK_DIR_NAMES) + ("labelstr",)
-
-
-def _mask_key(stem: str) -> str:
-    low = stem.lower()
-    for suffix in discovery.MASK_SUFFIXES:
-        if low.endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
+_IMAGE_DIRS = IMAGE_DIR_NAMES + ("imagestr",)
+_MASK_DIRS = MASK_DIR_NAMES + ("labelstr",)
 
 
 def _dicom_samples(image: Path, masks: tuple[Path, ...]) -> list[Sample]:
@@ -426,18 +404,20 @@ def _dicom_samples(image: Path, masks: tuple[Path, ...]) -> list[Sample]:
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     spacing = _dicom_spacing(ds)
     stem = file_stem(image)
+    patient = str(getattr(ds, "PatientID", "") or "").strip()
+    group = f"patient:{patient}" if patient else (f"volume:{stem}" if n_frames > 1 else None)
     if n_frames == 1:
-        return [Sample(id=stem, image=image, masks=masks, kind="dicom", spacing=spacing)]
+        return [Sample(id=stem, image=image, masks=masks, kind="dicom", spacing=spacing, group=group)]
     for m in masks:
         if not is_dicom(m) or dicom_frames(m) != n_frames:
             raise UserError(f"image {image} has {n_frames} frames but mask {m} does not; give a multi-frame "
                             "image a multi-frame DICOM mask with the same number of frames")
-    return [Sample(id=f"{stem}_f{k:03d}", image=image, masks=masks, kind="dicom", index=k, spacing=spacing)
-            for k in range(n_frames)]
+    return [Sample(id=f"{stem}_f{k:03d}", image=image, masks=masks, kind="dicom", index=k, spacing=spacing,
+                   group=group) for k in range(n_frames)]
 
 
 def detect_medical(root: Path) -> list[Sample] | None:
-    """Layout detector for :data:`Functions.discovery.LAYOUTS`: paired folders holding DICOM/NIfTI images.
+    """Layout detector (first in :data:`Functions.data.discovery.LAYOUTS`): paired folders holding DICOM/NIfTI images.
 
     Returns ``None`` when no image folder under ``root`` holds a medical file.
     """
@@ -459,11 +439,11 @@ def detect_medical(root: Path) -> list[Sample] | None:
         by_key: dict[str, list[Path]] = defaultdict(list)
         for m in sorted(mask_dir.iterdir()):
             if m.is_file() and (is_medical_file(m) or is_image_file(m)):
-                by_key[_mask_key(file_stem(m))].append(m)
+                by_key[mask_key(file_stem(m))].append(m)
         used = set()
         for image in images:
             stem = file_stem(image)
-            key = stem if stem in by_key else _mask_key(stem)
+            key = stem if stem in by_key else mask_key(stem)
             if key not in by_key:
                 lonely_images.append(image)
                 continue
@@ -489,15 +469,5 @@ def detect_medical(root: Path) -> list[Sample] | None:
     return samples
 
 
-def _register() -> None:
-    """Add the detector and readers to discovery once (re-importing replaces, never duplicates)."""
-    discovery.LAYOUTS[:] = [f for f in discovery.LAYOUTS
-                            if (getattr(f, "__module__", None), getattr(f, "__name__", None))
-                            != (__name__, "detect_medical")]
-    discovery.LAYOUTS.append(detect_medical)
-    discovery.READERS["dicom"] = _read_dicom_sample
-    for axis, kind in _AXIS_KIND.items():
-        discovery.READERS[kind] = _nifti_reader(axis)
-
-
-_register()
+#: kind -> reader of one :class:`Sample`, listed in :data:`Functions.data.discovery.READERS`.
+SAMPLE_READERS = {"dicom": _read_dicom_sample, **{kind: _nifti_reader(axis) for axis, kind in _AXIS_KIND.items()}}

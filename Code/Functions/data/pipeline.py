@@ -9,9 +9,10 @@
   and background prefetching with worker threads.  PyDataset works the same
   on the TensorFlow, JAX and PyTorch backends.
 
-Determinism: the order and the augmentation of epoch ``e`` depend only on
-``(seed, e)`` and the batch index, not on thread timing, so a run can be
-repeated and resumed.
+Determinism: the order of epoch ``e`` depends only on ``(seed, e)``, and the
+augmentation of sample ``j`` in epoch ``e`` only on ``(seed, e, j)`` (its own
+generator), not on the batch size, the batch it falls in or thread timing, so
+a run can be repeated and resumed.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, window: int):
 
 def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shuffle: bool = False,
                  augmenter=None, seed: int = 0, num_outputs: int = 1, workers: int = 2,
-                 drop_remainder: bool = False):
+                 drop_remainder: bool = False, sample_weights: np.ndarray | None = None):
     """A :class:`keras.utils.PyDataset` yielding ``(x, y)`` batches (``y`` a tuple for several outputs).
 
     ``masks`` are ``(N, H, W, 1)`` masks for segmentation, or ``(N, K)`` per-image
@@ -106,6 +107,8 @@ def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shu
     ``augmenter`` is a callable ``(image, mask, rng) -> (image, mask)`` (see
     :mod:`Functions.augmentation`) or ``None``.  ``workers`` threads prefetch
     batches in the background (``workers=0`` or ``1`` runs in the main thread).
+    ``sample_weights`` ``(N,)``: when given, batches are ``(x, y, w)`` with each sample's weight
+    (classification uses it for balanced class weights, which also works under ``--distribute``).
     """
     import keras
 
@@ -139,16 +142,21 @@ def make_batches(images: np.ndarray, masks: np.ndarray, batch_size: int = 8, shu
             idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
             x, y = self.images[idx], self.masks[idx]
             if self.augmenter is not None:
-                rng = np.random.default_rng([self.seed, self.epoch, i, 7])
+                # One stream per sample, keyed by (seed, epoch, sample index): a sample is augmented the same
+                # way whatever the batch size, its batch or its position in the batch.
+                rngs = [np.random.default_rng([self.seed, self.epoch, int(j), 7]) for j in idx]
                 if y.ndim < 3:  # per-image targets (class labels): only the image moves
-                    x = np.stack([self.augmenter(a, None, rng)[0] for a in x]).astype(np.float32)
+                    x = np.stack([self.augmenter(a, None, r)[0] for a, r in zip(x, rngs)]).astype(np.float32)
                 else:
-                    pairs = [self.augmenter(a, b, rng) for a, b in zip(x, y)]
+                    pairs = [self.augmenter(a, b, r) for a, b, r in zip(x, y, rngs)]
                     x = np.stack([p[0] for p in pairs]).astype(np.float32)
                     y = np.stack([np.asarray(p[1]).reshape(p[0].shape[:2] + (1,)) for p in pairs])
             y = y.astype(np.float32)
             if self.num_outputs > 1:
-                return x, tuple([y] * self.num_outputs)
+                y = tuple([y] * self.num_outputs)
+            if sample_weights is not None:
+                w = np.asarray(sample_weights, dtype=np.float32)[idx]
+                return x, y, (tuple([w] * self.num_outputs) if self.num_outputs > 1 else w)
             return x, y
 
         def on_epoch_end(self):

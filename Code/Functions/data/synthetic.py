@@ -52,11 +52,18 @@ ULTRASOUND_CLASSES = ("benign", "malignant", "normal")
 
 #: BUSI file names: ``benign (12).png``, ``benign (12)_mask.png``, ``benign (12)_mask_1.png``.
 BUSI_NAME_RE = re.compile(r"^(benign|malignant|normal) \((\d+)\)(_mask(?:_(\d+))?)?\.png$")
-#: Nucleus sample file names: ``nuclei_000.png`` (same name in ``images/`` and ``masks/``).
+#: Nucleus sample file names: ``nuclei_000.png`` (same name in ``images/``, ``masks/`` and ``instances/``).
 NUCLEI_NAME_RE = re.compile(r"^nuclei_(\d{3,})\.png$")
+#: Multi-class tissue sample file names: ``tissue_000.png`` (same name in ``images/`` and ``masks/``).
+TISSUE_NAME_RE = re.compile(r"^tissue_(\d{3,})\.png$")
+#: Classes of the tissue sample, by mask value.
+TISSUE_CLASSES = ("background", "gland", "lesion")
+DEFAULT_N_TISSUE = 40
+DEFAULT_TISSUE_SIZE = 96
 
 _KIND_NUCLEI = 1
 _KIND_ULTRASOUND = 2
+_KIND_TISSUE = 3
 
 
 class UltrasoundCase(NamedTuple):
@@ -506,6 +513,51 @@ def make_ultrasound_image(label: str, index: int, *, size: int = DEFAULT_SIZE,
     return UltrasoundCase(label, image, masks)
 
 
+# --------------------------------------------------------------------------- tissue (multi-class)
+
+
+def _tissue_image(rng: np.random.Generator, size: int):
+    """A stained-section-like grey image with three classes: 0 background tissue (mid grey, fine
+    texture), 1 glands (bright round structures with a dark lumen ring), 2 lesion (one dark,
+    irregular, coarse-textured region; absent in about one image in four)."""
+    h = w = size
+    s = size / 96.0
+    labels = np.zeros((h, w), np.uint8)
+    if rng.random() < 0.75:
+        radius, reach = _radius_profile(rng, a=rng.uniform(12, 22) * s, b=rng.uniform(9, 16) * s,
+                                        angle=rng.uniform(0, np.pi), roughness=rng.uniform(0.2, 0.45))
+        cy, cx = rng.uniform(0.25 * size, 0.75 * size, 2)
+        sl, inside, _, _ = _draw_shape((h, w), cy, cx, radius, reach)
+        if sl is not None:
+            labels[sl][inside] = 2
+    for _ in range(rng.integers(2, 7)):
+        r = rng.uniform(5, 10) * s
+        radius, reach = _radius_profile(rng, a=r * rng.uniform(1.0, 1.4), b=r, angle=rng.uniform(0, np.pi),
+                                        roughness=0.1)
+        cy, cx = rng.uniform(0, size, 2)
+        sl, inside, _, _ = _draw_shape((h, w), cy, cx, radius, reach)
+        if sl is not None:
+            region = labels[sl]
+            region[inside & (region == 0)] = 1  # glands never cover the lesion
+    fine = _smooth_noise(rng, (h, w), 0.8 * s)
+    coarse = _smooth_noise(rng, (h, w), 2.5 * s)
+    light = 1.0 + 0.15 * _smooth_noise(rng, (h, w), 30 * s)
+    base = np.choose(labels, [110.0, 175.0, 70.0])
+    texture = np.choose(labels, [10.0 * fine, 8.0 * fine, 22.0 * coarse])
+    gland = labels == 1
+    ring = gland & ~ndimage.binary_erosion(gland, iterations=max(1, int(round(2 * s))))
+    image = (base + texture) * light - 45.0 * ring
+    image = ndimage.gaussian_filter(image, 0.8 * s) + rng.normal(0, 5.0, (h, w))
+    return _to_uint8(image), labels
+
+
+def make_tissue(n: int, size: int = DEFAULT_TISSUE_SIZE, seed: int = DEFAULT_SEED) -> list:
+    """``n`` synthetic multi-class images: ``[(image uint8 (size, size), classes uint8 (size, size)), ...]``
+    with class values 0 background, 1 gland, 2 lesion (:data:`TISSUE_CLASSES`)."""
+    _check_counts(n=n, size=size)
+    return [_tissue_image(_rng(seed, _KIND_TISSUE, i), size) for i in range(n)]
+
+
 # --------------------------------------------------------------------------- on disk
 
 
@@ -528,7 +580,9 @@ def _our_files(folder: Path, kind: str) -> list:
     """Files in ``folder/<kind>`` that the generator itself would have written."""
     base = folder / kind
     if kind == "nuclei":
-        dirs, pattern = [base / "images", base / "masks"], NUCLEI_NAME_RE
+        dirs, pattern = [base / "images", base / "masks", base / "instances"], NUCLEI_NAME_RE
+    elif kind == "tissue":
+        dirs, pattern = [base / "images", base / "masks"], TISSUE_NAME_RE
     else:
         dirs, pattern = [base / c for c in ULTRASOUND_CLASSES], BUSI_NAME_RE
     return sorted(p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file() and pattern.match(p.name))
@@ -551,17 +605,44 @@ def _prepare(folder: Path, kind: str, overwrite: bool) -> int:
 
 def write_nuclei(out: str | os.PathLike, n: int = DEFAULT_N_NUCLEI, *, size: int = DEFAULT_SIZE,
                  seed: int = DEFAULT_SEED, overwrite: bool = False) -> int:
-    """Write ``out/nuclei/images/nuclei_000.png`` ... and the matching 0/255 masks in
-    ``out/nuclei/masks``.  Returns the number of image files written."""
+    """Write ``out/nuclei/images/nuclei_000.png`` ..., the matching 0/255 masks in
+    ``out/nuclei/masks`` and the instance label maps (16-bit PNG, 0 background,
+    1..K one value per nucleus, touching and overlapping nuclei kept apart) in
+    ``out/nuclei/instances``.  Returns the number of image files written."""
     folder = Path(out)
     _prepare(folder, "nuclei", overwrite)
-    (folder / "nuclei" / "images").mkdir(parents=True, exist_ok=True)
-    (folder / "nuclei" / "masks").mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks", "instances"):
+        (folder / "nuclei" / sub).mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(n - 1)))
     for i, (image, labels) in enumerate(make_nuclei(n, size=size, seed=seed)):
         name = f"nuclei_{i:0{width}d}.png"
         _imwrite(folder / "nuclei" / "images" / name, image)
         _imwrite(folder / "nuclei" / "masks" / name, np.where(labels > 0, 255, 0).astype(np.uint8))
+        _imwrite(folder / "nuclei" / "instances" / name, _sequential_labels(labels).astype(np.uint16))
+    return n
+
+
+def _sequential_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 1..K in order (a nucleus hidden by later ones disappears from the map)."""
+    values = np.unique(labels)
+    lut = np.zeros(int(values.max(initial=0)) + 1, np.int64)
+    lut[values[values > 0]] = np.arange(1, int((values > 0).sum()) + 1)
+    return lut[labels]
+
+
+def write_tissue(out: str | os.PathLike, n: int = DEFAULT_N_TISSUE, *, size: int = DEFAULT_TISSUE_SIZE,
+                 seed: int = DEFAULT_SEED, overwrite: bool = False) -> int:
+    """Write ``out/tissue/images/tissue_000.png`` ... and class masks ``out/tissue/masks/<same name>``
+    (8-bit, values 0 background, 1 gland, 2 lesion).  Returns the number of image files written."""
+    folder = Path(out)
+    _prepare(folder, "tissue", overwrite)
+    for sub in ("images", "masks"):
+        (folder / "tissue" / sub).mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(n - 1)))
+    for i, (image, classes) in enumerate(make_tissue(n, size=size, seed=seed)):
+        name = f"tissue_{i:0{width}d}.png"
+        _imwrite(folder / "tissue" / "images" / name, image)
+        _imwrite(folder / "tissue" / "masks" / name, classes)
     return n
 
 
@@ -586,16 +667,17 @@ def write_ultrasound(out: str | os.PathLike, n_per_class: int = DEFAULT_N_PER_CL
 
 def write_sample(out: str | os.PathLike, *, kind: str = "all", n: int | None = None, size: int = DEFAULT_SIZE,
                  seed: int = DEFAULT_SEED, overwrite: bool = False) -> dict:
-    """Write the offline sample (``kind`` = ``"nuclei"``, ``"ultrasound"`` or ``"all"``) under ``out``.
+    """Write the offline sample (``kind`` = ``"nuclei"``, ``"ultrasound"``, ``"tissue"`` or ``"all"``) under ``out``.
 
-    ``n`` is the number of nucleus images and the number of ultrasound images per
-    class (defaults 100 and 40).  Refuses a non-empty ``out/<kind>`` unless
+    ``n`` is the number of nucleus images, the number of ultrasound images per
+    class and the number of tissue images (defaults 100, 40 and 40; tissue
+    images are 96 px unless another ``size`` than the default is given).  Refuses a non-empty ``out/<kind>`` unless
     ``overwrite``; with ``overwrite`` only files named like the generator's own
     output are removed first.  Returns ``{kind: images written}``.
     """
-    if kind not in ("nuclei", "ultrasound", "all"):
-        raise UserError(f"--kind {kind!r} is unknown; use nuclei, ultrasound or all")
-    kinds = ["nuclei", "ultrasound"] if kind == "all" else [kind]
+    if kind not in ("nuclei", "ultrasound", "tissue", "volumes", "all"):
+        raise UserError(f"--kind {kind!r} is unknown; use nuclei, ultrasound, tissue, volumes or all")
+    kinds = ["nuclei", "ultrasound", "tissue", "volumes"] if kind == "all" else [kind]
     if not overwrite:  # check everything before writing anything
         for k in kinds:
             base = Path(out) / k
@@ -606,4 +688,126 @@ def write_sample(out: str | os.PathLike, *, kind: str = "all", n: int | None = N
         written["nuclei"] = write_nuclei(out, n or DEFAULT_N_NUCLEI, size=size, seed=seed, overwrite=overwrite)
     if "ultrasound" in kinds:
         written["ultrasound"] = write_ultrasound(out, n or DEFAULT_N_PER_CLASS, size=size, seed=seed, overwrite=overwrite)
+    if "tissue" in kinds:
+        # the tissue sample keeps its own small size unless asked for another (``size`` != the default)
+        t_size = DEFAULT_TISSUE_SIZE if size == DEFAULT_SIZE else size
+        written["tissue"] = write_tissue(out, n or DEFAULT_N_TISSUE, size=t_size, seed=seed, overwrite=overwrite)
+    if "volumes" in kinds:   # volumes keep their own grid (VOLUME_SHAPE); ``size`` does not apply
+        written["volumes"] = write_volumes(out, n or DEFAULT_N_VOLUMES, seed=seed, overwrite=overwrite)
     return written
+
+
+# --------------------------------------------------------------------------- volumes (3-D, CT-like)
+#: The volumetric sample: ``volumes/imagesTr/organ_000.nii.gz`` + ``labelsTr/`` + ``dataset.json`` (MSD layout).
+DEFAULT_N_VOLUMES = 20
+#: Voxel grid of the sample volumes ``(D, H, W)`` and their anisotropic spacing ``(z, y, x)`` in mm.
+VOLUME_SHAPE = (32, 64, 64)
+VOLUME_SPACING = (3.0, 1.5, 1.5)
+VOLUME_NAME_RE = re.compile(r"^organ_(\d{3,})\.nii\.gz$")
+_KIND_VOLUME = 4
+
+
+def make_volume(index: int, *, seed: int = DEFAULT_SEED, shape=VOLUME_SHAPE, spacing=VOLUME_SPACING):
+    """One synthetic CT-like volume and its label: ``(image int16 HU (D, H, W), label uint8 (D, H, W))``.
+
+    Drawn in millimetres (so the anatomy keeps its size whatever the voxel
+    grid): air (-1000 HU) around an elliptic body cylinder of soft tissue
+    (about 20 HU) with a bright vertebra-like column behind (about 500 HU);
+    inside, the labelled organ (label 1, about 120 HU, finely textured) is an
+    ellipsoid of random size, position and in-plane angle whose surface is
+    bent by smooth noise, and a second, unlabelled structure (a kidney-like
+    ellipsoid of about 60 HU) sits beside it, so brightness alone does not
+    find the organ.  Then slight blur and noise (sigma 12 HU).  The label is
+    the voxel centres inside the organ, decided before blur and noise.
+    Volume ``i`` depends only on ``(seed, i)``.
+    """
+    rng = _rng(seed, _KIND_VOLUME, index)
+    shape = tuple(int(s) for s in shape)
+    sz, sy, sx = (float(s) for s in spacing)
+    z, y, x = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, (sz, sy, sx))], indexing="ij")
+    cz, cy, cx = (n * s / 2 for n, s in zip(shape, (sz, sy, sx)))
+    y, x, z = y - cy, x - cx, z - cz                                   # mm from the centre
+    body_a, body_b = rng.uniform(38, 44), rng.uniform(30, 36)          # half-width (x), half-depth (y)
+    body = (x / body_a) ** 2 + (y / body_b) ** 2 <= 1.0
+    hu = np.where(body, 20.0, -1000.0)
+    spine = ((x - rng.uniform(-3, 3)) / 7.0) ** 2 + ((y - body_b * 0.72) / 7.0) ** 2 <= 1.0
+    hu = np.where(spine, 500.0, hu)
+
+    def ellipsoid(centre, radii, angle, bend):
+        ca, sa = np.cos(angle), np.sin(angle)
+        u = (x - centre[2]) * ca + (y - centre[1]) * sa
+        v = -(x - centre[2]) * sa + (y - centre[1]) * ca
+        w = z - centre[0]
+        r = np.sqrt((w / radii[0]) ** 2 + (v / radii[1]) ** 2 + (u / radii[2]) ** 2)
+        return r <= 1.0 + bend
+
+    bend = 0.15 * _smooth_noise(rng, shape, (2.0, 5.0, 5.0))
+    radii = (rng.uniform(12, 20), rng.uniform(10, 15), rng.uniform(14, 20))   # (z, y, x) mm
+    side = rng.choice([-1.0, 1.0])
+    centre = (rng.uniform(-8, 8), rng.uniform(-10, 4), side * rng.uniform(8, 16))
+    organ = ellipsoid(centre, radii, rng.uniform(-0.6, 0.6), bend) & body & ~spine
+    kidney_centre = (rng.uniform(-10, 10), body_b * 0.35, -side * rng.uniform(14, 20))
+    kidney = ellipsoid(kidney_centre, (rng.uniform(10, 14), 7.0, 9.0), rng.uniform(-0.5, 0.5), 0.0)
+    kidney &= body & ~spine & ~organ
+    hu = np.where(kidney, 60.0, hu)
+    hu = np.where(organ, 120.0 + 12.0 * _smooth_noise(rng, shape, 1.0), hu)
+    hu = ndimage.gaussian_filter(hu, (0.5, 0.8, 0.8)) + rng.normal(0.0, 12.0, shape)
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16), organ.astype(np.uint8)
+
+
+def volume_affine(shape=VOLUME_SHAPE, spacing=VOLUME_SPACING) -> np.ndarray:
+    """The NIfTI affine of the sample volumes: LPS axes (i -> Left, j -> Posterior, k -> Superior), as many
+    DICOM-converted scans are stored; the volume centre sits at the world origin."""
+    sz, sy, sx = spacing
+    affine = np.diag([-sx, -sy, sz, 1.0])
+    centre_ijk = np.array([shape[2] - 1, shape[1] - 1, shape[0] - 1]) / 2.0
+    affine[:3, 3] = -affine[:3, :3] @ centre_ijk
+    return affine
+
+
+def write_volumes(out: str | os.PathLike, n: int = DEFAULT_N_VOLUMES, *, seed: int = DEFAULT_SEED,
+                  overwrite: bool = False) -> int:
+    """Write ``out/volumes/`` in the Medical Segmentation Decathlon layout: ``imagesTr/organ_000.nii.gz``
+    (int16 HU), ``labelsTr/organ_000.nii.gz`` (uint8, 1 = organ) and ``dataset.json``.  Returns ``n``."""
+    import json
+
+    from Functions.data.volumes import write_nifti
+
+    folder = Path(out) / "volumes"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder; choose another --out")
+    ours = [p for d in (folder / "imagesTr", folder / "labelsTr") if d.is_dir() for p in d.iterdir()
+            if VOLUME_NAME_RE.match(p.name)]
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise UserError(f"{folder} is not empty; pass --overwrite to replace the generated files, or choose "
+                            "another --out")
+        for p in ours:
+            p.unlink()
+        if (folder / "dataset.json").is_file():
+            (folder / "dataset.json").unlink()
+    affine = volume_affine()
+    width = max(3, len(str(n - 1)))
+    training = []
+    for i in range(n):
+        image, label = make_volume(i, seed=seed)
+        name = f"organ_{i:0{width}d}.nii.gz"
+        write_nifti(folder / "imagesTr" / name, image, affine)
+        write_nifti(folder / "labelsTr" / name, label, affine)
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    meta = {
+        "name": "SyntheticOrgan",
+        "description": "Synthetic CT-like volumes with one labelled organ (Functions.data.synthetic.make_volume)",
+        "reference": "generated by python -m Functions make-sample --kind volumes",
+        "licence": "CC0 (synthetic)",
+        "release": "1.0",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "organ"},
+        "numTraining": n,
+        "numTest": 0,
+        "training": training,
+        "test": [],
+    }
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=4) + "\n")
+    return n

@@ -122,9 +122,6 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
     Raises :class:`UserError` for bad settings or data (before any folder is
     made) and when the loss becomes NaN.
     """
-    import keras
-    import pandas as pd
-
     config = replace(config)                              # never change the caller's object
     config.validate()
     if config.data and not resume:
@@ -133,9 +130,12 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
     if resume:
         run_dir = Path(config.out)
         state = read_state(run_dir / "backup")
+    if data is None:           # the data are found and checked before a backend starts: a bad path fails at once
+        data = task.prepare(config)            # (prepare draws from its own seeded generators, not global ones)
+    import keras
+    import pandas as pd
+
     set_seed(config.seed, deterministic=config.deterministic)
-    if data is None:
-        data = task.prepare(config)
     task.settle(config, data)
     split = task.split_record(data)
     if resume:

@@ -61,6 +61,23 @@ class TrainConfig(RunConfig):
     threshold: float = 0.5
     progress_every: int = 5            # progress.png every N epochs; 0 = off
     tta: bool = False                  # test metrics from the mean of the four flips (evaluate/predict --tta)
+    # multi-class and instance segmentation (Functions.engine.multiclass)
+    task: str = "semantic"             # "semantic"; "instance": 3-class head + watershed, instance metrics
+    num_classes: int | None = None     # None: inferred from the training masks' values (1 = binary)
+    class_map: str | None = None       # "VALUE:CLASS,..." e.g. "0:0,128:1,255:2"; recorded when inferred
+    class_weights: list | None = None  # one loss weight per class (cce, cce_dice, dice, focal)
+    # native resolution and group-aware splits (Functions.engine.native, Functions.data.splits)
+    patch_size: int | None = None      # train on random P x P patches of full-size images; None: resize to image_size
+    overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
+    foreground_fraction: float = 1 / 3  # share of training patches centred on a foreground pixel (nnU-Net)
+    patches_per_image: int = 1         # random training patches per image and epoch
+    pad_patches: bool = True           # pad images smaller than a patch (reflect image, zero mask); False: error
+    scale: float | None = None         # patch training: resample every image by this factor first
+    spacing: float | None = None       # patch training: resample to this pixel size (formats that store spacing)
+    max_memory: str | None = None      # budget for decoded training data ("4G", "0.5" of RAM); None: half the RAM
+    split_by: str = "group"            # "group": patients / volumes / duplicates never in two splits; "image"
+    allow_shared_groups: bool = False  # let --split-by image split data with known groups (to show the leakage)
+    near_duplicates: bool = False      # also group near-identical pictures (perceptual hash) before splitting
 
     MONITORS = ("dice", "iou", "mean_dice", "loss")
 
@@ -68,7 +85,44 @@ class TrainConfig(RunConfig):
         return super().checks() + [
             (0 < self.threshold < 1, "threshold", f"must be between 0 and 1, got {self.threshold}"),
             (self.progress_every >= 0, "progress_every", f"must be 0 (off) or more, got {self.progress_every}"),
-        ]
+            (self.task in ("semantic", "instance"), "task", f"must be semantic or instance, got {self.task!r}"),
+            (self.num_classes is None or self.num_classes >= 1, "num_classes",
+             f"must be 1 (binary) or more, got {self.num_classes}"),
+            (self.task != "instance" or self.num_classes in (None, 3), "num_classes",
+             f"is 3 (background, interior, boundary) for --task instance, got {self.num_classes}"),
+            (not self.class_weights or all(w >= 0 for w in self.class_weights), "class_weights",
+             f"must be numbers >= 0, got {self.class_weights}"),
+        ] + native_checks(self)
+
+
+def native_checks(config) -> list[Check]:
+    """Checks of the native-resolution and split settings (patch size, overlap, resampling, memory, split)."""
+    from Functions.data.native import parse_memory
+
+    def memory_ok(value) -> bool:
+        try:
+            parse_memory(value)
+        except UserError:
+            return False
+        return True
+
+    patch = config.patch_size
+    return [
+        (not isinstance(patch, int) or patch >= 16, "patch_size", f"must be at least 16 pixels, got {patch}"),
+        (0 <= config.overlap < 1, "overlap",
+         f"must be in [0, 1) (the fraction of a tile shared with its neighbour, e.g. 0.5), got {config.overlap}"),
+        (0 <= config.foreground_fraction <= 1, "foreground_fraction",
+         f"must be between 0 and 1, got {config.foreground_fraction}"),
+        (config.patches_per_image >= 1, "patches_per_image", f"must be at least 1, got {config.patches_per_image}"),
+        (config.scale is None or config.scale > 0, "scale", f"must be a positive factor such as 0.5, got {config.scale}"),
+        (config.spacing is None or config.spacing > 0, "spacing",
+         f"must be a positive pixel size such as 0.5 (mm), got {config.spacing}"),
+        ((config.scale is None and config.spacing is None) or bool(patch), "scale",
+         "and --spacing resample the full-size images of patch training; add --patch-size P"),
+        (config.max_memory is None or memory_ok(config.max_memory), "max_memory",
+         f"must be a size such as 4G or 500M, or a fraction of the available RAM such as 0.5, got {config.max_memory}"),
+        (config.split_by in ("group", "image"), "split_by", f"must be group or image, got {config.split_by!r}"),
+    ]
 
 
 # ----------------------------------------------------------------------------- data
@@ -76,7 +130,7 @@ def prepare_data(config: TrainConfig, samples=None) -> dict:
     """Split and load the arrays: ``dict`` with ``train``/``val``/``test`` ``(images, masks, samples)``,
     ``channels``, ``n_samples`` and the ``normalization`` used."""
     from Functions.data.pipeline import infer_channels, load_arrays
-    from Functions.data.splits import split_indices
+    from Functions.data.splits import split_samples
 
     if samples is None:
         samples = resolve_samples(config.data, config.dataset, config.data_dir, sample="nuclei")
@@ -85,9 +139,19 @@ def prepare_data(config: TrainConfig, samples=None) -> dict:
         raise UserError(f"only {len(samples)} sample(s) found; training needs at least 3 (train, validation, test)")
     labels = [s.label for s in samples]
     stratify = labels if len(set(labels)) > 1 and None not in labels else None
-    idx = split_indices(len(samples), config.val_fraction, config.test_fraction, config.seed, stratify=stratify)
+    idx, groups, split_message = split_samples(samples, config.val_fraction, config.test_fraction, config.seed,
+                                               stratify=stratify, split_by=config.split_by,
+                                               allow_shared_groups=config.allow_shared_groups,
+                                               near_duplicates=config.near_duplicates)
     channels = config.channels or infer_channels(samples)
-    data = {"channels": channels, "n_samples": len(samples)}
+    data = {"channels": channels, "n_samples": len(samples), "split_message": split_message}
+    if any(groups):                                   # split.json records them; check-split reads them
+        data["groups"] = {k: [groups[i] for i in ids] for k, ids in zip(("train", "val", "test"), idx)}
+    if config.patch_size:                             # native resolution: Functions.engine.native
+        from Functions.engine.native import prepare_patch_data
+
+        return prepare_patch_data(config, data, {k: [samples[i] for i in ids]
+                                                 for k, ids in zip(("train", "val", "test"), idx)}, channels)
     auto = config.normalization == "auto"
     for name, ids in zip(("train", "val", "test"), idx):
         subset = [samples[i] for i in ids]
@@ -135,7 +199,8 @@ def build(config: TrainConfig, input_shape: tuple[int, ...]):
         names = ", ".join(k for k, v in SPECS.items() if v.task == "segmentation")
         raise UserError(f"--model {config.model} is a classifier; `train` fits segmentation models: {names}")
     try:
-        return build_model(config.model, input_shape=input_shape, num_classes=1, **config.model_options)
+        return build_model(config.model, input_shape=input_shape, num_classes=max(1, config.num_classes or 1),
+                           **config.model_options)
     except ValueError as exc:
         raise UserError(f"--model {config.model} at --image-size {config.image_size}: {exc}") from None
 
@@ -163,25 +228,41 @@ def compile_model(model, config: TrainConfig):
         loss=loss,
         loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
         weighted_metrics=metrics,    # same names; they honour sample weights (--distribute's zero-weight padding)
-        jit_compile=resolve_jit_compile(config.jit_compile) and jit_allowed() and not config.run_eagerly,
+        jit_compile=(not config.run_eagerly and jit_allowed()
+                     and resolve_jit_compile(config.jit_compile, model=model, config=config)),
         run_eagerly=config.run_eagerly,
     )
     return model
 
 
-def resolve_jit_compile(setting: str | bool) -> bool:
+def resolve_jit_compile(setting: str | bool, model=None, config: TrainConfig | None = None) -> bool:
     """Whether to compile the train step with XLA; ``"auto"`` picks what measured fastest.
 
+    * TensorFlow, given the ``model`` and its ``config`` (not distributed):
+      :func:`Functions.engine.jit.auto_jit` times a few steps with and without
+      XLA on the first run of this model / shape / batch / device, prints the
+      choice with both figures and caches it per machine (``MIP_JIT_PROBE=0``
+      switches the probe off; the rule below applies then).  On one shared
+      2-core CPU XLA trained the U-Net 2x faster than the oneDNN graph, on
+      another 2.2x slower; see ``benchmarks/README.md``.
     * JAX: always (JAX has no other graph mode).
-    * TensorFlow: XLA on a GPU only.  On a CPU the plain TensorFlow graph runs
-      the convolutions through oneDNN, which trained the U-Net 2.2x faster
-      than XLA's CPU kernels (27.8 against 12.5 images/s, and XLA's compile
-      adds tens of seconds); see ``benchmarks/README.md``.
+    * TensorFlow without a probe: XLA on a GPU only.
     * PyTorch: eager (``torch.compile`` start-up outweighs its gain on short runs).
     """
     if setting != "auto":
         return bool(setting)
     import keras
+
+    if (model is not None and config is not None and keras.backend.backend() == "tensorflow"
+            and not getattr(config, "distribute", False)):
+        from dataclasses import replace
+
+        from Functions.engine.jit import auto_jit
+
+        def compile_copy(copy, flag):
+            compile_model(copy, replace(config, jit_compile=bool(flag)))
+
+        return auto_jit(model, compile_copy, config.batch_size, report=lambda line: print(line, flush=True))
 
     backend = keras.backend.backend()
     if backend == "jax":
@@ -221,12 +302,25 @@ class SegmentationTask(Task):
         if config.normalization == "auto":            # config.json records what was used, for predict/evaluate
             config.normalization = data.get("normalization", "minmax")
 
+    def split_record(self, data):
+        record = super().split_record(data)
+        if data.get("groups"):
+            record["groups"] = data["groups"]
+        return record
+
     def describe(self, config, data, model):
-        return (super().describe(config, data, model)
-                + f", normalisation {config.normalization}{getattr(self, 'chosen', '')}")
+        if config.patch_size:
+            from Functions.engine.native import describe_patches
+
+            line = describe_patches(config, data, model)
+        else:
+            line = super().describe(config, data, model)
+        head = f"{data['split_message']}\n" if data.get("split_message") else ""
+        return head + line + f", normalisation {config.normalization}{getattr(self, 'chosen', '')}"
 
     def build(self, config, data):
-        return build(config, (config.image_size, config.image_size, data["channels"]))
+        side = config.patch_size or config.image_size
+        return build(config, (side, side, data["channels"]))
 
     def compile(self, model, config):
         compile_model(model, config)
@@ -239,6 +333,10 @@ class SegmentationTask(Task):
         from Functions.data.pipeline import make_batches
         from Functions.engine import distribute as dist
 
+        if config.patch_size:
+            from Functions.engine.native import patch_batches
+
+            return patch_batches(config, data, model, batch_size)
         x_tr, y_tr, _ = data["train"]
         x_va, y_va, _ = data["val"]
         augmenter = get_augmenter(config.augment) if config.augment else None
@@ -255,7 +353,7 @@ class SegmentationTask(Task):
 
         if not config.progress_every:
             return []
-        x_va, y_va, _ = data["val"]
+        x_va, y_va, _ = data["val"] if not config.patch_size else (*data["preview"], None)
         k = min(4, len(x_va))
         k -= k % batch_multiple()                     # JAX data parallelism: equal slices per device
         k = 0 if process_count() > 1 else k           # several JAX hosts: predict() cannot gather outputs
@@ -286,8 +384,13 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
     Raises :class:`UserError` for bad settings or data (before any folder is
     made) and when the loss becomes NaN.
+
+    3-D runs on volumes (``train --dims 3``) go through
+    :func:`Functions.engine.volumes.train_volumes` instead.
     """
-    return fit(SEGMENTATION, config, resume=resume, callbacks=callbacks, data=data)
+    from Functions.engine.multiclass import task_for   # multi-class / instance / binary (see that module)
+
+    return fit(task_for(config, SEGMENTATION), config, resume=resume, callbacks=callbacks, data=data)
 
 
 def load_run_config(run_dir: str | Path, flag: str = "--run") -> TrainConfig:
@@ -296,14 +399,25 @@ def load_run_config(run_dir: str | Path, flag: str = "--run") -> TrainConfig:
 
 
 def resume_config(run_dir: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` of an interrupted run, to pass to ``train(config, resume=True)``."""
+    """The :class:`TrainConfig` of an interrupted run, to pass to ``train(config, resume=True)``
+    (``--dims 3`` runs: :func:`Functions.engine.volumes.resume_any`)."""
     return resume_run_config(TrainConfig, run_dir)
 
 
 def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
-    """Test metrics, figures and report for a trained model."""
+    """Test metrics, figures and report for a trained model.
+
+    The test metrics are computed on each test image at its original resolution
+    (:func:`Functions.engine.native.score_test_native`; a binary model trained on resized images has its
+    masks resized back first); the figures at the training size are kept as ``dice_resized``/``iou_resized``.
+    """
     import matplotlib.pyplot as plt
 
+    if config.patch_size:
+        from Functions.engine.native import finish_native
+
+        return finish_native(model, config, data, run_dir, hist, seconds, SEGMENTATION.reproduce(config),
+                             monitor_name(model, config.monitor))
     from Functions.evaluation.evaluate import score_masks
     from Functions.inference.tta import predict_probabilities, probabilities_to_masks
     from Functions.metrics.segmentation import summarize
@@ -315,9 +429,18 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
     preds = probabilities_to_masks(probs, config.threshold)
     table = score_masks(y_te, preds, names=[s.id for s in s_te])
+    resized = {}
+    if int(model.outputs[-1].shape[-1]) == 1:         # scored where papers score: each image at its own size
+        from Functions.engine.native import score_test_native
+
+        resized = {"dice_resized": float(table["dice"].mean()), "iou_resized": float(table["iou"].mean()),
+                   "scored_at": "original resolution", "resized_to": f"{config.image_size}x{config.image_size}"}
+        table = score_test_native(model, config, data, list(s_te))[0].assign(
+            dice_resized=table["dice"].to_numpy())
     table.to_csv(run_dir / "test_metrics.csv", index=False)
-    summary = summarize(table)
+    summary = summarize(table.drop(columns=["width", "height", "dice_resized"], errors="ignore"))
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
+    metrics.update(resized)
     metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
                     "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -332,8 +455,10 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
                                path=run_dir / "predictions.png"))
     write_report(run_dir, config=asdict(config), data=data, metrics=metrics,
                  command=SEGMENTATION.reproduce(config))
-    print(f"Test ({split_name}, {len(table)} images): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  "
-          f"({seconds:.0f} s training) -> {run_dir}", flush=True)
+    where = ", original resolution" if resized else ""
+    also = f"; at {resized['resized_to']}: Dice {resized['dice_resized']:.4f}" if resized else ""
+    print(f"Test ({split_name}, {len(table)} images{where}): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}"
+          f"{also}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics
 
 

@@ -63,7 +63,7 @@ class VolumeConfig(TrainConfig):
 
     dims: int = 3
     model: str = "unet3d"
-    epochs: int = 40
+    epochs: int = 15
     batch_size: int = 2
     learning_rate: float = 3e-3
     augment: str | None = "3d"           # "3d": Augment3D defaults; None: no augmentation
@@ -72,7 +72,7 @@ class VolumeConfig(TrainConfig):
     target_spacing: list | None = None
     intensity: str = "auto"
     window: list | None = None
-    patches_per_volume: int = 4
+    patches_per_volume: int = 2
     foreground_probability: float = 1 / 3
     overlap: float = 0.5
     num_classes: int | None = None
@@ -81,12 +81,14 @@ class VolumeConfig(TrainConfig):
     def checks(self) -> list[Check]:
         from Functions.inference.volumes import INTENSITIES
 
-        patch_ok = self.patch_size is None or (len(self.patch_size) == 3 and all(int(p) >= 8 for p in self.patch_size))
+        patch_ok = self.patch_size is None or (len(self.patch_size) in (1, 3)
+                                               and all(int(p) >= 8 for p in self.patch_size))
         spacing_ok = self.target_spacing is None or (len(self.target_spacing) == 3
                                                      and all(float(s) > 0 for s in self.target_spacing))
         return super().checks() + [
             (self.dims == 3, "dims", f"must be 3 for volume training, got {self.dims}"),
-            (patch_ok, "patch_size", f"must be three sides of at least 8 voxels (D H W), got {self.patch_size}"),
+            (patch_ok, "patch_size", f"must be three sides (D H W) or one, of at least 8 voxels, got "
+                                     f"{self.patch_size}"),
             (spacing_ok, "target_spacing", f"must be three positive sizes in mm (z y x), got {self.target_spacing}"),
             (self.intensity in INTENSITIES, "intensity", f"must be one of {', '.join(INTENSITIES)}, "
                                                            f"got {self.intensity!r}"),
@@ -193,7 +195,8 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     data["num_classes"] = 1 if n_labels <= 2 else int(n_labels)
     data["intensity"] = intensity
     depth = int(config.model_options.get("depth", 3))
-    data["patch"] = tuple(int(p) for p in config.patch_size) if config.patch_size else \
+    patch = list(config.patch_size or [])
+    data["patch"] = tuple(int(p) for p in (patch * 3 if len(patch) == 1 else patch)) if patch else \
         auto_patch([im.shape[:3] for im in data["train"][0]], depth)
     return data
 
@@ -277,8 +280,9 @@ class VolumeTask(Task):
         """``python -m Functions train --dims 3 ...``: the settings that differ from a 2-D run's defaults."""
         from Functions.base.runs import reproduce_command
 
-        flat = replace(config, **{k: " ".join(str(v) for v in getattr(config, k))
-                                  for k in ("patch_size", "target_spacing", "window") if getattr(config, k)})
+        flat = replace(config, num_classes=None, **{k: " ".join(f"{v:g}" for v in getattr(config, k))
+                                                    for k in ("patch_size", "target_spacing", "window")
+                                                    if getattr(config, k)})
         return reproduce_command(self.command, flat, TrainConfig())
 
 
@@ -300,34 +304,6 @@ def resume_volume_config(run_dir) -> VolumeConfig:
 
 
 # ----------------------------------------------------------------------------- scoring
-def score_cases(model, config, cases, *, out_dir: Path | None = None, tta: bool = False) -> "tuple":
-    """Predict every case whole and score it on its file's grid, in mm.
-
-    Returns ``(table DataFrame, examples)`` where ``examples`` holds, per case,
-    ``(image, truth, prediction)`` on the file grid (for figures).  With
-    ``out_dir`` each prediction is written as ``out_dir/<id>.nii.gz``.
-    """
-    import pandas as pd
-
-    from Functions.data.volumes import read_volume, to_canonical
-    from Functions.inference.volumes import VolumeSettings, predict_volume, score_volume
-
-    settings = VolumeSettings.from_config(asdict(config) if not isinstance(config, dict) else config)
-    rows, examples = [], []
-    for case in cases:
-        out = Path(out_dir) / f"{case.id}.nii.gz" if out_dir is not None else None
-        pred, image = predict_volume(model, case.image, settings, out=out, batch_size=max(1, int(
-            config["batch_size"] if isinstance(config, dict) else config.batch_size)), tta=tta)
-        truth = read_volume(case.label, label=True, canonical=False)
-        row = {"id": case.id, **score_volume(truth.array[..., 0], pred, truth.spacing, settings.num_classes),
-               "spacing_mm": "x".join(f"{s:g}" for s in truth.spacing)}
-        rows.append(row)
-        raw = to_canonical(read_volume(case.image, channels=settings.channels > 1, canonical=False))
-        can_truth, can_pred = to_canonical(truth), to_canonical(truth.with_array(pred))
-        examples.append((raw.array[..., 0], can_truth.array[..., 0], can_pred.array[..., 0], raw.spacing))
-    return pd.DataFrame(rows), examples
-
-
 def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
     """Sliding-window predictions of the test volumes, scores in mm, NIfTI predictions, figures, report."""
     import matplotlib.pyplot as plt
@@ -338,7 +314,11 @@ def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist,
 
     cases = data["test"][2] or data["val"][2]
     split_name = "test" if data["test"][2] else "validation"
-    table, examples = score_cases(model, config, cases, out_dir=run_dir / "predictions", tta=config.tta)
+    from Functions.evaluation.volumes import score_cases
+    from Functions.inference.volumes import VolumeSettings
+
+    table, examples = score_cases(model, VolumeSettings.from_config(asdict(config)), cases,
+                                  out_dir=run_dir / "predictions", tta=config.tta, batch_size=config.batch_size)
     table.to_csv(run_dir / "test_metrics.csv", index=False)
     numeric = table.drop(columns=["id", "spacing_mm"])
     summary = summarize(numeric)
@@ -365,3 +345,53 @@ def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist,
 def _num(v):
     v = float(v)
     return None if np.isnan(v) else v
+
+
+# ----------------------------------------------------------------------------- command line
+def wants_volumes(dims, data=None, dataset=None) -> bool:
+    """``train``'s ``--dims``: 3 or 2 when given; by default 3 for Decathlon data (a registered ``msd-*`` set,
+    or a ``--data`` folder with a ``dataset.json`` beside ``imagesTr/``), else 2."""
+    if dims is not None:
+        if int(dims) not in (2, 3):
+            raise UserError(f"must be 2 or 3, got {dims}", field="dims")
+        return int(dims) == 3
+    if dataset:
+        return str(dataset).lower().replace("_", "-").startswith(("msd-", "task0", "task1"))
+    if data:
+        from Functions.data.volumes import is_decathlon_root
+
+        return is_decathlon_root(Path(data).expanduser())
+    return False
+
+
+def volume_defaults(values: dict) -> dict:
+    """``train``'s flag values for a 3-D run: those left at their 2-D default take the 3-D one
+    (``--model unet`` -> ``unet3d``, ``--epochs 25`` -> 15, ``--augment light`` -> ``3d`` ...)."""
+    two_d, three_d = TrainConfig(), VolumeConfig()
+    values = dict(values)
+    for name in ("model", "epochs", "batch_size", "learning_rate", "augment", "normalization", "progress_every"):
+        if values.get(name) == getattr(two_d, name):
+            values[name] = getattr(three_d, name)
+    values["dims"] = 3
+    return values
+
+
+def train_any(config, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None) -> dict:
+    """``train``'s entry point: a :class:`VolumeConfig` (``dims == 3``) trains on volumes, any other
+    config is a 2-D run (:func:`Functions.engine.segmentation.train`)."""
+    if getattr(config, "dims", 2) == 3:
+        return train_volumes(config, resume=resume, callbacks=callbacks, data=data)
+    from Functions.engine.segmentation import train
+
+    return train(config, resume=resume, callbacks=callbacks, data=data)
+
+
+def resume_any(run_dir):
+    """The config of an interrupted ``train`` run: :class:`VolumeConfig` for a ``--dims 3`` run, else
+    :class:`~Functions.engine.segmentation.TrainConfig`."""
+    from Functions.base.runs import read_run_settings
+    from Functions.engine.segmentation import resume_config
+
+    if int(read_run_settings(run_dir, flag="--resume").get("dims") or 2) == 3:
+        return resume_volume_config(run_dir)
+    return resume_config(run_dir)

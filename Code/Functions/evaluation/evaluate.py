@@ -119,9 +119,10 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
         truths = [p[1] for p in pairs]
         for use_tta in tables:
             preds = predictor.predict(images, batch_size=batch_size, tta=use_tta)
-            tables[use_tta].append(per_image_metrics(truths, preds, names=[s.id for s in chunk],
-                                                     num_classes=num_classes if num_classes > 1 else None,
-                                                     tolerance=tolerance, spacing=spacing))
+            for s, t, p in zip(chunk, truths, preds):  # each image's own spacing (DICOM/NIfTI): HD95/ASSD in mm
+                sp = spacing if spacing is not None else getattr(s, "spacing", None)
+                tables[use_tta].append(per_image_metrics([t], [p], names=[s.id], tolerance=tolerance, spacing=sp,
+                                                         num_classes=num_classes if num_classes > 1 else None))
 
     table = pd.concat(tables[tta], ignore_index=True)
     summary = summarize(table)
@@ -156,7 +157,8 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
 
 def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
     lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
-             f"{len(samples)} image(s), scored at each image's own size"
+             f"{len(samples)} image(s), scored at each image's own (original) resolution; HD95 and ASSD in mm "
+             f"where the image format stores the pixel spacing (DICOM, NIfTI) or --spacing is given, else in pixels"
              f"{' with test-time augmentation (flips averaged)' if tta else ''}.\n",
              "## Summary\n"]
     rows = [{"metric": c, **{s: float(summary.loc[s, c]) for s in summary.index}} for c in summary.columns]

@@ -70,7 +70,9 @@ def run_settings(model_path: str | os.PathLike) -> dict:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UserError(f"{cfg} is not valid JSON; repair it or move it away to use the default "
                             "preprocessing") from None
-        settings.update({k: values[k] for k in ("normalization", "clahe", "threshold", "image_size", "channels")
+        settings.update({k: values[k] for k in ("normalization", "clahe", "threshold", "image_size", "channels",
+                                                "task", "num_classes", "class_names", "patch_size", "overlap",
+                                                "scale")
                          if values.get(k) is not None})
     return settings
 
@@ -91,6 +93,11 @@ class Predictor:
     clahe: bool = False
     threshold: float = 0.5
     image_size: int | None = None
+    #: trained on patches (``train --patch-size``): predict whole images by sliding window at native resolution
+    #: (times ``scale`` when the run resampled its images), tiles overlapping by ``overlap``.
+    patch_size: int | None = None
+    overlap: float = 0.5
+    scale: float | None = None
 
     def target_size(self, shape: tuple[int, int]) -> tuple[int, int]:
         h, w = self.input_size
@@ -114,6 +121,8 @@ class Predictor:
         """Per image, ``(H, W, C)`` float32 probabilities at that image's own size."""
         from Functions.inference.tta import predict_probabilities
 
+        if self.patch_size:
+            return [self.window_probabilities(im, batch_size, tta) for im in images]
         out: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
@@ -130,6 +139,35 @@ class Predictor:
             for im, p in zip(chunk, probs):
                 out.append(resize_probabilities(p, np.asarray(im).shape[:2]))
         return out
+
+    def window_probabilities(self, image: np.ndarray, batch_size: int = 8, tta: bool = False) -> np.ndarray:
+        """Sliding-window prediction of one ``(H, W, C)`` image at native resolution -> ``(H, W, K)`` float32.
+
+        The image is prepared as in patch training (channels, CLAHE, resampled by
+        ``scale`` when set, normalised over the whole image), tiled by
+        ``patch_size`` with ``overlap`` and Gaussian weights
+        (:func:`Functions.inference.sliding_window.sliding_window_predict`), and the
+        probabilities are resized back when the image was resampled.
+        """
+        from Functions.data.preprocessing import clahe, normalize, resize_image, to_channels
+        from Functions.inference.sliding_window import keras_predict_fn, sliding_window_predict
+
+        x = to_channels(np.asarray(image), self.channels)
+        if self.clahe:
+            x = clahe(x)
+        shape = x.shape[:2]
+        if self.scale and float(self.scale) != 1.0:
+            x = resize_image(x, tuple(max(1, int(round(s * float(self.scale)))) for s in shape))
+        x = normalize(x, self.normalization).astype(np.float32)
+        patch = self.patch_size
+        h, w = self.input_size
+        if h is not None and w is not None:
+            patch = (int(h), int(w))                  # a fixed-size model takes tiles of its own input size
+        if getattr(self, "_window_fn", None) is None:
+            self._window_fn = keras_predict_fn(self.model)
+        probs = sliding_window_predict(self._window_fn, x, patch, overlap=self.overlap, batch_size=batch_size,
+                                       tta=tta)
+        return resize_probabilities(probs, shape)
 
     def predict(self, images: list[np.ndarray], batch_size: int = 8, tta: bool = False,
                 threshold: float | None = None) -> list[np.ndarray]:
@@ -165,7 +203,8 @@ def load_predictor(model_path: str | os.PathLike, flag: str = "--model") -> Pred
     s = run_settings(path)
     return Predictor(model=model, channels=int(shape[-1]), input_size=(shape[1], shape[2]),
                      normalization=s["normalization"], clahe=bool(s["clahe"]), threshold=float(s["threshold"]),
-                     image_size=s.get("image_size"))
+                     image_size=s.get("image_size"), patch_size=s.get("patch_size"),
+                     overlap=float(s.get("overlap", 0.5)), scale=s.get("scale"))
 
 
 def list_images(path: str | os.PathLike, flag: str = "--images") -> list[Path]:
@@ -206,14 +245,23 @@ def check_new_folder(out: str | os.PathLike, flag: str = "--out") -> Path:
 
 def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike,
                    threshold: float | None = None, overlay: bool = False, batch_size: int = 8,
-                   tta: bool = False):
+                   tta: bool = False, overlap: float | None = None):
     """Predict a mask for one image or every image in a folder and write ``out/<stem>.png`` (0/255).
+
+    A model trained on patches (``train --patch-size``) predicts every image
+    whole at its native resolution by sliding window, tiles overlapping by
+    ``overlap`` (default: the run's, else 0.5); see
+    :meth:`Predictor.window_probabilities`.
 
     With ``overlay`` also ``out/overlays/<stem>.png`` (the image with the
     mask outlined and tinted).  All inputs are checked (readable, uniquely
     named) before anything is written.  Returns a :class:`pandas.DataFrame`
     with ``image, mask, width, height, foreground`` (foreground fraction),
     also written as ``out/predictions.csv``.
+
+    Multi-class (softmax) models write class maps (8-bit PNG, value = class
+    index) and overlays with one colour per class.  Instance label maps
+    (``predict --task instance``): :func:`Functions.inference.instances.predict_folder_instances`.
     """
     import pandas as pd
 
@@ -221,11 +269,17 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
 
     if threshold is not None and not 0 < threshold < 1:
         raise UserError(f"--threshold must be between 0 and 1, got {threshold}")
+    if overlap is not None:
+        from Functions.inference.sliding_window import check_overlap
+
+        overlap = check_overlap(overlap)
     out = check_new_folder(out)
     files = list_images(images)
     for f in files:                                   # fail before writing anything
         read_image(f)
     predictor = load_predictor(model_path)
+    if overlap is not None:
+        predictor.overlap = overlap
     out.mkdir(parents=True, exist_ok=True)
     if overlay:
         (out / "overlays").mkdir()
@@ -234,12 +288,18 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
         chunk = files[start:start + batch_size]
         arrays = [read_image(f) for f in chunk]
         masks = predictor.predict(arrays, batch_size=batch_size, tta=tta, threshold=threshold)
+        n_classes = int(predictor.model.outputs[-1].shape[-1])
         for f, im, m in zip(chunk, arrays, masks):
-            write_mask(out / f"{f.stem}.png", m)
+            if n_classes > 1:  # class map: value = class index, whatever classes this image holds
+                write_image(out / f"{f.stem}.png", np.asarray(m, np.uint8))
+            else:
+                write_mask(out / f"{f.stem}.png", m)
             if overlay:
-                from Functions.viz.plotting import overlay as draw
+                from Functions.data.overlays import overlay as draw
+                from Functions.data.overlays import overlay_classes
 
-                write_image(out / "overlays" / f"{f.stem}.png", np.round(draw(im, None, m) * 255).astype(np.uint8))
+                drawn = overlay_classes(im, m, n_classes) if n_classes > 1 else draw(im, None, m)
+                write_image(out / "overlays" / f"{f.stem}.png", np.round(drawn * 255).astype(np.uint8))
             rows.append({"image": str(f), "mask": f"{f.stem}.png", "width": im.shape[1], "height": im.shape[0],
                          "foreground": float(np.mean(m > 0))})
     table = pd.DataFrame(rows)

@@ -224,6 +224,35 @@ def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
     return float(np.percentile(d, percentile))
 
 
+def _hausdorff_from(d_pt: np.ndarray, d_tp: np.ndarray, percentile: float | None) -> float:
+    """Hausdorff distance from :func:`surface_distances`' arrays: both empty -> 0.0, one empty -> inf."""
+    if d_pt.size == 0 and d_tp.size == 0:
+        return 0.0
+    if d_pt.size == 0 or d_tp.size == 0:
+        return float("inf")
+    return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
+
+
+def _assd_from(d_pt: np.ndarray, d_tp: np.ndarray) -> float:
+    """ASSD from :func:`surface_distances`' arrays: both empty -> 0.0, one empty -> inf."""
+    if d_pt.size == 0 and d_tp.size == 0:
+        return 0.0
+    if d_pt.size == 0 or d_tp.size == 0:
+        return float("inf")
+    return float((d_pt.sum() + d_tp.sum()) / (d_pt.size + d_tp.size))
+
+
+def _boundary_f1_from(d_pt: np.ndarray, d_tp: np.ndarray, tolerance: float) -> float:
+    """Boundary F1 from :func:`surface_distances`' arrays: both empty -> 1.0, one empty -> 0.0."""
+    if d_pt.size == 0 and d_tp.size == 0:
+        return 1.0
+    if d_pt.size == 0 or d_tp.size == 0:
+        return 0.0
+    bp = float(np.mean(d_pt <= tolerance))
+    br = float(np.mean(d_tp <= tolerance))
+    return 0.0 if bp + br == 0 else 2 * bp * br / (bp + br)
+
+
 def hausdorff_distance(true, pred, *, percentile: float | None = None, spacing=None) -> float:
     """Symmetric Hausdorff distance between the mask boundaries.
 
@@ -233,12 +262,7 @@ def hausdorff_distance(true, pred, *, percentile: float | None = None, spacing=N
     """
     if percentile is not None and not 0 <= percentile <= 100:
         raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
-    d_pt, d_tp = surface_distances(true, pred, spacing=spacing)
-    if d_pt.size == 0 and d_tp.size == 0:
-        return 0.0
-    if d_pt.size == 0 or d_tp.size == 0:
-        return float("inf")
-    return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
+    return _hausdorff_from(*surface_distances(true, pred, spacing=spacing), percentile)
 
 
 def hd95(true, pred, *, spacing=None) -> float:
@@ -251,12 +275,7 @@ def assd(true, pred, *, spacing=None) -> float:
 
     Both masks empty -> 0.0; exactly one empty -> inf.
     """
-    d_pt, d_tp = surface_distances(true, pred, spacing=spacing)
-    if d_pt.size == 0 and d_tp.size == 0:
-        return 0.0
-    if d_pt.size == 0 or d_tp.size == 0:
-        return float("inf")
-    return float((d_pt.sum() + d_tp.sum()) / (d_pt.size + d_tp.size))
+    return _assd_from(*surface_distances(true, pred, spacing=spacing))
 
 
 def boundary_f1(true, pred, *, tolerance: float = 2.0, spacing=None) -> float:
@@ -270,14 +289,7 @@ def boundary_f1(true, pred, *, tolerance: float = 2.0, spacing=None) -> float:
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    d_pt, d_tp = surface_distances(true, pred, spacing=spacing)
-    if d_pt.size == 0 and d_tp.size == 0:
-        return 1.0
-    if d_pt.size == 0 or d_tp.size == 0:
-        return 0.0
-    bp = float(np.mean(d_pt <= tolerance))
-    br = float(np.mean(d_tp <= tolerance))
-    return 0.0 if bp + br == 0 else 2 * bp * br / (bp + br)
+    return _boundary_f1_from(*surface_distances(true, pred, spacing=spacing), tolerance)
 
 
 # ----------------------------------------------------------------------------
@@ -297,6 +309,7 @@ def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0) -> dict[
     t, p = _as_pair(true, pred)
     tp, fp, fn, tn = confusion(t, p)
     same = fp + fn == 0
+    d_pt, d_tp = surface_distances(t, p, spacing=spacing)   # one pass for all boundary measures
     out = {
         "dice": _ratio(2 * tp, 2 * tp + fp + fn, same),
         "iou": _ratio(tp, tp + fp + fn, same),
@@ -304,20 +317,11 @@ def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0) -> dict[
         "recall": _ratio(tp, tp + fn, same),
         "specificity": _ratio(tn, tn + fp, same),
         "pixel_accuracy": (tp + tn) / t.size,
+        "boundary_f1": _boundary_f1_from(d_pt, d_tp, tolerance),
+        "hausdorff": _hausdorff_from(d_pt, d_tp, None),
+        "hd95": _hausdorff_from(d_pt, d_tp, 95),
+        "assd": _assd_from(d_pt, d_tp),
     }
-    # one pass over the distances for all boundary measures
-    d_pt, d_tp = surface_distances(t, p, spacing=spacing)
-    if d_pt.size == 0 and d_tp.size == 0:
-        out.update(boundary_f1=1.0, hausdorff=0.0, hd95=0.0, assd=0.0)
-    elif d_pt.size == 0 or d_tp.size == 0:
-        out.update(boundary_f1=0.0, hausdorff=float("inf"), hd95=float("inf"), assd=float("inf"))
-    else:
-        bp = float(np.mean(d_pt <= tolerance))
-        br = float(np.mean(d_tp <= tolerance))
-        out["boundary_f1"] = 0.0 if bp + br == 0 else 2 * bp * br / (bp + br)
-        out["hausdorff"] = max(float(d_pt.max()), float(d_tp.max()))
-        out["hd95"] = max(float(np.percentile(d_pt, 95)), float(np.percentile(d_tp, 95)))
-        out["assd"] = float((d_pt.sum() + d_tp.sum()) / (d_pt.size + d_tp.size))
     return {k: float(out[k]) for k in BINARY_KEYS}
 
 
@@ -394,6 +398,18 @@ def multiclass_metrics(
     gives the perfect values).  ``mean_pixel_accuracy`` averages per-class
     recall over considered classes present in the truth.
     ``pixel_accuracy`` is the share of all pixels with the right label.
+
+    Macro and micro means (documented convention for empty classes)
+        ``macro_dice`` / ``macro_iou`` follow MONAI's ``ignore_empty=True``:
+        a class whose **truth** is empty in this image is excluded from the
+        mean, whatever the prediction holds (so the mean measures how well
+        present classes are segmented; a false alarm of an absent class shows
+        in ``micro_*``, ``precision_<c>`` and the confusion matrix instead).
+        If no considered class is present in the truth the macro means are
+        1.0 when the prediction holds none of them either, else 0.0.
+        ``micro_dice`` / ``micro_iou`` pool the pixel counts ``tp, fp, fn``
+        of the considered classes before dividing (empty convention as for
+        binary masks).
     """
     t, p = _check_labels(true, pred, num_classes)
     classes = _classes(num_classes, include_background)
@@ -408,7 +424,37 @@ def multiclass_metrics(
         out[f"mean_{k}"] = float(np.mean([per[c][k] for c in present])) if present else 1.0
     out["pixel_accuracy"] = pixel_accuracy(t, p)
     out["mean_pixel_accuracy"] = mean_pixel_accuracy(t, p, num_classes, include_background=include_background)
+    out.update(macro_micro(t, p, num_classes, include_background=include_background))
     return out
+
+
+def macro_micro(true, pred, num_classes: int, *, include_background: bool = False) -> dict[str, float]:
+    """``{macro_dice, macro_iou, micro_dice, micro_iou}`` of one label map (conventions in
+    :func:`multiclass_metrics`)."""
+    t, p = _check_labels(true, pred, num_classes)
+    classes = _classes(num_classes, include_background)
+    cm = confusion_matrix(t, p, num_classes)
+    tp = np.array([cm[c, c] for c in classes], np.float64)
+    fn = np.array([cm[c, :].sum() - cm[c, c] for c in classes], np.float64)
+    fp = np.array([cm[:, c].sum() - cm[c, c] for c in classes], np.float64)
+    present = (tp + fn) > 0
+    out = {}
+    if present.any():
+        out["macro_dice"] = float(np.mean(2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])))
+        out["macro_iou"] = float(np.mean(tp[present] / (tp[present] + fp[present] + fn[present])))
+    else:
+        out["macro_dice"] = out["macro_iou"] = 1.0 if fp.sum() == 0 else 0.0
+    TP, FP, FN = tp.sum(), fp.sum(), fn.sum()
+    out["micro_dice"] = _ratio(2 * TP, 2 * TP + FP + FN, FP + FN == 0)
+    out["micro_iou"] = _ratio(TP, TP + FP + FN, FP + FN == 0)
+    return out
+
+
+def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
+    """Pixel confusion matrix ``(K, K)`` int64: ``[i, j]`` = pixels of true class ``i`` predicted ``j``."""
+    t, p = _check_labels(true, pred, num_classes)
+    return np.bincount(t.ravel() * num_classes + p.ravel(), minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
 
 
 # ----------------------------------------------------------------------------

@@ -17,11 +17,21 @@ import keras
 
 from Functions.models.attention_unet import attention_maps
 from Functions.models.flops import count_flops
-from Functions.models.registry import MODEL_REGISTRY, SPECS, TASKS, default_options, get_spec, offline_options
+from Functions.models.registry import (
+    MODEL_REGISTRY,
+    SPECS,
+    TASKS,
+    VOLUME_REGISTRY,
+    VOLUME_SPECS,
+    default_options,
+    get_spec,
+    offline_options,
+)
 from Functions.models.unet import build_unet
 
 __all__ = [
     "MODEL_REGISTRY",
+    "VOLUME_REGISTRY",
     "attention_maps",
     "available_models",
     "build_model",
@@ -33,13 +43,17 @@ __all__ = [
 ]
 
 
-def build_model(name: str, input_shape: tuple = (128, 128, 1), num_classes: int = 1, **options) -> keras.Model:
+def build_model(name: str, input_shape: tuple | None = None, num_classes: int = 1, **options) -> keras.Model:
     """Build the registered architecture ``name``.
 
-    ``options`` are the builder's keyword options (see ``model_info(name)["defaults"]``);
-    an unknown option raises ValueError naming the valid ones.
+    ``input_shape`` defaults to ``(128, 128, 1)`` for image models and
+    ``(64, 64, 64, 1)`` for volume models.  ``options`` are the builder's
+    keyword options (see ``model_info(name)["defaults"]``); an unknown option
+    raises ValueError naming the valid ones.
     """
     spec = get_spec(name)
+    if input_shape is None:
+        input_shape = (128, 128, 1) if spec.dims == 2 else (64, 64, 64, 1)
     allowed = default_options(spec.builder)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -48,13 +62,19 @@ def build_model(name: str, input_shape: tuple = (128, 128, 1), num_classes: int 
     return spec.builder(input_shape=tuple(input_shape), num_classes=num_classes, **options)
 
 
-def available_models(task: str | None = None) -> list[str]:
-    """Registered names, optionally only those for ``task`` ("segmentation" or "classification")."""
+def available_models(task: str | None = None, dims: int = 2) -> list[str]:
+    """Registered names, optionally only those for ``task`` ("segmentation" or "classification").
+
+    ``dims=2`` (default): the image models; ``dims=3``: the volume models (``unet3d``, ...).
+    """
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+    specs = SPECS if dims == 2 else VOLUME_SPECS
     if task is None:
-        return list(MODEL_REGISTRY)
+        return list(specs)
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-    return [name for name, spec in SPECS.items() if spec.task == task]
+    return [name for name, spec in specs.items() if spec.task == task]
 
 
 def model_info(name: str) -> dict:

@@ -24,6 +24,7 @@ def build_attention_unet(
     dropout: float = 0.0,
     upsampling: str = "transpose",
     name: str = "attention_unet",
+    dims: int = 2,
 ) -> keras.Model:
     """Attention U-Net: each skip is gated by the coarser decoder features before concatenation.
 
@@ -39,24 +40,28 @@ def build_attention_unet(
     layers ``attention_map_1`` (full resolution) .. ``attention_map_{depth}``;
     :func:`attention_maps` returns them.
 
+    ``dims=3`` builds the same network for volumes (3-D convolutions and
+    pooling, see :mod:`Functions.models.volumetric`).
+
     Input: ``(N, H, W, C)``, ``H`` and ``W`` multiples of ``2**depth`` (or ``None``).
     Output: ``(N, H, W, num_classes)`` float32 probabilities.
 
     Default parameter count: 2,010,757
     """
     input_shape, num_classes, depth, base_filters, dropout = blocks.check_unet_settings(
-        input_shape, num_classes, depth, base_filters, dropout, upsampling, name
+        input_shape, num_classes, depth, base_filters, dropout, upsampling, name, dims
     )
 
     inputs = blocks.make_input(input_shape)
-    x, skips = blocks.unet_encoder(inputs, depth, base_filters, batch_norm=batch_norm, dropout=dropout)
+    x, skips = blocks.unet_encoder(inputs, depth, base_filters, batch_norm=batch_norm, dropout=dropout, dims=dims)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        gated = blocks.attention_gate(skips[level], x, inter_filters=max(1, filters // 2), index=level + 1)
-        x = blocks.upsample(x, filters, mode=upsampling, name=f"dec{level}")
+        gated = blocks.attention_gate(skips[level], x, inter_filters=max(1, filters // 2), index=level + 1,
+                                      dims=dims)
+        x = blocks.upsample(x, filters, mode=upsampling, name=f"dec{level}", dims=dims)
         x = layers.Concatenate(name=f"dec{level}_concat")([gated, x])
-        x = blocks.double_conv(x, filters, batch_norm=batch_norm, dropout=dropout, name=f"dec{level}")
-    outputs = blocks.segmentation_head(x, num_classes)
+        x = blocks.double_conv(x, filters, batch_norm=batch_norm, dropout=dropout, name=f"dec{level}", dims=dims)
+    outputs = blocks.segmentation_head(x, num_classes, dims=dims)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,7 +1,12 @@
 """Building blocks shared by the architectures: one function per idea.
 
 Each block is a plain function ``block(x, ..., name=...) -> tensor`` on Keras
-functional tensors (channels last, ``(N, H, W, C)``).  ``name`` is a prefix
+functional tensors (channels last, ``(N, H, W, C)``).  The blocks the U-Net
+family uses also take ``dims=3`` for volumes ``(N, D, H, W, C)``: the same
+layers in their 3-D form (Conv3D, MaxPooling3D, ...), so a 3-D U-Net is the
+2-D one with ``dims=3`` (Cicek et al. 2016).  Keras has no trilinear
+upsampling layer, so ``"bilinear"`` upsampling is nearest-neighbour
+upsampling in 3-D (followed by the same 3x3x3 conv).  ``name`` is a prefix
 for the layers the block creates, so every layer in a model has a readable,
 unique name (``enc2_conv1``, ``dec1_up`` ...).
 
@@ -32,6 +37,16 @@ from keras import layers
 BN_MOMENTUM = 0.9
 
 UPSAMPLING_MODES = ("transpose", "bilinear")
+DIMS = (2, 3)
+
+
+def _layer(kind: str, dims: int):
+    """The Keras layer class ``kind`` ("Conv", "ConvTranspose", "MaxPooling", ...) for 2-D or 3-D inputs."""
+    if dims not in DIMS:
+        raise ValueError(f"dims must be 2 (images) or 3 (volumes), got {dims!r}")
+    if kind == "ConvTranspose":
+        return getattr(layers, f"Conv{dims}DTranspose")
+    return getattr(layers, f"{kind}{dims}D")
 
 
 # --------------------------------------------------------------------------- validation
@@ -54,14 +69,17 @@ def check_input_shape(
     factor_text: str | None = None,
     min_size: int | None = None,
     model: str = "model",
+    dims: int = 2,
 ) -> tuple:
-    """Validate ``(H, W, C)``; return it as a tuple.
+    """Validate ``(H, W, C)`` (``dims=3``: ``(D, H, W, C)``); return it as a tuple.
 
     ``H`` and/or ``W`` may be ``None`` (any size, not validated); when given
     they must be multiples of ``factor`` (shown as ``factor_text``, e.g.
     ``"2**4=16"``) and at least ``min_size``.  ``C`` must be a positive int.
     The ValueError message names sizes that would work.
     """
+    if dims == 3:
+        return _check_volume_shape(input_shape, factor=factor, factor_text=factor_text, model=model)
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -99,6 +117,32 @@ def check_input_shape(
     return shape
 
 
+def _check_volume_shape(input_shape, *, factor: int, factor_text: str | None, model: str) -> tuple:
+    """``(D, H, W, C)`` with each known side a positive multiple of ``factor``; ValueError naming good sides."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 4:
+        raise ValueError(f"{model}: input_shape must be (depth, height, width, channels) for a 3-D model, "
+                         f"got {input_shape!r}")
+    shape = tuple(int(d) if isinstance(d, numbers.Integral) and not isinstance(d, bool) else d for d in shape)
+    c = shape[3]
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise ValueError(f"{model}: the channel count (last entry of input_shape) must be an integer >= 1, got {c!r}")
+    sides = shape[:3]
+    for d in sides:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+            raise ValueError(f"{model}: depth, height and width must be positive integers or None, got {input_shape!r}")
+    bad = [d for d in sides if d is not None and d % factor]
+    if factor > 1 and bad:
+        size = "x".join(str(d) for d in sides)
+        good = "x".join(str(max(factor, (d // factor) * factor)) if d is not None else "None" for d in sides)
+        raise ValueError(f"input size {size} is not divisible by {factor_text or factor}; use e.g. {good} "
+                         f"(multiples of {factor})")
+    return shape
+
+
 def check_choice(value, choices: Sequence, what: str):
     if value not in choices:
         raise ValueError(f"{what} must be one of {tuple(choices)}, got {value!r}")
@@ -116,13 +160,15 @@ def conv_bn_act(
     batch_norm: bool = True,
     activation: str | None = "relu",
     name: str,
+    dims: int = 2,
 ):
-    """Conv2D ('same') -> optional BatchNorm -> optional activation.
+    """Conv2D/Conv3D ('same') -> optional BatchNorm -> optional activation.
 
-    ``(N, H, W, C) -> (N, H/strides, W/strides, filters)``.  The conv has no
-    bias when batch norm follows (the BN shift replaces it).
+    ``(N, H, W, C) -> (N, H/strides, W/strides, filters)`` (``dims=3``: with a
+    leading depth axis ``D`` too).  The conv has no bias when batch norm
+    follows (the BN shift replaces it).
     """
-    x = layers.Conv2D(
+    x = _layer("Conv", dims)(
         filters,
         kernel_size,
         strides=strides,
@@ -139,33 +185,37 @@ def conv_bn_act(
     return x
 
 
-def double_conv(x, filters: int, *, batch_norm: bool = True, dropout: float = 0.0, name: str):
-    """Two 3x3 conv-BN-ReLU units, then optional dropout: ``(N,H,W,C) -> (N,H,W,filters)``."""
-    x = conv_bn_act(x, filters, batch_norm=batch_norm, name=f"{name}_1")
-    x = conv_bn_act(x, filters, batch_norm=batch_norm, name=f"{name}_2")
+def double_conv(x, filters: int, *, batch_norm: bool = True, dropout: float = 0.0, name: str, dims: int = 2):
+    """Two 3x3 (3x3x3) conv-BN-ReLU units, then optional dropout: ``(N,[D,]H,W,C) -> (N,[D,]H,W,filters)``."""
+    x = conv_bn_act(x, filters, batch_norm=batch_norm, name=f"{name}_1", dims=dims)
+    x = conv_bn_act(x, filters, batch_norm=batch_norm, name=f"{name}_2", dims=dims)
     if dropout > 0:
         x = layers.Dropout(dropout, name=f"{name}_drop")(x)
     return x
 
 
-def upsample(x, filters: int | None, *, mode: str = "transpose", conv: bool = True, name: str):
-    """Double the resolution: ``(N,H,W,C) -> (N,2H,2W,filters)``.
+def upsample(x, filters: int | None, *, mode: str = "transpose", conv: bool = True, name: str, dims: int = 2):
+    """Double the resolution: ``(N,H,W,C) -> (N,2H,2W,filters)`` (``dims=3``: ``2D`` too).
 
     ``"transpose"``: 2x2 transposed conv, stride 2 (the U-Net up-convolution).
-    ``"bilinear"``: bilinear upsampling followed by a 3x3 conv, or by nothing
-    when ``conv=False`` (then the channel count stays ``C``).
+    ``"bilinear"``: bilinear upsampling (nearest-neighbour in 3-D) followed by
+    a 3x3 conv, or by nothing when ``conv=False`` (then the channel count
+    stays ``C``).
     """
     check_choice(mode, UPSAMPLING_MODES, "upsampling")
     if mode == "transpose":
-        return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_upconv")(x)
-    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_upsample")(x)
+        return _layer("ConvTranspose", dims)(filters, 2, strides=2, padding="same", name=f"{name}_upconv")(x)
+    if dims == 2:
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_upsample")(x)
+    else:
+        x = _layer("UpSampling", dims)(2, name=f"{name}_upsample")(x)
     if not conv:
         return x
-    return layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_upconv")(x)
+    return _layer("Conv", dims)(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_upconv")(x)
 
 
 # --------------------------------------------------------------------------- residual / SE / ASPP
-def preact_residual_unit(x, filters: int, *, strides: int = 1, first: bool = False, name: str):
+def preact_residual_unit(x, filters: int, *, strides: int = 1, first: bool = False, name: str, dims: int = 2):
     """Pre-activation residual unit (He et al. 2016b, as used by ResUNet).
 
     Main path: BN-ReLU-Conv3x3(strides) -> BN-ReLU-Conv3x3; shortcut: 1x1
@@ -173,18 +223,19 @@ def preact_residual_unit(x, filters: int, *, strides: int = 1, first: bool = Fal
     the first conv (no pooling).  ``first=True`` drops the leading BN-ReLU
     (the unit that sees the raw image).
 
-    ``(N, H, W, C) -> (N, H/strides, W/strides, filters)``.
+    ``(N, H, W, C) -> (N, H/strides, W/strides, filters)`` (``dims=3``: 3x3x3 convs on ``(N, D, H, W, C)``).
     """
-    shortcut = layers.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False, name=f"{name}_short_conv")(x)
+    conv = _layer("Conv", dims)
+    shortcut = conv(filters, 1, strides=strides, padding="same", use_bias=False, name=f"{name}_short_conv")(x)
     shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_short_bn")(shortcut)
     y = x
     if not first:
         y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
         y = layers.Activation("relu", name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, strides=strides, padding="same", kernel_initializer="he_normal", name=f"{name}_conv1")(y)
+    y = conv(filters, 3, strides=strides, padding="same", kernel_initializer="he_normal", name=f"{name}_conv1")(y)
     y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     y = layers.Activation("relu", name=f"{name}_relu2")(y)
-    y = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_conv2")(y)
+    y = conv(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_conv2")(y)
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
@@ -252,7 +303,7 @@ def aspp(x, filters: int, *, rates: Sequence[int] = (1, 6, 12, 18), name: str):
 
 
 # --------------------------------------------------------------------------- attention
-def attention_gate(x, g, *, inter_filters: int, index: int, name: str = "attention"):
+def attention_gate(x, g, *, inter_filters: int, index: int, name: str = "attention", dims: int = 2):
     """Additive attention gate (Oktay et al. 2018) on the skip features ``x``.
 
     ``x``: skip, ``(N, H, W, Cx)``; ``g``: gating signal from the next
@@ -263,15 +314,21 @@ def attention_gate(x, g, *, inter_filters: int, index: int, name: str = "attenti
     1x1 conv to one channel, resampled bilinearly to ``H x W``.  Returns
     ``x * alpha`` (shape of ``x``).  Layers: ``{name}_psi_{index}`` (psi),
     ``attention_map_{index}`` (alpha at skip resolution, ``(N, H, W, 1)``),
-    ``{name}_gated_{index}`` (the gated skip).
+    ``{name}_gated_{index}`` (the gated skip).  ``dims=3``: the same on
+    ``(N, D, H, W, C)`` volumes, alpha upsampled nearest-neighbour (Keras has
+    no trilinear upsampling layer).
     """
-    theta_x = layers.Conv2D(inter_filters, 2, strides=2, padding="same", use_bias=False, name=f"{name}_wx_{index}")(x)
-    phi_g = layers.Conv2D(inter_filters, 1, padding="same", name=f"{name}_wg_{index}")(g)
+    conv = _layer("Conv", dims)
+    theta_x = conv(inter_filters, 2, strides=2, padding="same", use_bias=False, name=f"{name}_wx_{index}")(x)
+    phi_g = conv(inter_filters, 1, padding="same", name=f"{name}_wg_{index}")(g)
     q = layers.Add(name=f"{name}_add_{index}")([theta_x, phi_g])
     q = layers.Activation("relu", name=f"{name}_relu_{index}")(q)
-    psi = layers.Conv2D(1, 1, padding="same", name=f"{name}_psi_{index}")(q)
+    psi = conv(1, 1, padding="same", name=f"{name}_psi_{index}")(q)
     alpha = layers.Activation("sigmoid", name=f"{name}_sigmoid_{index}")(psi)
-    alpha = layers.UpSampling2D(2, interpolation="bilinear", name=f"attention_map_{index}")(alpha)
+    if dims == 2:
+        alpha = layers.UpSampling2D(2, interpolation="bilinear", name=f"attention_map_{index}")(alpha)
+    else:
+        alpha = _layer("UpSampling", dims)(2, name=f"attention_map_{index}")(alpha)
     return layers.Multiply(name=f"{name}_gated_{index}")([x, alpha])
 
 
@@ -304,13 +361,13 @@ def final_activation(num_classes: int) -> str:
     return "sigmoid" if num_classes == 1 else "softmax"
 
 
-def segmentation_head(x, num_classes: int, *, name: str = "output"):
+def segmentation_head(x, num_classes: int, *, name: str = "output", dims: int = 2):
     """1x1 conv to ``num_classes`` maps, then a float32 sigmoid/softmax layer named ``name``.
 
-    ``(N, H, W, C) -> (N, H, W, num_classes)``; the separate float32
+    ``(N, [D,] H, W, C) -> (N, [D,] H, W, num_classes)``; the separate float32
     Activation keeps probabilities in float32 under mixed precision.
     """
-    x = layers.Conv2D(num_classes, 1, padding="same", name=f"{name}_logits")(x)
+    x = _layer("Conv", dims)(num_classes, 1, padding="same", name=f"{name}_logits")(x)
     return layers.Activation(final_activation(num_classes), dtype="float32", name=name)(x)
 
 
@@ -342,12 +399,13 @@ def make_input(input_shape: tuple, name: str = "image"):
     return keras.Input(shape=input_shape, name=name)
 
 
-def check_unet_settings(input_shape, num_classes, depth, base_filters, dropout, upsampling, name):
+def check_unet_settings(input_shape, num_classes, depth, base_filters, dropout, upsampling, name, dims: int = 2):
     """Validate the settings U-Net, Attention U-Net and UNet++ share; returns them checked.
 
     ``(input_shape, num_classes, depth, base_filters, dropout)``; ValueError naming the bad one.
     """
-    input_shape = check_input_shape(input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name)
+    input_shape = check_input_shape(input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name,
+                                     dims=dims)
     num_classes = check_num_classes(num_classes)
     depth = check_positive_int(depth, "depth")
     base_filters = check_positive_int(base_filters, "base_filters")
@@ -356,16 +414,17 @@ def check_unet_settings(input_shape, num_classes, depth, base_filters, dropout, 
     return input_shape, num_classes, depth, base_filters, dropout
 
 
-def unet_encoder(x, depth: int, base_filters: int, *, batch_norm: bool, dropout: float):
-    """The contracting path and bridge of U-Net (two 3x3 convs per level, 2x2 max-pool).
+def unet_encoder(x, depth: int, base_filters: int, *, batch_norm: bool, dropout: float, dims: int = 2):
+    """The contracting path and bridge of U-Net (two 3x3 convs per level, 2x2 max-pool; 3-D: 3x3x3, 2x2x2).
 
     Returns ``(bridge, skips)``; ``skips[level]`` has ``base_filters * 2**level`` channels
     at ``1 / 2**level`` of the input resolution.
     """
     skips = []
     for level in range(depth):
-        x = double_conv(x, base_filters * 2**level, batch_norm=batch_norm, dropout=dropout, name=f"enc{level}")
+        x = double_conv(x, base_filters * 2**level, batch_norm=batch_norm, dropout=dropout, name=f"enc{level}",
+                        dims=dims)
         skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = double_conv(x, base_filters * 2**depth, batch_norm=batch_norm, dropout=dropout, name="bridge")
+        x = _layer("MaxPooling", dims)(2, name=f"enc{level}_pool")(x)
+    x = double_conv(x, base_filters * 2**depth, batch_norm=batch_norm, dropout=dropout, name="bridge", dims=dims)
     return x, skips

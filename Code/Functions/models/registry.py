@@ -3,6 +3,11 @@
 :mod:`Functions.models` exposes it as ``MODEL_REGISTRY`` / ``build_model``;
 adding an architecture means writing its builder and adding one
 :class:`ModelSpec` line to ``_SPECS`` below.
+
+Volume (3-D) models live in their own table, ``VOLUME_SPECS`` (``_SPECS_3D``),
+so that everything that walks the image models (``architectures``,
+``compare``, ``benchmark``) keeps building 2-D inputs; :func:`get_spec` and
+``build_model`` find both, and ``available_models(dims=3)`` lists the 3-D ones.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from Functions.models.resunet import build_resunet
 from Functions.models.resunet_plus_plus import build_resunet_plus_plus
 from Functions.models.unet import build_unet
 from Functions.models.unet_plus_plus import build_unet_plus_plus
+from Functions.models.volumetric import build_attention_unet3d, build_resunet3d, build_unet3d
 
 TASKS = ("segmentation", "classification")
 
@@ -28,6 +34,7 @@ class ModelSpec:
     builder: Callable
     task: str
     paper: str
+    dims: int = 2                  # spatial dimensions of the input: 2 (images) or 3 (volumes)
 
 
 _SPECS: tuple[ModelSpec, ...] = (
@@ -48,16 +55,28 @@ _SPECS: tuple[ModelSpec, ...] = (
               "He et al. 2016, ResNet-50 (keras.applications, ImageNet weights)"),
 )
 
+_SPECS_3D: tuple[ModelSpec, ...] = (
+    ModelSpec("unet3d", build_unet3d, "segmentation", "Cicek et al. 2016, 3D U-Net", dims=3),
+    ModelSpec("attention_unet3d", build_attention_unet3d, "segmentation",
+              "Oktay et al. 2018, Attention U-Net (3-D)", dims=3),
+    ModelSpec("resunet3d", build_resunet3d, "segmentation", "Zhang, Liu & Wang 2018, deep residual U-Net (3-D)",
+              dims=3),
+)
+
 SPECS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 MODEL_REGISTRY: dict[str, Callable] = {s.name: s.builder for s in _SPECS}
+#: The 3-D (volume) segmentation models, name -> spec.
+VOLUME_SPECS: dict[str, ModelSpec] = {s.name: s for s in _SPECS_3D}
+VOLUME_REGISTRY: dict[str, Callable] = {s.name: s.builder for s in _SPECS_3D}
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec for ``name``; ValueError listing the valid names otherwise."""
+    """The spec for ``name`` (2-D or 3-D); ValueError listing the valid names otherwise."""
     try:
-        return SPECS[name]
+        return SPECS[name] if name in SPECS else VOLUME_SPECS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}") from None
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}, "
+                         f"or for volumes {', '.join(VOLUME_REGISTRY)}") from None
 
 
 def default_options(builder: Callable) -> dict:

@@ -20,6 +20,7 @@ def build_resunet(
     base_filters: int = 16,
     upsampling: str = "bilinear",
     name: str = "resunet",
+    dims: int = 2,
 ) -> keras.Model:
     """ResUNet: a U-Net made of pre-activation residual units.
 
@@ -34,13 +35,16 @@ def build_resunet(
     concatenates the encoder features of that level and applies one residual
     unit.  The paper's network is ``depth=3, base_filters=64``.
 
+    ``dims=3`` builds the same network for volumes (3-D convolutions and
+    pooling, see :mod:`Functions.models.volumetric`).
+
     Input: ``(N, H, W, C)``, ``H`` and ``W`` multiples of ``2**depth`` (or ``None``).
     Output: ``(N, H, W, num_classes)`` float32 probabilities.
 
     Default parameter count: 518,513
     """
     input_shape = blocks.check_input_shape(
-        input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name
+        input_shape, factor=2**depth, factor_text=f"2**{depth}={2**depth}", model=name, dims=dims
     )
     num_classes = blocks.check_num_classes(num_classes)
     depth = blocks.check_positive_int(depth, "depth")
@@ -52,15 +56,16 @@ def build_resunet(
     skips = []
     for level in range(depth):
         x = blocks.preact_residual_unit(
-            x, base_filters * 2**level, strides=1 if level == 0 else 2, first=level == 0, name=f"enc{level}"
+            x, base_filters * 2**level, strides=1 if level == 0 else 2, first=level == 0, name=f"enc{level}",
+            dims=dims,
         )
         skips.append(x)
-    x = blocks.preact_residual_unit(x, base_filters * 2**depth, strides=2, name="bridge")
+    x = blocks.preact_residual_unit(x, base_filters * 2**depth, strides=2, name="bridge", dims=dims)
     for level in reversed(range(depth)):
         # The paper upsamples without weights; "transpose" uses a learned 2x2 up-convolution.
-        x = blocks.upsample(x, base_filters * 2**level, mode=upsampling, conv=False, name=f"dec{level}")
+        x = blocks.upsample(x, base_filters * 2**level, mode=upsampling, conv=False, name=f"dec{level}", dims=dims)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = blocks.preact_residual_unit(x, base_filters * 2**level, name=f"dec{level}")
-    outputs = blocks.segmentation_head(x, num_classes)
+        x = blocks.preact_residual_unit(x, base_filters * 2**level, name=f"dec{level}", dims=dims)
+    outputs = blocks.segmentation_head(x, num_classes, dims=dims)
     return keras.Model(inputs, outputs, name=name)
 

@@ -22,6 +22,7 @@ def build_unet(
     dropout: float = 0.0,
     upsampling: str = "transpose",
     name: str = "unet",
+    dims: int = 2,
 ) -> keras.Model:
     """U-Net: a contracting path, an expanding path and skip concatenations.
 
@@ -36,6 +37,9 @@ def build_unet(
     level and applies two conv units.  'same' padding keeps output size =
     input size (the paper used 'valid' padding and cropped skips).
 
+    ``dims=3`` builds the same network for volumes (3-D convolutions and
+    pooling, see :mod:`Functions.models.volumetric`).
+
     Input: ``(N, H, W, C)`` with ``H`` and ``W`` multiples of ``2**depth``
     (or ``None``); any ``C``.
     Output: ``(N, H, W, num_classes)`` float32 probabilities (sigmoid when
@@ -44,15 +48,15 @@ def build_unet(
     Default parameter count: 1,945,233
     """
     input_shape, num_classes, depth, base_filters, dropout = blocks.check_unet_settings(
-        input_shape, num_classes, depth, base_filters, dropout, upsampling, name
+        input_shape, num_classes, depth, base_filters, dropout, upsampling, name, dims
     )
 
     inputs = blocks.make_input(input_shape)
-    x, skips = blocks.unet_encoder(inputs, depth, base_filters, batch_norm=batch_norm, dropout=dropout)
+    x, skips = blocks.unet_encoder(inputs, depth, base_filters, batch_norm=batch_norm, dropout=dropout, dims=dims)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        x = blocks.upsample(x, filters, mode=upsampling, name=f"dec{level}")
+        x = blocks.upsample(x, filters, mode=upsampling, name=f"dec{level}", dims=dims)
         x = layers.Concatenate(name=f"dec{level}_concat")([skips[level], x])
-        x = blocks.double_conv(x, filters, batch_norm=batch_norm, dropout=dropout, name=f"dec{level}")
-    outputs = blocks.segmentation_head(x, num_classes)
+        x = blocks.double_conv(x, filters, batch_norm=batch_norm, dropout=dropout, name=f"dec{level}", dims=dims)
+    outputs = blocks.segmentation_head(x, num_classes, dims=dims)
     return keras.Model(inputs, outputs, name=name)

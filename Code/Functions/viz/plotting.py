@@ -11,11 +11,13 @@ import os
 
 import numpy as np
 
-TRUTH_COLOR = (0.0, 1.0, 0.0)   # green
-PRED_COLOR = (1.0, 0.0, 1.0)    # magenta
+from Functions.data.overlays import (  # noqa: F401 - array drawing, shown in the figures below
+    CLASS_COLORS, PRED_COLOR, TRUTH_COLOR, class_palette, colour_classes, display_image, mask_plane, overlay,
+    overlay_classes)
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot``, on the Agg backend unless a notebook already chose an inline one."""
     import matplotlib
 
     if "ipykernel" not in os.environ.get("MPLBACKEND", "") and matplotlib.get_backend().lower() not in (
@@ -26,64 +28,34 @@ def _plt():
     return plt
 
 
-def _save(fig, path):
+def save_figure(fig, path=None):
+    """Save ``fig`` to ``path`` (110 dpi, tight) when a path is given; return ``fig``."""
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
 
 
-def display_image(image: np.ndarray) -> np.ndarray:
-    """An ``(H, W, C)`` image as something ``imshow`` shows well: 2-D gray or RGB scaled to [0, 1]."""
-    x = np.asarray(image, dtype=np.float32)
-    if x.ndim == 3 and x.shape[-1] == 1:
-        x = x[..., 0]
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-
-
-def overlay(image: np.ndarray, mask: np.ndarray | None = None, pred: np.ndarray | None = None,
-            alpha: float = 0.45) -> np.ndarray:
-    """RGB ``(H, W, 3)`` float image with the truth (green) and prediction (magenta) drawn over it.
-
-    Filled areas are tinted with ``alpha``; contours are drawn solid.
-    """
-    from skimage.segmentation import find_boundaries
-
-    base = display_image(image)
-    rgb = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base.copy()
-    for m, color in ((mask, TRUTH_COLOR), (pred, PRED_COLOR)):
-        if m is None:
-            continue
-        m = np.asarray(m)
-        m = m[..., 0] if m.ndim == 3 else m
-        on = m > 0
-        rgb[on] = (1 - alpha) * rgb[on] + alpha * np.asarray(color)
-        rgb[find_boundaries(on, mode="inner")] = color
-    return np.clip(rgb, 0, 1)
-
-
 def plot_samples(images, masks, n: int = 4, titles=None, path=None):
     """Rows of image | mask | overlay for the first ``n`` samples."""
-    plt = _plt()
+    plt = pyplot()
     n = min(n, len(images))
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
     for i in range(n):
-        m = np.asarray(masks[i])
-        m = m[..., 0] if m.ndim == 3 else m
+        m = mask_plane(masks[i])
         panels = (display_image(images[i]), m, overlay(images[i], m))
         for j, (ax, p) in enumerate(zip(axes[i], panels)):
             ax.imshow(p, cmap="gray" if p.ndim == 2 else None)
             ax.set_axis_off()
             ax.set_title(("image" if titles is None else str(titles[i]), "mask", "overlay")[j], fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(history, path=None, metrics=("loss", "dice")):
     """Loss and Dice per epoch, training and validation, from a Keras ``History``, a dict or a ``history.csv``."""
     import pandas as pd
 
-    plt = _plt()
+    plt = pyplot()
     if hasattr(history, "history"):
         df = pd.DataFrame(history.history)
         df.insert(0, "epoch", range(len(df)))
@@ -105,19 +77,16 @@ def plot_history(history, path=None, metrics=("loss", "dice")):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_predictions(images, masks, preds, n: int = 4, scores=None, titles=None, path=None):
     """Rows of image | truth | prediction | overlay (truth green, prediction magenta)."""
-    plt = _plt()
+    plt = pyplot()
     n = min(n, len(images))
     fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
     for i in range(n):
-        m = np.asarray(masks[i])
-        m = m[..., 0] if m.ndim == 3 else m
-        p = np.asarray(preds[i])
-        p = p[..., 0] if p.ndim == 3 else p
+        m, p = mask_plane(masks[i]), mask_plane(preds[i])
         panels = (display_image(images[i]), m, p, overlay(images[i], m, p))
         heads = ["image" if titles is None else str(titles[i]), "truth", "prediction",
                  "overlay" + ("" if scores is None else f"  Dice {scores[i]:.3f}")]
@@ -126,7 +95,7 @@ def plot_predictions(images, masks, preds, n: int = 4, scores=None, titles=None,
             ax.set_title(head, fontsize=9)
             ax.set_axis_off()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter=None,
@@ -137,8 +106,10 @@ def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter
     Args:
         image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` image (any intensity scale).
         mask: ``(H, W)`` or ``(H, W, 1)`` label mask, or ``None`` for no outline.
-        augmenter: anything :func:`Functions.augmentation.get_augmenter` accepts;
-            ``None`` uses the ``"default"`` preset.
+        augmenter: anything :func:`Functions.data.augmentation.get_augmenter` accepts
+            (a preset name such as ``"ultrasound"``, a dict, an ``Augmenter``);
+            ``None``, ``False`` or ``"none"`` mean no augmentation (every panel
+            shows the original).
         n: number of augmented versions.
         seed: version ``i`` uses ``rng_for(seed, i)``, so the grid is reproducible.
         ncols: panels per row.
@@ -157,8 +128,8 @@ def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter
 
     if int(n) < 1:
         raise ValueError(f"plot_augmentation_grid: n={n!r} must be at least 1")
-    plt = _plt()
-    aug = get_augmenter("default" if augmenter is None else augmenter)
+    plt = pyplot()
+    aug = get_augmenter(augmenter)
     image = np.asarray(image)
     lo, hi = float(np.min(image)), float(np.max(image))
     span = hi - lo if hi > lo else 1.0
@@ -195,7 +166,7 @@ def plot_augmentation_grid(image: np.ndarray, mask: np.ndarray | None, augmenter
     for ax in list(axes.flat)[len(panels):]:
         ax.remove()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _wrap_title(text: str, width: int) -> str:
@@ -220,7 +191,7 @@ def plot_confusion_matrix(matrix, classes, normalize: bool = True, path=None):
     class) and every cell is labelled ``count`` and ``fraction``; otherwise the
     colours show counts.
     """
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(matrix, dtype=np.int64)
     rows = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
@@ -242,7 +213,7 @@ def plot_confusion_matrix(matrix, classes, normalize: bool = True, path=None):
     acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
     ax.set_title(f"Confusion matrix ({int(cm.sum())} images, accuracy {acc:.3f})", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(y_true, probabilities, classes, path=None):
@@ -250,7 +221,7 @@ def plot_roc(y_true, probabilities, classes, path=None):
     probabilities ``(N, K)``."""
     from Functions.metrics.classification import roc_auc, roc_curve
 
-    plt = _plt()
+    plt = pyplot()
     y = np.asarray(y_true)
     probs = np.asarray(probabilities, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(5, 4.6))
@@ -269,12 +240,12 @@ def plot_roc(y_true, probabilities, classes, path=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
     """RGB ``(H, W, 3)`` float image: ``heatmap`` ``(H, W)`` in [0, 1] coloured with ``cmap`` over the image."""
-    plt = _plt()
+    plt = pyplot()
     base = display_image(image)
     rgb = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
     colour = plt.get_cmap(cmap)(np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1))[..., :3]
@@ -287,7 +258,7 @@ def plot_gradcam(images, heatmaps, titles=None, ncols: int = 4, path=None):
     ``images`` ``(N, H, W, C)``, ``heatmaps`` ``(N, H, W)`` in [0, 1] (see
     :mod:`Functions.gradcam`); ``titles`` one string per image.
     """
-    plt = _plt()
+    plt = pyplot()
     n = len(images)
     cols = max(1, min(ncols, n))
     groups = -(-n // cols)
@@ -302,4 +273,57 @@ def plot_gradcam(images, heatmaps, titles=None, ncols: int = 4, path=None):
         axes[r + 1, c].imshow(heatmap_overlay(images[i], heatmaps[i]))
         axes[r + 1, c].set_title("Grad-CAM", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- classes and instances
+def add_class_legend(fig_or_ax, class_names, loc: str = "lower center"):
+    """Draw a colour legend (one patch per class, background included) on a figure or an axis."""
+    from matplotlib.patches import Patch
+
+    pal = class_palette(len(class_names))
+    handles = [Patch(facecolor=pal[k], edgecolor="0.3", label=f"{k}: {name}") for k, name in enumerate(class_names)]
+    if hasattr(fig_or_ax, "legend") and hasattr(fig_or_ax, "axes") and not hasattr(fig_or_ax, "imshow"):
+        return fig_or_ax.legend(handles=handles, loc=loc, ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    return fig_or_ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
+
+
+def plot_class_predictions(images, truths, preds, class_names, n: int = 4, titles=None, path=None):
+    """Rows of image | truth classes | predicted classes | overlay, with a colour legend of the classes.
+
+    ``images``: ``(N, H, W[, C])``; ``truths``/``preds``: class maps ``(N, H, W)`` (``truths`` may be None).
+    """
+    plt = pyplot()
+    k = len(class_names)
+    n = min(n, len(images))
+    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n + 0.5), squeeze=False)
+    for i in range(n):
+        panels = [display_image(images[i]),
+                  colour_classes(truths[i], k) if truths is not None else np.zeros(np.shape(preds[i]) + (3,)),
+                  colour_classes(preds[i], k), overlay_classes(images[i], preds[i], k)]
+        heads = ["image" if titles is None else str(titles[i]), "truth", "prediction", "overlay (prediction)"]
+        for ax, im, head in zip(axes[i], panels, heads):
+            ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+            ax.set_title(head, fontsize=9)
+            ax.set_axis_off()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    add_class_legend(fig, class_names)
+    return save_figure(fig, path)
+
+
+def plot_instances(image, truth, pred, title: str | None = None, path=None, seed: int = 0):
+    """image | true instances | predicted instances, each object in its own colour ``(H, W)`` label maps."""
+    from Functions.inference.instances import colour_labels
+
+    plt = pyplot()
+    panels = [(display_image(image), "image" if title is None else title)]
+    if truth is not None:
+        panels.append((colour_labels(truth, seed), f"truth: {len(np.unique(truth)) - 1} objects"))
+    panels.append((colour_labels(pred, seed + 1), f"prediction: {len(np.unique(pred)) - 1} objects"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), squeeze=False)
+    for ax, (im, head) in zip(axes[0], panels):
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+        ax.set_title(head, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return save_figure(fig, path)

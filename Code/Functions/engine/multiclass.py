@@ -1,0 +1,403 @@
+"""Multi-class semantic and instance segmentation runs on the one training loop.
+
+:func:`task_for` picks the task of a :class:`~Functions.engine.segmentation.TrainConfig`:
+
+* binary (``num_classes`` 1, or inferred as binary) - the plain :class:`SegmentationTask`;
+* :class:`MultiClassTask` - ``num_classes K >= 2`` given, or inferred from the
+  training masks' values (:func:`Functions.data.classes.infer_class_map`), or a
+  ``class_map``: masks read as class maps ``0..K-1``, a softmax head, per-class
+  Dice/IoU every epoch (``dice_1``, ``val_iou_2`` ... in ``history.csv``), and
+  per-class, macro (empty classes excluded, MONAI ``ignore_empty``) and micro
+  means on the test split (``metrics.json``, ``test_metrics.csv``,
+  ``report.md``), a pixel confusion matrix and figures with a colour legend;
+* :class:`InstanceTask` - ``task="instance"``: instance label maps
+  (:func:`Functions.data.instances.read_instances`) become 3-class targets
+  (background / interior / boundary) for a softmax U-Net; the test split is
+  decoded by watershed and scored with the instance metrics (DSB2018 score,
+  AP50/75, F1, PQ/SQ/RQ, AJI) and the pixel Dice of the foreground.  Test
+  scoring happens at the training resolution (``--image-size``), against the
+  true label maps resized by nearest neighbour; ``evaluate --task instance
+  --run`` scores at each image's own size.
+
+The class mapping used is printed, saved in ``config.json`` (``class_map``,
+``num_classes``) and ``classes.json``, and read back by ``predict``/``evaluate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from Functions.base.errors import UserError
+from Functions.base.runs import write_json
+from Functions.base.runtime import peak_rss_mb
+from Functions.engine.fit import Task, best_epoch
+
+log = logging.getLogger("Functions")
+
+
+# ----------------------------------------------------------------------------- choosing the task
+def class_setup(config, samples) -> tuple[int, dict | None]:
+    """``(num_classes, value -> class mapping or None)`` for a semantic run on ``samples``.
+
+    ``config.class_map`` wins; else ``config.num_classes``; else the mapping
+    inferred from the mask files (samples with one mask image each).
+    """
+    from Functions.data.classes import infer_class_map, parse_class_map
+
+    mapping = parse_class_map(config.class_map) if config.class_map else None
+    if mapping is not None:
+        k = max(mapping.values()) + 1
+        if config.num_classes not in (None, k) and not (config.num_classes == 1 and k == 2):
+            raise UserError(f"--class-map gives {k} classes but --num-classes is {config.num_classes}; "
+                            "make them agree or drop --num-classes", field="num_classes")
+        return (1 if k == 2 else k), mapping
+    files = [s.masks[0] for s in samples if getattr(s, "kind", "image") == "image" and len(s.masks) == 1]
+    if config.num_classes is not None:
+        if config.num_classes > 1 and files and len(files) == len(samples):
+            inferred = infer_class_map(files)   # 0/128/255 masks with --num-classes 3: map the values in order
+            if inferred is not None and len(inferred) == config.num_classes and max(inferred) >= config.num_classes:
+                return config.num_classes, inferred
+        return config.num_classes, None
+    if len(files) < len(samples):   # several masks per image (instances, BUSI _mask_1) or volumes: binary
+        return 1, None
+    mapping = infer_class_map(files)
+    if mapping is None:
+        return 1, None
+    return len(mapping), mapping
+
+
+def task_for(config, base):
+    """The :class:`~Functions.engine.fit.Task` for ``config`` (see the module docstring).
+
+    ``base``: the binary segmentation task (``Functions.engine.segmentation.SEGMENTATION``), whose
+    data loading, model building, batches and binary scoring these tasks reuse (passed in, so this
+    module does not import the segmentation module that calls it).
+    """
+    if getattr(config, "task", "semantic") == "instance":
+        return InstanceTask(base)
+    if config.class_map or (config.num_classes or 1) > 1:
+        return MultiClassTask(base)
+    if config.num_classes is None:
+        return MultiClassTask(base)   # decides in prepare(): falls back to binary when the masks are binary
+    return BinaryCheckedTask(base)
+
+
+# ----------------------------------------------------------------------------- loading
+def _samples(config):
+    from Functions.data.sources import resolve_samples
+
+    return resolve_samples(config.data, config.dataset, config.data_dir, sample="nuclei")
+
+
+def _resized(mask: np.ndarray, size) -> np.ndarray:
+    from Functions.data.preprocessing import resize_mask
+
+    return resize_mask(np.asarray(mask), size) if size is not None else np.asarray(mask)
+
+
+def replace_with_class_maps(data: dict, mapping: dict | None, num_classes: int, image_size) -> None:
+    """Swap the binary masks of every split for class maps ``(N, H, W, 1)`` uint8 (nearest-neighbour resize)."""
+    from Functions.data.classes import read_class_mask
+
+    for name in ("train", "val", "test"):
+        x, y, subset = data[name]
+        if x is None:
+            continue
+        for s in subset:
+            if getattr(s, "kind", "image") != "image" or len(s.masks) != 1:
+                raise UserError(f"multi-class training reads one class-map image per sample; {s.image} has "
+                                f"{len(s.masks)} mask files (or is a volume slice); pass --num-classes 1 for binary")
+        y = np.stack([_resized(read_class_mask(s.masks[0], mapping, num_classes), image_size)
+                      for s in subset])[..., None].astype(np.uint8)
+        data[name] = (x, y, subset)
+
+
+def check_binary(data: dict) -> None:
+    """``--num-classes 1``: refuse a label map (3+ values) in any mask file of an image sample."""
+    from Functions.data.classes import check_binary_mask, read_raw_mask
+
+    for name in ("train", "val", "test"):
+        for s in data[name][2]:
+            if getattr(s, "kind", "image") == "image" and len(s.masks) == 1:
+                check_binary_mask(read_raw_mask(s.masks[0]), s.masks[0])
+
+
+def replace_with_instance_targets(data: dict, image_size, width: int = 1) -> None:
+    """Swap masks for 3-class targets ``(N, H, W, 1)``; keep the resized label maps in ``data["labels"]``."""
+    from Functions.data.instance_targets import three_class_target
+    from Functions.data.instances import read_instances
+
+    data["labels"] = {}
+    for name in ("train", "val", "test"):
+        x, y, subset = data[name]
+        if x is None:
+            continue
+        labels = []
+        for s in subset:
+            if getattr(s, "kind", "image") != "image":
+                raise UserError(f"--task instance reads instance masks from image files; {s.image} is a "
+                                f"{s.kind} sample")
+            labels.append(_resized(read_instances(s).astype(np.int32), image_size))
+        data["labels"][name] = labels
+        data[name] = (x, np.stack([three_class_target(m, width) for m in labels])[..., None], subset)
+
+
+# ----------------------------------------------------------------------------- tasks
+class Delegating(Task):
+    """A task that does everything as ``base`` (the segmentation task) unless a subclass overrides it."""
+
+    def __init__(self, base):
+        self.base = base
+        self.command, self.config_class = base.command, base.config_class
+
+    def prepare(self, config):
+        return self.base.prepare(config)
+
+    def settle(self, config, data):
+        self.base.settle(config, data)
+
+    def split_record(self, data):
+        return self.base.split_record(data)
+
+    def run_files(self, config, data):
+        return self.base.run_files(config, data)
+
+    def describe(self, config, data, model):
+        return self.base.describe(config, data, model)
+
+    def build(self, config, data):
+        return self.base.build(config, data)
+
+    def compile(self, model, config):
+        self.base.compile(model, config)
+
+    def monitor_name(self, model, monitor):
+        return self.base.monitor_name(model, monitor)
+
+    def batches(self, config, data, model, batch_size):
+        return self.base.batches(config, data, model, batch_size)
+
+    def fit_kwargs(self, config, data):
+        return self.base.fit_kwargs(config, data)
+
+    def callbacks(self, config, model, run_dir, data):
+        return self.base.callbacks(config, model, run_dir, data)
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        return self.base.finish(model, config, data, run_dir, hist, seconds)
+
+    def reproduce(self, config):
+        return self.base.reproduce(config)
+
+
+class BinaryCheckedTask(Delegating):
+    """``--num-classes 1`` given: binary, refusing label-map masks with one clear error."""
+
+    def prepare(self, config):
+        data = self.base.prepare(config)
+        check_binary(data)
+        return data
+
+
+class MultiClassTask(Delegating):
+    """Softmax over ``K`` classes; or binary when the class setup finds binary masks."""
+
+    def prepare(self, config):
+        from Functions.data.classes import format_class_map
+
+        k, mapping = class_setup(config, _samples(config))
+        if isinstance(config.patch_size, int) and (k > 1 or mapping is not None):
+            raise UserError("--patch-size (native-resolution patch training) handles binary masks so far; these "
+                            f"masks hold {max(k, 2)} classes - train them with --image-size N instead",
+                            field=None)
+        data = self.base.prepare(config)
+        data["num_classes"], data["class_map"] = k, mapping
+        if k > 1 or mapping is not None:
+            replace_with_class_maps(data, mapping, max(k, 2), config.image_size)
+            if config.num_classes is None or mapping is not None:
+                print(f"classes: {max(k, 2)} from mask values {format_class_map(mapping)} "
+                      f"(value:class; saved in config.json)", flush=True)
+        return data
+
+    def settle(self, config, data):
+        from Functions.data.classes import format_class_map
+
+        super().settle(config, data)
+        config.num_classes = int(data.get("num_classes") or config.num_classes or 1)
+        if data.get("class_map") is not None:
+            config.class_map = format_class_map(data["class_map"])
+
+    def run_files(self, config, data):
+        if (config.num_classes or 1) <= 1:
+            return {}
+        k = config.num_classes
+        return {"classes.json": {"num_classes": k, "class_map": config.class_map,
+                                 "class_names": class_names(config)}}
+
+    def compile(self, model, config):
+        self.base.compile(model, config)
+        compile_with_classes(model, config)
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        if (config.num_classes or 1) <= 1:
+            return self.base.finish(model, config, data, run_dir, hist, seconds)
+        return finish_multiclass(self, model, config, data, run_dir, hist, seconds)
+
+
+class InstanceTask(MultiClassTask):
+    """3-class (background/interior/boundary) U-Net decoded by watershed into instance label maps."""
+
+    def prepare(self, config):
+        if isinstance(getattr(config, "patch_size", None), int):
+            raise UserError("--patch-size (native-resolution patch training) handles binary masks so far; "
+                            "train --task instance with --image-size N instead", field=None)
+        data = self.base.prepare(config)
+        replace_with_instance_targets(data, config.image_size)
+        data["num_classes"], data["class_map"] = 3, None
+        return data
+
+    def settle(self, config, data):
+        super().settle(config, data)
+        config.num_classes = 3
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        return finish_instance(self, model, config, data, run_dir, hist, seconds)
+
+
+def class_names(config) -> list[str]:
+    """Names of the classes: ``background, interior, boundary`` for instance runs, else ``class 1..``."""
+    from Functions.data.instance_targets import THREE_CLASS_NAMES
+
+    if getattr(config, "task", "semantic") == "instance":
+        return list(THREE_CLASS_NAMES)
+    return ["background"] + [f"class {c}" for c in range(1, int(config.num_classes or 2))]
+
+
+def compile_with_classes(model, config) -> None:
+    """Compile a model the base task compiled again, with per-class metrics and class weights for K >= 2."""
+    import keras
+
+    from Functions.losses import get_loss
+    from Functions.metrics.class_streaming import per_class_metrics
+    from Functions.metrics.streaming import segmentation_metrics
+
+    k = int(model.outputs[-1].shape[-1])
+    if k < 2 and not config.class_weights:
+        return
+    kwargs = {"class_weights": list(config.class_weights)} if config.class_weights else {}
+    try:
+        loss = get_loss(config.loss, **kwargs)
+    except ValueError as exc:
+        raise UserError(f"{exc} (class weights work with cce, cce_dice, dice and focal)", field="loss") from None
+    n_out = len(model.outputs)
+    metrics = segmentation_metrics(num_classes=k, threshold=config.threshold) + (per_class_metrics(k) if k > 1 else [])
+    if n_out > 1:
+        loss = [get_loss(config.loss, **kwargs) for _ in range(n_out)]
+        metrics = [[] for _ in range(n_out - 1)] + [metrics]
+    model.compile(optimizer=model.optimizer if model.optimizer is not None
+                  else keras.optimizers.Adam(learning_rate=config.learning_rate),
+                  loss=loss, loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
+                  weighted_metrics=metrics, jit_compile=model.jit_compile, run_eagerly=config.run_eagerly)
+
+
+# ----------------------------------------------------------------------------- scoring
+def _common(task, model, config, hist, seconds, split_name, n) -> dict:
+    return {"split": split_name, "n_images": int(n), "epochs_trained": int(len(hist)),
+            "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            **best_epoch(hist, task.monitor_name(model, config.monitor))}
+
+
+def _test_split(data):
+    if data["test"][0] is not None:
+        return data["test"], "test"
+    return data["val"], "validation"
+
+
+def finish_multiclass(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
+    """Per-class, macro and micro test metrics, confusion matrix, figures with a colour legend, report."""
+    import matplotlib.pyplot as plt
+
+    from Functions.inference.tta import predict_probabilities
+    from Functions.metrics.segmentation import confusion_matrix, per_image_metrics, summarize
+    from Functions.viz.plotting import plot_class_predictions, plot_confusion_matrix, plot_history
+    from Functions.viz.reports import write_report
+
+    k = int(config.num_classes)
+    (x_te, y_te, s_te), split_name = _test_split(data)
+    probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
+    preds = np.argmax(probs, axis=-1).astype(np.uint8)
+    truth = y_te[..., 0]
+    table = per_image_metrics(list(truth), list(preds), names=[s.id for s in s_te], num_classes=max(k, 3))
+    if k == 2:  # per_image_metrics scores 2 classes as binary; keep the multi-class columns for one format
+        table = table[[c for c in table.columns if not c.endswith("_2")]]
+    table.to_csv(run_dir / "test_metrics.csv", index=False)
+    summary = summarize(table)
+    metrics = {c: float(summary.loc["mean", c]) for c in summary.columns}
+    metrics["dice"], metrics["iou"] = metrics["macro_dice"], metrics["macro_iou"]
+    cm = sum(confusion_matrix(t, p, k) for t, p in zip(truth, preds))
+    names = class_names(config)
+    metrics.update(_common(task, model, config, hist, seconds, split_name, len(table)))
+    metrics.update({"num_classes": k, "class_map": config.class_map, "class_names": names,
+                    "confusion_matrix": np.asarray(cm).tolist(),
+                    "summary": {c: {s: _num(summary.loc[s, c]) for s in summary.index} for c in summary.columns}})
+    write_json(run_dir / "metrics.json", metrics)
+    plt.close(plot_history(hist, run_dir / "curves.png"))
+    plt.close(plot_confusion_matrix(cm, names, path=run_dir / "confusion_matrix.png"))
+    pick = np.arange(min(4, len(x_te)))
+    plt.close(plot_class_predictions(x_te[pick], truth[pick], preds[pick], names, n=len(pick),
+                                     titles=[s_te[i].id for i in pick], path=run_dir / "predictions.png"))
+    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
+    per_class = "  ".join(f"{names[c]} {metrics.get(f'dice_{c}', float('nan')):.4f}" for c in range(1, k))
+    print(f"Test ({split_name}, {len(table)} images): macro Dice {metrics['macro_dice']:.4f}  micro Dice "
+          f"{metrics['micro_dice']:.4f}  per class: {per_class} ({seconds:.0f} s training) -> {run_dir}", flush=True)
+    return metrics
+
+
+def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
+    """Watershed-decoded test predictions scored with the instance metrics + pixel Dice; figures; report."""
+    import matplotlib.pyplot as plt
+
+    from Functions.evaluation.instance import score_instances
+    from Functions.inference.instances import probabilities_to_labels
+    from Functions.inference.tta import predict_probabilities
+    from Functions.viz.plotting import plot_history, plot_instances
+    from Functions.viz.reports import write_report
+
+    (x_te, _, s_te), split_name = _test_split(data)
+    trues = data["labels"]["test" if split_name == "test" else "val"]
+    probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
+    preds = [probabilities_to_labels(p) for p in probs]
+    table = score_instances(trues, preds, names=[s.id for s in s_te])
+    table.to_csv(run_dir / "test_metrics.csv", index=False)
+    mean = table.iloc[-1]
+    metrics = {c: float(mean[c]) for c in table.columns if c != "image"}
+    metrics["dice"] = metrics["pixel_dice"]
+    metrics["iou"] = float(np.mean([_iou(t, p) for t, p in zip(trues, preds)]))
+    metrics.update(_common(task, model, config, hist, seconds, split_name, len(table) - 1))
+    metrics["task"] = "instance"
+    write_json(run_dir / "metrics.json", metrics)
+    plt.close(plot_history(hist, run_dir / "curves.png"))
+    worst = int(np.argmin(table["dsb_score"].to_numpy()[:-1]))
+    plt.close(plot_instances(x_te[worst], trues[worst], preds[worst], title=f"{s_te[worst].id} (lowest DSB score)",
+                             path=run_dir / "predictions.png"))
+    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
+    print(f"Test ({split_name}, {len(table) - 1} images): DSB score {metrics['dsb_score']:.4f}  AP50 "
+          f"{metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
+          f"{metrics['pixel_dice']:.4f} ({seconds:.0f} s training) -> {run_dir}", flush=True)
+    return metrics
+
+
+def _iou(t, p) -> float:
+    from Functions.metrics.segmentation import iou
+
+    return iou(np.asarray(t) > 0, np.asarray(p) > 0)
+
+
+def _num(v):
+    v = float(v)
+    return None if np.isnan(v) else v

@@ -1,0 +1,191 @@
+"""``evaluate --task instance`` and ``predict --task instance`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from Functions.cli import main
+from Functions.data.instances import write_label_map
+from Functions.metrics.instance import INSTANCE_COLUMNS, instance_metrics
+
+
+def _squares(spec, shape=(16, 20)):
+    m = np.zeros(shape, np.uint16)
+    for label, r0, c0, h, w in spec:
+        m[r0:r0 + h, c0:c0 + w] = label
+    return m
+
+
+CASES = {
+    # name: (truth spec, prediction spec)
+    "identical": ([(1, 0, 0, 4, 4), (2, 6, 8, 4, 4)], [(70, 0, 0, 4, 4), (3, 6, 8, 4, 4)]),
+    "split": ([(1, 0, 0, 4, 4)], [(1, 0, 0, 4, 3), (2, 0, 3, 4, 1)]),
+    "merged": ([(1, 0, 0, 4, 4), (2, 0, 4, 4, 4)], [(9, 0, 0, 4, 8)]),
+    "empty_truth": ([], [(1, 0, 0, 4, 4)]),
+    "both_empty": ([], []),
+}
+
+
+def _write_cases(root):
+    for name, (t, p) in CASES.items():
+        write_label_map(root / "masks" / f"{name}.png", _squares(t))
+        write_label_map(root / "preds" / f"{name}.png", _squares(p))
+
+
+def test_evaluate_instance_folders_csv(tmp_path, capsys):
+    _write_cases(tmp_path)
+    out = tmp_path / "inst.csv"
+    rc = main(["evaluate", "--task", "instance", "--masks", str(tmp_path / "masks"), "--predictions",
+               str(tmp_path / "preds"), "--out", str(out)])
+    assert rc == 0
+    table = pd.read_csv(out)
+    for col in ["image", "n_true", "n_pred", "ap50", "ap75", "dsb_score", "f1_50", "pq", "sq", "rq", "aji"]:
+        assert col in table.columns
+    assert list(table["image"]) == sorted(CASES) + ["mean"]
+    rows = table.set_index("image")
+    for name, (t, p) in CASES.items():
+        want = instance_metrics(_squares(t), _squares(p))
+        for col in INSTANCE_COLUMNS:
+            assert rows.loc[name, col] == pytest.approx(want[col], abs=1e-9), (name, col)
+    assert rows.loc["split", "dsb_score"] == pytest.approx(0.25)
+    assert rows.loc["merged", "aji"] == pytest.approx(0.5)
+    assert rows.loc["both_empty", "dsb_score"] == 1.0 and rows.loc["empty_truth", "dsb_score"] == 0.0
+    assert rows.loc["mean", "dsb_score"] == pytest.approx(np.mean([1.0, 0.25, 0.0, 0.0, 1.0]))
+    assert "dsb_score" in capsys.readouterr().out
+
+
+def test_evaluate_instance_errors_are_one_line(tmp_path, capsys):
+    _write_cases(tmp_path)
+    write_label_map(tmp_path / "preds" / "split.png", np.zeros((8, 8), np.uint16))  # wrong size
+    assert main(["evaluate", "--task", "instance", "--masks", str(tmp_path / "masks"), "--predictions",
+                 str(tmp_path / "preds"), "--out", str(tmp_path / "x.csv")]) == 2
+    text = capsys.readouterr().err.strip()
+    assert text.startswith("error: ") and "split" in text and "size mismatch" in text and "\n" not in text
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_evaluate_components_option_labels_binary_masks(tmp_path):
+    t = np.zeros((12, 12), np.uint8)
+    t[0:4, 0:4] = 255
+    t[6:10, 6:10] = 255
+    for d in ("m", "p"):
+        (tmp_path / d).mkdir()
+        cv2.imwrite(str(tmp_path / d / "a.png"), t)
+    out = tmp_path / "c.csv"
+    assert main(["evaluate", "--task", "instance", "--components", "--masks", str(tmp_path / "m"),
+                 "--predictions", str(tmp_path / "p"), "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["n_true"] == 2 and row["dsb_score"] == 1.0
+
+
+def _tiny_instance_model(path, channels=3):
+    """A two-layer model saved with a run's config.json: predicts on any 16x16 grey image."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(channels, 1, activation="softmax" if channels > 1 else "sigmoid")])
+    path.mkdir(parents=True)
+    model.save(path / "model.keras")
+    (path / "config.json").write_text(json.dumps({"task": "instance", "normalization": "minmax", "threshold": 0.5}))
+    return model
+
+
+def test_predict_task_instance_writes_16bit_label_maps_and_overlays(tmp_path):
+    _tiny_instance_model(tmp_path / "run")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        cv2.imwrite(str(imgs / f"im{k}.png"), rng.integers(0, 255, (20, 24), dtype=np.uint8))
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(tmp_path / "run"), "--images", str(imgs), "--out", str(out),
+                 "--overlay"]) == 0
+    for k in range(2):
+        lab = cv2.imread(str(out / f"im{k}.png"), cv2.IMREAD_UNCHANGED)
+        assert lab.dtype == np.uint16 and lab.shape == (20, 24)
+        ov = cv2.imread(str(out / "overlays" / f"im{k}.png"), cv2.IMREAD_UNCHANGED)
+        assert ov.shape == (20, 24, 3)
+    table = pd.read_csv(out / "predictions.csv")
+    assert list(table.columns) == ["image", "mask", "width", "height", "foreground", "objects"]
+    # what was written is exactly the decoded model output
+    from Functions.data.imaging import read_image
+    from Functions.inference.instances import predict_instances
+    from Functions.inference.predictor import load_predictor
+
+    want = predict_instances(load_predictor(tmp_path / "run"), [read_image(imgs / "im0.png")])[0]
+    np.testing.assert_array_equal(cv2.imread(str(out / "im0.png"), cv2.IMREAD_UNCHANGED), want)
+
+
+def test_predict_task_instance_refuses_a_multiclass_model(tmp_path, capsys):
+    _tiny_instance_model(tmp_path / "run", channels=4)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.png"), np.zeros((16, 16), np.uint8))
+    assert main(["predict", "--model", str(tmp_path / "run"), "--images", str(imgs), "--out", str(tmp_path / "o"),
+                 "--task", "instance"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "4 output channels" in err and "\n" not in err
+
+
+# ----------------------------------------------------------------------------- train --task instance
+def _dsb_tree(root, n=8, size=16):
+    """DSB2018 layout: <id>/images/<id>.png and <id>/masks/<k>.png, one PNG per nucleus (two touching)."""
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        sid = f"s{i:02d}"
+        (root / sid / "images").mkdir(parents=True)
+        (root / sid / "masks").mkdir()
+        r = int(rng.integers(2, 8))
+        a = np.zeros((size, size), np.uint8)
+        a[r:r + 5, 2:7] = 255
+        b = np.zeros((size, size), np.uint8)
+        b[r:r + 5, 7:12] = 255  # touches a
+        img = np.clip(20 + ((a | b) > 0) * 150 + rng.normal(0, 5, a.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(root / sid / "images" / f"{sid}.png"), img)
+        cv2.imwrite(str(root / sid / "masks" / "n1.png"), a)
+        cv2.imwrite(str(root / sid / "masks" / "n2.png"), b)
+    return root
+
+
+TINY = ["--epochs", "1", "--image-size", "16", "--batch-size", "4", "--model-option", "base_filters=4",
+        "--model-option", "depth=2", "--progress-every", "0", "--verbose", "0", "--lr-schedule", "constant"]
+
+
+def test_train_task_instance_then_predict_and_evaluate_the_run(tmp_path, capsys):
+    data = _dsb_tree(tmp_path / "stage1_train")
+    run = tmp_path / "run"
+    assert main(["train", "--task", "instance", "--data", str(data), "--out", str(run), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "DSB score" in out and "AP50" in out
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["task"] == "instance" and cfg["num_classes"] == 3
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("dsb_score", "ap50", "ap75", "f1_50", "pq", "sq", "rq", "aji", "pixel_dice"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    table = pd.read_csv(run / "test_metrics.csv")
+    assert list(table["image"])[-1] == "mean" and "dsb_score" in table
+    # predict: the run's task (instance) is read from config.json
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(run), "--images", str(data / "s00" / "images"), "--out", str(pred)]) == 0
+    assert cv2.imread(str(pred / "s00.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    # evaluate --task instance --run: label maps at each image's own size, one row per test image + mean
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--task", "instance", "--run", str(run), "--out", str(ev)]) == 0
+    ev_table = pd.read_csv(ev / "instance_metrics.csv")
+    assert list(ev_table.columns)[:12] == ["image"] + INSTANCE_COLUMNS[:11]
+    assert ev_table["n_true"].iloc[:-1].tolist() == [2] * (len(ev_table) - 1)
+
+
+def test_train_task_instance_refuses_masks_of_another_size(tmp_path, capsys):
+    data = _dsb_tree(tmp_path / "stage1_train")
+    cv2.imwrite(str(data / "s03" / "masks" / "n2.png"), np.zeros((12, 16), np.uint8))
+    assert main(["train", "--task", "instance", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "n2.png" in err and "s03" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()

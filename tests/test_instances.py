@@ -1,0 +1,230 @@
+"""Instance data: label-map loaders, boundary/distance targets and the watershed decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from Functions.base.errors import UserError
+from Functions.data.discovery import find_samples
+from Functions.data.instance_targets import distance_target, instance_boundaries, three_class_target
+from Functions.data.instances import read_instances, read_label_map, write_label_map
+from Functions.inference.instances import (colour_labels, connected_components, distance_to_labels,
+                                           overlay_labels, three_class_to_labels)
+from Functions.metrics.instance import instance_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def touching_discs(size=40, r=8.0, gap=15.0):
+    """Two discs whose centres are ``gap`` apart (< 2r: they touch and overlap); the
+    shared pixels go to the nearer centre.  Returns the label map (H, W) int32."""
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    c1, c2 = (size / 2, size / 2 - gap / 2), (size / 2, size / 2 + gap / 2)
+    d1 = np.hypot(yy - c1[0], xx - c1[1])
+    d2 = np.hypot(yy - c2[0], xx - c2[1])
+    lab = np.zeros((size, size), np.int32)
+    lab[(d1 <= r) & (d1 <= d2)] = 1
+    lab[(d2 <= r) & (d2 < d1)] = 2
+    return lab
+
+
+def test_touching_discs_components_merge_but_watershed_separates():
+    lab = touching_discs()
+    assert len(np.unique(lab)) == 3
+    # the semantic mask is one blob: connected components find one object
+    cc = connected_components((lab > 0).astype(np.float32))
+    assert cc.max() == 1
+    # the ideal three-class target, decoded by watershed, gives back both objects
+    target = three_class_target(lab)
+    onehot = np.eye(3, dtype=np.float32)[target]
+    decoded = three_class_to_labels(onehot)
+    assert decoded.max() == 2
+    m = instance_metrics(lab, decoded)
+    assert m["ap50"] == 1.0 and m["n_pred"] == 2
+    assert m["dsb_score"] >= 0.8  # boundary pixels go back to an object: IoU > 0.9 each
+    merged = instance_metrics(lab, cc)
+    assert merged["n_pred"] == 1 and merged["ap50"] <= 0.5  # one blob can match at most one of the two
+
+
+def test_three_class_target_hand_case():
+    lab = np.zeros((6, 8), np.int32)
+    lab[1:5, 1:4] = 1
+    lab[1:5, 4:7] = 2  # touching along a column
+    t = three_class_target(lab)
+    # interior of object 1: pixels with all 4-neighbours labelled 1 -> rows 2-3, column 2 only
+    expected_interior = np.zeros_like(lab, bool)
+    expected_interior[2:4, 2] = True
+    expected_interior[2:4, 5] = True
+    np.testing.assert_array_equal(t == 1, expected_interior)
+    np.testing.assert_array_equal(t == 2, (lab > 0) & ~expected_interior)
+    assert (t[lab == 0] == 0).all()
+    assert instance_boundaries(lab).sum() == 24 - 4
+
+
+def test_distance_target_peaks_at_one_per_object():
+    lab = touching_discs()
+    d = distance_target(lab)
+    assert d.dtype == np.float32 and d.shape == lab.shape
+    assert d[lab == 0].max() == 0
+    for k in (1, 2):
+        assert d[lab == k].max() == pytest.approx(1.0)
+        assert d[lab == k].min() > 0
+    # decoding the ideal distance map also separates the pair
+    out = distance_to_labels((lab > 0).astype(np.float32), d, h=0.1)
+    assert out.max() == 2
+    assert instance_metrics(lab, out)["ap50"] == 1.0
+
+
+def test_decoder_drops_small_objects_and_numbers_in_raster_order():
+    probs = np.zeros((20, 20, 3), np.float32)
+    probs[..., 0] = 1
+    probs[10:16, 10:16] = [0, 1, 0]   # 36 px object, second in raster order
+    probs[2:8, 2:8] = [0, 1, 0]       # 36 px object, first
+    probs[18, 0] = [0, 1, 0]          # one-pixel speck
+    out = three_class_to_labels(probs, min_size=4, min_marker_size=1)
+    assert out.max() == 2
+    assert out[3, 3] == 1 and out[12, 12] == 2 and out[18, 0] == 0
+
+
+def test_colour_and_overlay_shapes():
+    lab = touching_discs()
+    c = colour_labels(lab)
+    assert c.shape == lab.shape + (3,) and c.dtype == np.uint8
+    assert (c[lab == 0] == 0).all()
+    assert not np.array_equal(c[lab == 1][0], c[lab == 2][0])
+    ov = overlay_labels(np.zeros(lab.shape, np.uint8), lab)
+    assert ov.shape == lab.shape + (3,)
+
+
+# ----------------------------------------------------------------------------- loaders
+def _write(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), arr)
+
+
+def test_dsb_layout_one_object_per_file(tmp_path):
+    img = np.full((16, 20), 30, np.uint8)
+    m1 = np.zeros((16, 20), np.uint8)
+    m1[2:6, 2:6] = 255
+    m2 = np.zeros((16, 20), np.uint8)
+    m2[2:6, 6:10] = 255  # touches m1
+    root = tmp_path / "stage1_train"
+    _write(root / "abc" / "images" / "abc.png", img)
+    _write(root / "abc" / "masks" / "n1.png", m1)
+    _write(root / "abc" / "masks" / "n2.png", m2)
+    (s,) = find_samples(root)
+    lab = read_instances(s)
+    assert lab.dtype == np.int32 and lab.shape == (16, 20)
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert (lab[2:6, 2:6] == 1).all() and (lab[2:6, 6:10] == 2).all()
+
+
+def test_dsb_instance_mask_of_other_size_is_one_error(tmp_path):
+    root = tmp_path / "d"
+    _write(root / "abc" / "images" / "abc.png", np.zeros((16, 20), np.uint8))
+    _write(root / "abc" / "masks" / "n1.png", np.zeros((16, 20), np.uint8))
+    _write(root / "abc" / "masks" / "n2.png", np.zeros((16, 16), np.uint8))
+    (s,) = find_samples(root)
+    with pytest.raises(UserError) as err:
+        read_instances(s)
+    msg = str(err.value)
+    assert "n2.png" in msg and "\n" not in msg and "16x16" in msg
+
+
+def test_suffix_masks_each_file_an_object(tmp_path):
+    d = tmp_path / "benign"
+    _write(d / "benign (1).png", np.zeros((12, 12), np.uint8))
+    a = np.zeros((12, 12), np.uint8)
+    a[1:4, 1:4] = 255
+    b = np.zeros((12, 12), np.uint8)
+    b[6:10, 6:10] = 255
+    _write(d / "benign (1)_mask.png", a)
+    _write(d / "benign (1)_mask_1.png", b)
+    (s,) = find_samples(tmp_path)
+    lab = read_instances(s)
+    assert lab[2, 2] == 1 and lab[7, 7] == 2 and (lab > 0).sum() == 9 + 16
+
+
+def test_16bit_label_maps_beside_images_and_binary_mask_components(tmp_path):
+    root = tmp_path / "set"
+    lab = np.zeros((16, 16), np.uint16)
+    lab[1:5, 1:5] = 300
+    lab[1:5, 5:9] = 70000 % 65536  # 4464, touching 300
+    _write(root / "images" / "x.png", np.zeros((16, 16), np.uint8))
+    _write(root / "masks" / "x.png", ((lab > 0) * 255).astype(np.uint8))
+    write_label_map(root / "instances" / "x.png", lab)
+    _write(root / "images" / "y.png", np.zeros((16, 16), np.uint8))
+    ym = np.zeros((16, 16), np.uint8)
+    ym[0:3, 0:3] = 255
+    ym[8:12, 8:12] = 255
+    _write(root / "masks" / "y.png", ym)
+    sx, sy = find_samples(root)
+    assert sx.instances is not None and sx.instances.name == "x.png"
+    got = read_instances(sx)
+    np.testing.assert_array_equal(got, lab.astype(np.int32))  # values kept, touching objects kept apart
+    assert read_label_map(sx.instances).dtype == np.int32
+    # no label map for y: its binary mask's connected components are the objects
+    assert sy.instances is None
+    gy = read_instances(sy)
+    assert gy.max() == 2 and gy[1, 1] == 1 and gy[9, 9] == 2
+
+
+def test_colour_coded_label_map(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[0:2, 0:2] = (255, 0, 0)
+    rgb[4:6, 4:6] = (0, 0, 255)
+    _write(tmp_path / "c.png", rgb[..., ::-1].copy())  # cv2 writes BGR
+    lab = read_label_map(tmp_path / "c.png")
+    assert lab[0, 0] == 1 and lab[4, 4] == 2 and lab.max() == 2 and (lab > 0).sum() == 8
+
+
+# ----------------------------------------------------------------------------- offline sample
+def test_committed_nuclei_instances_match_the_generator_and_masks():
+    from Functions.data import synthetic as S
+
+    root = REPO / "Data" / "sample" / "nuclei"
+    for i in (0, 7, 99):
+        name = f"nuclei_{i:03d}.png"
+        lab = cv2.imread(str(root / "instances" / name), cv2.IMREAD_UNCHANGED)
+        assert lab.dtype == np.uint16
+        mask = cv2.imread(str(root / "masks" / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(lab > 0, mask > 0)
+        _, want = S.make_nucleus_image(i)
+        # same objects (renumbered 1..K); a rare pixel may move on another CPU, so compare object counts
+        assert len(np.unique(lab)) == len(np.unique(want))
+        assert np.unique(lab)[-1] == len(np.unique(lab)) - 1  # labels are 1..K
+    samples = find_samples(root)
+    assert len(samples) == 100 and all(s.instances is not None for s in samples)
+
+
+def test_nuclei_sample_has_touching_nuclei_that_components_merge():
+    root = REPO / "Data" / "sample" / "nuclei"
+    merged = 0
+    for s in find_samples(root)[:20]:
+        lab = read_instances(s)
+        merged += int(lab.max()) - int(connected_components((lab > 0).astype(np.float32)).max())
+    assert merged >= 10  # touching/overlapping pairs exist: fewer components than nuclei
+
+
+def test_committed_tissue_sample_is_three_class():
+    from Functions.data import synthetic as S
+
+    root = REPO / "Data" / "sample" / "tissue"
+    masks = sorted((root / "masks").glob("tissue_*.png"))
+    assert len(masks) == 40 and len(list((root / "images").glob("tissue_*.png"))) == 40
+    present = set()
+    absent_lesion = 0
+    for p in masks:
+        m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        assert m.dtype == np.uint8 and m.shape == (96, 96)
+        values = set(np.unique(m).tolist())
+        assert values <= {0, 1, 2}
+        present |= values
+        absent_lesion += 2 not in values
+    assert present == {0, 1, 2} and absent_lesion >= 3  # some images lack a class (empty-class convention)
+    _, want = S.make_tissue(1)[0]
+    np.testing.assert_array_equal(cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED), want)

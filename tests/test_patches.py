@@ -1,0 +1,150 @@
+"""Random patches at native resolution: positions, foreground oversampling, padding, seeding."""
+
+import numpy as np
+import pytest
+
+from Functions.base.errors import UserError
+from Functions.data.patches import check_patch_fits, foreground_points, patch_dataset, sample_patch
+
+
+def coords_image(h, w):
+    """An image whose pixel value encodes its position: value = row * 1000 + column."""
+    yy, xx = np.mgrid[:h, :w]
+    return (yy * 1000 + xx).astype(np.float32)[..., None]
+
+
+def test_patch_is_a_window_of_the_image():
+    image = coords_image(40, 60)
+    mask = np.zeros((40, 60), np.uint8)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        img, msk = sample_patch(image, mask, (16, 24), rng)
+        assert img.shape == (16, 24, 1) and msk.shape == (16, 24)
+        r0, c0 = divmod(int(img[0, 0, 0]), 1000)
+        np.testing.assert_array_equal(img, image[r0:r0 + 16, c0:c0 + 24])
+
+
+def test_foreground_probability_one_always_hits_the_object():
+    image = coords_image(64, 64)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[50:53, 5:8] = 1                                              # one tiny object in a corner
+    rng = np.random.default_rng(1)
+    hits = [sample_patch(image, mask, 16, rng, foreground_probability=1.0)[1].sum() for _ in range(30)]
+    assert min(hits) >= 1
+    # never: the object covers 9 of 4096 pixels; a 16x16 patch at random rarely contains it
+    rng = np.random.default_rng(1)
+    hits0 = [sample_patch(image, mask, 16, rng, foreground_probability=0.0)[1].sum() > 0 for _ in range(200)]
+    assert 0 < np.mean(hits0) < 0.3
+    rng = np.random.default_rng(2)
+    hits_third = [sample_patch(image, mask, 16, rng)[1].sum() > 0 for _ in range(600)]
+    assert 0.3 < np.mean(hits_third) < 0.6                            # 1/3 forced + ~1/10 by chance
+
+
+def test_foreground_centre_is_inside_the_patch_even_at_the_border():
+    image = coords_image(32, 32)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[0, 31] = 1
+    img, msk = sample_patch(image, mask, 8, np.random.default_rng(0), foreground_probability=1.0)
+    assert msk[0, 7] == 1 and img[0, 7, 0] == 31                     # clipped to the top-right corner
+
+
+def test_small_image_is_padded_reflect_image_zero_mask():
+    image = coords_image(6, 40)
+    mask = np.ones((6, 40), np.uint8)
+    img, msk = sample_patch(image, mask, (10, 8), np.random.default_rng(0))
+    assert img.shape == (10, 8, 1) and msk.shape == (10, 8)
+    # 4 rows of padding, 2 above, 2 below, by reflection: rows 2, 1 | 0..5 | 4, 3
+    np.testing.assert_array_equal(img[:, 0, 0] // 1000, [2, 1, 0, 1, 2, 3, 4, 5, 4, 3])
+    np.testing.assert_array_equal(msk[:, 0], [0, 0, 1, 1, 1, 1, 1, 1, 0, 0])
+    with pytest.raises(UserError, match="padding is off"):
+        sample_patch(image, mask, (10, 8), np.random.default_rng(0), pad=False)
+
+
+def test_3d_patches():
+    vol = np.random.default_rng(0).normal(size=(12, 20, 9, 2)).astype(np.float32)
+    mask = np.zeros((12, 20, 9, 1), np.uint8)
+    mask[5, 10, 4] = 1
+    img, msk = sample_patch(vol, mask, (8, 8, 16), np.random.default_rng(0), foreground_probability=1.0)
+    assert img.shape == (8, 8, 16, 2) and msk.shape == (8, 8, 16, 1) and msk.sum() == 1
+    assert foreground_points(mask).tolist() == [[5, 10, 4]]
+
+
+def test_check_patch_fits_message():
+    with pytest.raises(UserError, match="larger than every image"):
+        check_patch_fits([(20, 30), (25, 25)], 64, pad=False)
+    with pytest.raises(UserError, match="1 of 2 images"):
+        check_patch_fits([(20, 30), (80, 80)], 32, pad=False)
+    assert check_patch_fits([(20, 30)], 64, pad=True) == (64, 64)
+
+
+def make_data(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for k in range(n):
+        h, w = 20 + 7 * k, 30 + 3 * k                                  # every image a different size
+        images.append(rng.uniform(size=(h, w, 1)).astype(np.float32))
+        m = np.zeros((h, w), np.uint8)
+        m[h // 2:h // 2 + 3, w // 2:w // 2 + 3] = 1
+        masks.append(m)
+    return images, masks
+
+
+def test_dataset_batches_and_independence_of_batch_size():
+    images, masks = make_data()
+    a = patch_dataset(images, masks, 16, batch_size=2, patches_per_epoch=6, seed=3)
+    b = patch_dataset(images, masks, 16, batch_size=3, patches_per_epoch=6, seed=3)
+    assert len(a) == 3 and len(b) == 2
+    xa = np.concatenate([a[i][0] for i in range(len(a))])
+    ya = np.concatenate([a[i][1] for i in range(len(a))])
+    xb = np.concatenate([b[i][0] for i in range(len(b))])
+    assert xa.shape == (6, 16, 16, 1) and xa.dtype == np.float32 and ya.shape == (6, 16, 16, 1)
+    np.testing.assert_array_equal(xa, xb)
+    a.on_epoch_end()
+    assert not np.array_equal(a[0][0], xa[:2])                        # a new epoch draws new patches
+    a.set_epoch(0)
+    np.testing.assert_array_equal(a[0][0], xa[:2])                    # and resuming repeats them
+
+
+def test_dataset_visits_every_image_once_per_round():
+    images, masks = make_data(n=4)
+    ds = patch_dataset(images, masks, 8, batch_size=4, patches_per_epoch=8, seed=0)
+    first = sorted(ds.image_index(0, j) for j in range(4))
+    second = sorted(ds.image_index(0, j) for j in range(4, 8))
+    assert first == second == [0, 1, 2, 3]
+
+
+def test_dataset_with_augmenter_target_fn_and_outputs():
+    images, masks = make_data()
+    calls = []
+
+    def flip(img, msk, rng):
+        calls.append(img.shape)
+        return img[::-1], msk[::-1]
+
+    ds = patch_dataset(images, masks, 16, batch_size=2, patches_per_epoch=4, augmenter=flip, num_outputs=2,
+                       target_fn=lambda y: (y > 0).astype(np.float32) * 2)
+    x, (y1, y2) = ds[1]
+    assert x.shape == (2, 16, 16, 1) and y1.shape == (2, 16, 16, 1) and set(np.unique(y1)) <= {0.0, 2.0}
+    assert calls == [(16, 16, 1)] * 2
+    with pytest.raises(IndexError):
+        ds[2]
+
+
+def test_memmap_images(tmp_path):
+    images, masks = make_data(n=2)
+    mm = []
+    for k, im in enumerate(images):
+        path = tmp_path / f"{k}.npy"
+        np.save(path, im)
+        mm.append(np.load(path, mmap_mode="r"))
+    ds_mem = patch_dataset(images, masks, 16, batch_size=2, seed=5)
+    ds_map = patch_dataset(mm, masks, 16, batch_size=2, seed=5)
+    np.testing.assert_array_equal(ds_mem[0][0], ds_map[0][0])
+
+
+def test_fixed_dataset_repeats_its_patches():
+    images, masks = make_data()
+    ds = patch_dataset(images, masks, 16, batch_size=5, seed=1, fixed=True)
+    first = ds[0][0]
+    ds.on_epoch_end()
+    np.testing.assert_array_equal(ds[0][0], first)

@@ -1,0 +1,196 @@
+"""3-D training and inference end to end on tiny synthetic volumes: run folder, NIfTI predictions, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from Functions import cli
+from Functions.base.errors import UserError
+from Functions.data import synthetic as S
+from Functions.data import volumes as V
+from Functions.engine.volumes import VolumeConfig, resume_volume_config, train_volumes
+
+JIT = keras.backend.backend() == "jax"
+
+
+@pytest.fixture(scope="module")
+def volumes_dir(tmp_path_factory):
+    """Six sample-like volumes (32x64x64, 3 x 1.5 x 1.5 mm, LPS) in the Decathlon layout."""
+    out = tmp_path_factory.mktemp("vols")
+    S.write_volumes(out, n=6, seed=3)
+    return out / "volumes"
+
+
+def tiny(volumes_dir, out, **kw):
+    values = dict(data=str(volumes_dir), epochs=2, batch_size=2, out=str(out), patch_size=[16, 32, 32],
+                  patches_per_volume=1, model_options={"depth": 2, "base_filters": 4}, jit_compile=JIT,
+                  run_eagerly=not JIT, verbose=0, workers=1, seed=5, val_fraction=0.2, test_fraction=0.2)
+    values.update(kw)
+    return VolumeConfig(**values)
+
+
+def test_synthetic_volume_sample_is_deterministic_and_well_formed(volumes_dir):
+    a_img, a_lab = S.make_volume(2, seed=3)
+    b_img, b_lab = S.make_volume(2, seed=3)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_lab, b_lab)
+    assert a_img.shape == S.VOLUME_SHAPE and a_img.dtype == np.int16 and a_lab.dtype == np.uint8
+    assert 500 < a_lab.sum() < 0.2 * a_lab.size
+    assert a_img[a_lab == 1].mean() > a_img[(a_lab == 0) & (a_img > -500)].mean() + 50      # organ brighter
+    ds = V.read_decathlon(volumes_dir)
+    assert len(ds.cases) == 6 and ds.modality == {0: "CT"} and ds.labels == {0: "background", 1: "organ"}
+    img = nib.load(str(ds.cases[2].image))
+    assert img.header.get_zooms() == (1.5, 1.5, 3.0) and nib.aff2axcodes(img.affine) == ("L", "P", "S")
+    assert img.header.get_xyzt_units()[0] == "mm" and int(img.header["sform_code"]) == 1
+    # the file stores (i, j, k) = (W, H, D): reading it back gives the generator's (D, H, W) arrays
+    np.testing.assert_array_equal(V.read_volume(ds.cases[2].image, canonical=False).array[..., 0], a_img)
+
+
+def test_shipped_volume_sample_matches_the_generator():
+    from Functions.base.paths import sample_dir
+
+    ds = V.read_decathlon(sample_dir("volumes"))
+    assert len(ds.cases) == S.DEFAULT_N_VOLUMES
+    image, label = S.make_volume(7)
+    case = ds.cases[7]
+    stored = V.read_volume(case.image, canonical=False).array[..., 0]
+    stored_label = V.read_volume(case.label, label=True, canonical=False).array[..., 0]
+    # another CPU may round a transcendental function differently in the last bit: allow 1 HU on a few voxels
+    assert np.abs(stored - image).max() <= 1 and np.mean(stored != image) < 1e-3
+    assert np.mean(stored_label != label) < 1e-3 and stored_label.sum() > 500
+
+
+def test_train_volumes_writes_a_scored_run_with_aligned_nifti_predictions(volumes_dir, tmp_path):
+    res = train_volumes(tiny(volumes_dir, tmp_path / "run", epochs=1))
+    run = res["run_dir"]
+    for name in ("config.json", "split.json", "model.keras", "history.csv", "metrics.json", "test_metrics.csv",
+                 "curves.png", "predictions.png", "report.md"):
+        assert (run / name).is_file(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["dims"] == 3 and cfg["patch_size"] == [16, 32, 32] and cfg["intensity"] == "ct"
+    assert cfg["target_spacing"] == [3.0, 1.5, 1.5] and cfg["num_classes"] == 1
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(len(v) for v in split.values()) == [1, 1, 4]                 # by volume
+    assert not set(split["train"]) & set(split["test"])
+    table = pd.read_csv(run / "test_metrics.csv")
+    assert list(table["id"]) == [V.volume_stem(p) for p in split["test"]]
+    assert {"dice", "iou", "hd95", "assd"} <= set(table.columns) and table["spacing_mm"][0] == "3x1.5x1.5"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["unit"] == "mm" and 0 <= metrics["dice"] <= 1 and metrics["epochs_trained"] == 1
+    pred_file = run / "predictions" / f"{table['id'][0]}.nii.gz"
+    src = nib.load(split["test"][0])
+    pred = nib.load(str(pred_file))
+    np.testing.assert_array_equal(pred.affine, src.affine)
+    assert pred.shape == src.shape and pred.get_data_dtype() == np.uint8
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 16, 32, 32, 1)
+
+
+@pytest.mark.slow
+def test_resume_continues_an_interrupted_volume_run(volumes_dir, tmp_path):
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_volumes(tiny(volumes_dir, out), callbacks=[Stop()])
+    assert not (out / "metrics.json").exists()
+    cfg = resume_volume_config(out)
+    assert isinstance(cfg, VolumeConfig) and cfg.patch_size == [16, 32, 32]
+    res = train_volumes(cfg, resume=True)
+    hist = pd.read_csv(out / "history.csv")
+    assert hist["epoch"].tolist() == [0, 1] and (out / "metrics.json").is_file()
+    assert res["metrics"]["epochs_trained"] == 2
+
+
+def test_volume_settings_errors_name_the_setting(volumes_dir, tmp_path):
+    with pytest.raises(UserError, match="patch_size must be three sides"):
+        train_volumes(tiny(volumes_dir, tmp_path / "a", patch_size=[16, 32]))
+    with pytest.raises(UserError, match="2-D model"):
+        train_volumes(tiny(volumes_dir, tmp_path / "b", model="unet"))
+    with pytest.raises(UserError, match="not divisible"):
+        train_volumes(tiny(volumes_dir, tmp_path / "c", patch_size=[18, 32, 32]))
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
+# ----------------------------------------------------------------------------- command line
+CLI_TINY = ["--epochs", "1", "--patch-size", "16", "32", "32", "--patches-per-volume", "1", "--model-option",
+            "depth=2", "--model-option", "base_filters=4", "--verbose", "0", "--workers", "1",
+            "--val-fraction", "0.2", "--test-fraction", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(volumes_dir, tmp_path_factory):
+    """``train`` on a Decathlon folder without --dims: detected as volumes, 3-D defaults for untouched flags."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert cli.main(["train", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY]) == 0
+    return out
+
+
+@pytest.mark.slow  # trains through the CLI first (graph mode): 40 s on the shared 2-core CPU
+def test_cli_train_detects_volumes_and_uses_3d_defaults(cli_run):
+    cfg = json.loads((cli_run / "config.json").read_text())
+    assert cfg["dims"] == 3 and cfg["model"] == "unet3d" and cfg["augment"] == "3d" and cfg["batch_size"] == 2
+    assert cfg["patch_size"] == [16, 32, 32] and cfg["epochs"] == 1
+    report = (cli_run / "report.md").read_text()
+    assert "python -m Functions train" in report and "--dims 3" in report and "--patch-size 16 32 32" in report
+    assert (cli_run / "metrics.json").is_file()
+
+
+@pytest.mark.slow  # trains through the CLI first (graph mode): 40 s on the shared 2-core CPU
+def test_cli_predict_nifti_and_dicom_series_write_aligned_nifti(cli_run, volumes_dir, tmp_path, capsys):
+    from test_volumes import _write_series
+
+    case = V.read_decathlon(volumes_dir).cases[0]
+    image, _ = S.make_volume(0, seed=3)
+    _write_series(tmp_path / "inputs" / "ct_series", (image.astype(np.int32) + 1024).astype(np.uint16),
+                  spacing=(1.5, 1.5), dz=3.0, slope=1.0, intercept=-1024.0)
+    nifti_dir = tmp_path / "inputs"
+    (nifti_dir / "case.nii.gz").write_bytes(case.image.read_bytes())
+    (nifti_dir / "._case.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--model", str(cli_run), "--images", str(nifti_dir), "--out", str(out)]) == 0
+    assert "2 volume(s)" in capsys.readouterr().out
+    table = pd.read_csv(out / "predictions.csv")
+    assert sorted(table["prediction"]) == ["case.nii.gz", "ct_series.nii.gz"]
+    written = nib.load(str(out / "case.nii.gz"))
+    np.testing.assert_array_equal(written.affine, nib.load(str(case.image)).affine)
+    assert written.shape == nib.load(str(case.image)).shape
+    series = nib.load(str(out / "ct_series.nii.gz"))
+    dicom = V.read_dicom_series(tmp_path / "inputs" / "ct_series")
+    np.testing.assert_allclose(series.affine, dicom.affine, atol=1e-4)
+    assert series.shape == (dicom.shape[2], dicom.shape[1], dicom.shape[0])
+    assert cli.main(["predict", "--model", str(cli_run), "--images", str(nifti_dir), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains through the CLI first (graph mode): 40 s on the shared 2-core CPU
+def test_cli_evaluate_run_scores_each_volume_in_mm(cli_run, capsys):
+    assert cli.main(["evaluate", "--run", str(cli_run), "--split", "val"]) == 0
+    printed = capsys.readouterr().out
+    assert "volume(s)" in printed and "mm" in printed
+    table = pd.read_csv(cli_run / "evaluation-val" / "metrics.csv")
+    split = json.loads((cli_run / "split.json").read_text())
+    assert len(table) == len(split["val"]) and {"dice", "hd95", "assd"} <= set(table.columns)
+    assert (cli_run / "evaluation-val" / "predictions").is_dir()
+
+
+@pytest.mark.slow  # trains through the CLI first (graph mode): 40 s on the shared 2-core CPU
+def test_cli_errors_are_one_line_naming_the_file_or_flag(cli_run, volumes_dir, tmp_path, capsys):
+    assert cli.main(["train", "--dims", "3", "--model", "resunet", "--data", str(volumes_dir),
+                     "--out", str(tmp_path / "r"), *CLI_TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --model resunet is a 2-D model") and "\n" not in err
+    four_d = tmp_path / "fourd.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.float32), np.eye(4)), str(four_d))
+    assert cli.main(["predict", "--model", str(cli_run), "--images", str(four_d), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "fourd.nii.gz holds a 4-D array" in err and "\n" not in err
