@@ -119,14 +119,17 @@ def train(kind, x, targets, args, log):
     model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=loss)
     start = time.perf_counter()
     budget = 60.0 * args.minutes
-    epoch = 0
-    while epoch < args.epochs and time.perf_counter() - start < budget:
+    epoch, last = 0, 0.0
+    # start an epoch only when it fits in the budget at the pace of the previous one
+    while epoch < args.epochs and time.perf_counter() - start + last <= budget:
+        t_epoch = time.perf_counter()
         rng = np.random.default_rng([args.seed, epoch])
         xb, yb = crops(x, targets, args.patch, rng)
         if kind == "baseline":
             yb = yb[..., None].astype(np.float32)
         h = model.fit(xb, yb, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
         epoch += 1
+        last = time.perf_counter() - t_epoch
         log(f"  {kind}: epoch {epoch}  loss {h.history['loss'][-1]:.4f}  ({time.perf_counter() - start:.0f} s)")
     seconds = time.perf_counter() - start
     full = build_model("unet", (args.size, args.size, 1), num_classes=classes, **opts)

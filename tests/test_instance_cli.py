@@ -189,3 +189,19 @@ def test_train_task_instance_refuses_masks_of_another_size(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "n2.png" in err and "s03" in err and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_dsb_instance_benchmark_runs_on_a_tiny_subset(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dsb_instance.py"
+    spec = importlib.util.spec_from_file_location("dsb_instance", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--subset", "6", "--epochs", "1", "--minutes", "1", "--size", "64", "--patch", "32",
+                       "--depth", "2", "--base-filters", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "3-class U-Net + watershed" in out and "binary U-Net + connected components" in out

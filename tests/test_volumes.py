@@ -335,3 +335,22 @@ def test_msd_registry_entries_install_from_the_tar(tmp_path):
     ds = V.find_volumes(root)
     assert len(ds.cases) == 3 and ds.modality == {0: "MRI"}
     assert len(datasets.load("msd-hippocampus", data_dir=data)) == 3 * 6      # 2-D: one sample per slice
+
+
+def test_prediction_keeps_a_source_whose_qform_differs_from_its_sform(tmp_path):
+    """Viewers differ in which of the two they use: the written file must carry both as the scan had them."""
+    data = np.zeros((6, 5, 4), np.float32)
+    data[1, 2, 3] = 1
+    img = nib.Nifti1Image(data, LSA_AFFINE)
+    qform = LSA_AFFINE.copy()
+    qform[:3, 3] += (0.5, 0, 0)                          # a stale qform, as some converters leave
+    img.set_qform(qform, code=1)
+    img.set_sform(LSA_AFFINE, code=2)
+    nib.save(img, str(tmp_path / "two.nii.gz"))
+    vol = V.read_volume(tmp_path / "two.nii.gz")
+    out = nib.load(str(V.write_prediction(tmp_path / "p.nii.gz", (vol.array[..., 0] > 0).astype(np.uint8), vol)))
+    src = nib.load(str(tmp_path / "two.nii.gz"))
+    np.testing.assert_allclose(out.header.get_sform(), src.header.get_sform())
+    np.testing.assert_allclose(out.header.get_qform(), src.header.get_qform())
+    assert int(out.header["sform_code"]) == 2 and int(out.header["qform_code"]) == 1
+    np.testing.assert_array_equal(np.argwhere(np.asarray(out.dataobj) == 1), [[1, 2, 3]])

@@ -170,6 +170,11 @@ def install(verbose: bool | None = None) -> bool:
     return True
 
 
+def installed() -> bool:
+    """Whether the import hook is in place in this process."""
+    return any(isinstance(f, _QuietFinder) for f in sys.meta_path)
+
+
 def uninstall() -> None:
     """Remove the import hook (the environment variables stay)."""
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietFinder)]

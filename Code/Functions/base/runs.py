@@ -37,6 +37,16 @@ def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
+def summary_json(summary) -> dict:
+    """A metrics summary table (rows: statistics, columns: metrics) as ``{metric: {statistic: value}}`` for
+    ``metrics.json``: floats, with NaN (no finite value) as ``None``."""
+    def number(v):
+        v = float(v)
+        return None if v != v else v
+
+    return {k: {s: number(summary.loc[s, k]) for s in summary.index} for k in summary.columns}
+
+
 def write_history_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """``rows`` (dicts with an ``epoch`` key) as a CSV: ``epoch`` first, then the other columns sorted."""
     import pandas as pd

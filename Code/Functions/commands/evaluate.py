@@ -142,31 +142,10 @@ def _run_folders(args) -> int:
     if args.tolerance is None or args.tolerance < 0:
         raise UserError(f"--tolerance must be a distance >= 0 in pixels, got {args.tolerance}")
     spacing = _check_spacing(args.spacing)
-    masks = _image_files(Path(args.masks), "--masks")
-    preds = _image_files(Path(args.predictions), "--predictions")
+    pairs = _paired_files(args)
     out = _output_path(args.out)
 
-    missing = [path for stem, path in masks.items() if stem not in preds]
-    if missing:
-        names = ", ".join(p.name for p in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise UserError(
-            f"{len(missing)} mask(s) in {args.masks} have no prediction with the same name in "
-            f"{args.predictions}: {names}; predict them or remove the masks"
-        )
-    extra = sorted(set(preds) - set(masks))
-
-    names, trues, guesses = [], [], []
-    for stem in sorted(masks):
-        t = _read_truth(masks[stem])
-        p = _read_prediction(preds[stem])
-        if t.shape != p.shape:
-            raise UserError(
-                f"size mismatch for {stem}: mask {masks[stem]} is {t.shape[1]}x{t.shape[0]} but prediction "
-                f"{preds[stem]} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
-            )
-        names.append(stem)
-        trues.append(t)
-        guesses.append(p)
+    names, trues, guesses = _read_pairs(pairs, _read_truth, _read_prediction)
 
     table = per_image_metrics(trues, guesses, names=names, spacing=spacing, tolerance=args.tolerance)
     table = table[["image"] + METRIC_COLUMNS]
@@ -182,8 +161,6 @@ def _run_folders(args) -> int:
     if n_inf:
         print(f"note: {n_inf} image(s) have an empty mask or prediction (but not both): their hd95/assd are "
               "inf and left out of the summary", file=sys.stderr)
-    if extra:
-        print(f"note: {len(extra)} prediction(s) without a mask were ignored (e.g. {extra[0]})", file=sys.stderr)
     print(f"per-image metrics -> {out}")
     return 0
 
@@ -207,25 +184,30 @@ def _paired_files(args) -> list[tuple[str, Path, Path]]:
     return [(stem, masks[stem], preds[stem]) for stem in sorted(masks)]
 
 
+def _read_pairs(pairs, read_truth, read_prediction, what: str = "mask"):
+    """``(names, truths, predictions)`` read from :func:`_paired_files`' pairs; each pair must match in size."""
+    names, trues, guesses = [], [], []
+    for stem, mask_path, pred_path in pairs:
+        t, p = read_truth(mask_path), read_prediction(pred_path)
+        if t.shape != p.shape:
+            raise UserError(
+                f"size mismatch for {stem}: {what} {mask_path} is {t.shape[1]}x{t.shape[0]} but prediction "
+                f"{pred_path} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
+            )
+        names.append(stem)
+        trues.append(t)
+        guesses.append(p)
+    return names, trues, guesses
+
+
 def _run_instance_folders(args) -> int:
     """``--task instance --masks DIR --predictions DIR``: instance/panoptic metrics per image + a mean row."""
     from Functions.data.instances import components, read_label_map
     from Functions.metrics.instance import INSTANCE_COLUMNS, instance_table
 
     out = _output_path(args.out)
-    names, trues, guesses = [], [], []
-    for stem, mpath, ppath in _paired_files(args):
-        t, p = read_label_map(mpath), read_label_map(ppath)
-        if args.components:
-            t, p = components(t), components(p)
-        if t.shape != p.shape:
-            raise UserError(
-                f"size mismatch for {stem}: label map {mpath} is {t.shape[1]}x{t.shape[0]} but prediction "
-                f"{ppath} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
-            )
-        names.append(stem)
-        trues.append(t)
-        guesses.append(p)
+    read = (lambda path: components(read_label_map(path))) if args.components else read_label_map
+    names, trues, guesses = _read_pairs(_paired_files(args), read, read, what="label map")
     table = instance_table(trues, guesses, names=names)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
@@ -245,17 +227,8 @@ def _run_class_folders(args) -> int:
     k = args.num_classes
     mapping = parse_class_map(args.class_map)
     out = _output_path(args.out)
-    names, trues, guesses = [], [], []
-    for stem, mpath, ppath in _paired_files(args):
-        t, p = read_class_mask(mpath, mapping, k), read_class_mask(ppath, None, k)
-        if t.shape != p.shape:
-            raise UserError(
-                f"size mismatch for {stem}: mask {mpath} is {t.shape[1]}x{t.shape[0]} but prediction "
-                f"{ppath} is {p.shape[1]}x{p.shape[0]} (width x height); predict at the mask's size"
-            )
-        names.append(stem)
-        trues.append(t)
-        guesses.append(p)
+    names, trues, guesses = _read_pairs(_paired_files(args), lambda path: read_class_mask(path, mapping, k),
+                                        lambda path: read_class_mask(path, None, k))
     table = per_image_metrics(trues, guesses, names=names, num_classes=max(k, 3), tolerance=args.tolerance,
                               spacing=_check_spacing(args.spacing))
     if k == 2:

@@ -269,14 +269,16 @@ def _nibabel():
     return nibabel
 
 
-def _nifti_header(path: Path):
+def load_nifti(path: Path):
+    """The nibabel image of a NIfTI file (header read, pixels on demand); :class:`UserError` when missing or damaged."""
     nib = _nibabel()
     if not path.is_file():
         raise UserError(f"NIfTI file {path} does not exist; check the path")
     try:
         return nib.load(str(path))
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); the file is damaged") from None
+        raise UserError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); the file is damaged "
+                        "or not NIfTI") from None
 
 
 def _volume_shape(img, path: Path) -> tuple[int, int, int]:
@@ -303,7 +305,7 @@ def _load_volume(path: Path) -> np.ndarray:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        img = _nifti_header(path)
+        img = load_nifti(path)
         shape = _volume_shape(img, path)
         data = np.asanyarray(img.dataobj).reshape(shape)
         _CACHE[key] = data
@@ -334,7 +336,7 @@ def read_nifti(path: str | os.PathLike, axis: int = 2) -> MedicalImage:
     """
     axis = _check_axis(axis)
     path = Path(path)
-    img = _nifti_header(path)
+    img = load_nifti(path)
     data = _load_volume(path)
     return MedicalImage(np.ascontiguousarray(np.moveaxis(data, axis, 0), np.float32), _nifti_spacing(img, axis))
 
@@ -352,12 +354,12 @@ def nifti_slices(image_path: str | os.PathLike, mask_path: str | os.PathLike | N
     """
     axis = _check_axis(axis)
     image_path = Path(image_path)
-    img = _nifti_header(image_path)
+    img = load_nifti(image_path)
     shape = _volume_shape(img, image_path)
     masks: tuple[Path, ...] = ()
     if mask_path is not None:
         mask_path = Path(mask_path)
-        mimg = _nifti_header(mask_path)
+        mimg = load_nifti(mask_path)
         mshape = _volume_shape(mimg, mask_path)
         if mshape != shape:
             raise UserError(f"mask {mask_path} has shape {mshape} but image {image_path} has {shape}; "

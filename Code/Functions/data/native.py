@@ -39,6 +39,7 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.data.discovery import Sample, load_sample
+from Functions.data.pipeline import bounded_map
 
 log = logging.getLogger("Functions")
 
@@ -204,19 +205,6 @@ def estimate_bytes(samples: Sequence[Sample], channels: int, factors: Sequence, 
     return int(total)
 
 
-def _in_order(pool, fn, items: Sequence, window: int):
-    """``pool.map(fn, items)`` in order with at most ``window`` results decoded ahead (bounded memory)."""
-    from collections import deque
-
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def _cache_key(samples: Sequence[Sample], settings: dict) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for s in samples:
@@ -284,7 +272,7 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
             if manifest.exists():
                 manifest.unlink()
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for i, (image, mask) in enumerate(_in_order(pool, one, list(zip(samples, factors)),
+                for i, (image, mask) in enumerate(bounded_map(pool, one, list(zip(samples, factors)),
                                                                2 * max(1, workers))):
                     np.save(cache / f"image-{i:05d}.npy", image)
                     np.save(cache / f"mask-{i:05d}.npy", mask)
@@ -299,7 +287,7 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
                    + (" (reused)" if reuse else ""))
     else:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for image, mask in _in_order(pool, one, list(zip(samples, factors)), 2 * max(1, workers)):
+            for image, mask in bounded_map(pool, one, list(zip(samples, factors)), 2 * max(1, workers)):
                 images.append(image)
                 masks.append(mask)
         nbytes = sum(a.nbytes for a in images) + sum(m.nbytes for m in masks)

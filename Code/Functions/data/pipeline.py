@@ -70,7 +70,7 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
     # images wait at any time (``pool.map`` would decode ahead without bound when copying lags behind).
     images = masks = None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for i, (image, mask) in enumerate(_bounded_map(pool, one, samples, 2 * max(1, workers))):
+        for i, (image, mask) in enumerate(bounded_map(pool, one, samples, 2 * max(1, workers))):
             if images is None:
                 images = np.empty((len(samples),) + image.shape, image.dtype)
                 masks = np.empty((len(samples),) + mask.shape + (1,), np.uint8)
@@ -83,8 +83,9 @@ def load_arrays(samples: Sequence[Sample], image_size: int | tuple[int, int] | N
     return images, masks
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, window: int):
-    """``pool.map(fn, items)`` in order, with at most ``window`` calls submitted and not yet consumed."""
+def bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, window: int):
+    """``pool.map(fn, items)`` in order, with at most ``window`` calls submitted and not yet consumed
+    (bounded memory: ``pool.map`` would decode ahead without bound when the consumer lags behind)."""
     from collections import deque
 
     pending: deque = deque()

@@ -47,13 +47,13 @@ import numpy as np
 from scipy import ndimage
 
 from Functions.base.errors import UserError
-from Functions.data.medical_io import apply_window, resolve_window
+from Functions.data.medical_io import apply_window, load_nifti, resolve_window
 
 log = logging.getLogger("Functions")
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-#: Affines closer than this (mm) count as the same voxel grid (MSD labels differ in the 6th decimal).
-AFFINE_TOLERANCE = 1e-3
+#: Affines closer than this (mm) count as the same voxel grid (as in medical_io: float32 headers, MSD labels).
+AFFINE_TOLERANCE = 1e-2
 
 
 # ----------------------------------------------------------------------------- the Volume type
@@ -153,17 +153,6 @@ def volume_stem(path: str | os.PathLike) -> str:
     return name
 
 
-def _load_nifti(path: Path):
-    nib = _nib()
-    if not path.is_file():
-        raise UserError(f"NIfTI file {path} does not exist; check the path")
-    try:
-        return nib.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the same user error
-        raise UserError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); the file is damaged "
-                        "or not NIfTI") from None
-
-
 def _spatial_data(img, path: Path, *, channels: bool, what: str) -> np.ndarray:
     """The data as ``(i, j, k[, c])``: 3-D always; 4-D only when ``channels`` (the 4th axis = channels)."""
     shape = tuple(int(s) for s in img.shape)
@@ -193,7 +182,7 @@ def read_nifti_volume(path: str | os.PathLike, *, label: bool = False, channels:
     a :class:`UserError` naming the file.  Output ``array``: ``(D, H, W, C)``.
     """
     path = Path(path)
-    img = _load_nifti(path)
+    img = load_nifti(path)
     data = _spatial_data(img, path, channels=channels and not label, what="label" if label else "image")
     array = _to_dhw(_as_labels(data, path) if label else np.asarray(data, np.float32))
     affine = np.asarray(img.affine, float)
@@ -614,10 +603,16 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray, 
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype), np.asarray(affine, float), header=hdr)
     img.set_data_dtype(dtype)
-    sform_code = int(hdr["sform_code"]) if hdr is not None and int(hdr["sform_code"]) > 0 else 1
-    qform_code = int(hdr["qform_code"]) if hdr is not None and int(hdr["qform_code"]) > 0 else 1
-    img.set_sform(np.asarray(affine, float), code=sform_code)
-    img.set_qform(np.asarray(affine, float), code=qform_code)
+    affine = np.asarray(affine, float)
+    if hdr is not None and int(hdr["sform_code"]) > 0 and np.allclose(hdr.get_sform(), affine, atol=1e-4):
+        img.set_sform(hdr.get_sform(), code=int(hdr["sform_code"]))       # the source's own sform and qform,
+    else:                                                                   # so every viewer's rule agrees
+        img.set_sform(affine, code=int(hdr["sform_code"]) if hdr is not None and int(hdr["sform_code"]) > 0 else 1)
+    if hdr is not None and int(hdr["qform_code"]) > 0 and (int(hdr["sform_code"]) > 0 or np.allclose(
+            hdr.get_qform(), affine, atol=1e-4)):
+        img.set_qform(hdr.get_qform(), code=int(hdr["qform_code"]))
+    else:
+        img.set_qform(affine, code=int(hdr["qform_code"]) if hdr is not None and int(hdr["qform_code"]) > 0 else 1)
     img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan     # labels are stored unscaled
     if hdr is None or img.header.get_xyzt_units()[0] == "unknown":
         img.header.set_xyzt_units("mm", "sec")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import write_json
+from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import peak_rss_mb
 from Functions.engine.fit import Task, best_epoch
 
@@ -344,7 +344,7 @@ def finish_multiclass(task, model, config, data, run_dir: Path, hist, seconds: f
     metrics.update(_common(task, model, config, hist, seconds, split_name, len(table)))
     metrics.update({"num_classes": k, "class_map": config.class_map, "class_names": names,
                     "confusion_matrix": np.asarray(cm).tolist(),
-                    "summary": {c: {s: _num(summary.loc[s, c]) for s in summary.index} for c in summary.columns}})
+                    "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     plt.close(plot_confusion_matrix(cm, names, path=run_dir / "confusion_matrix.png"))
@@ -396,8 +396,3 @@ def _iou(t, p) -> float:
     from Functions.metrics.segmentation import iou
 
     return iou(np.asarray(t) > 0, np.asarray(p) > 0)
-
-
-def _num(v):
-    v = float(v)
-    return None if np.isnan(v) else v

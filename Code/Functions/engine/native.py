@@ -133,7 +133,7 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
     """Test metrics at native resolution, figures and report for a model trained on patches."""
     import matplotlib.pyplot as plt
 
-    from Functions.base.runs import write_json
+    from Functions.base.runs import summary_json, write_json
     from Functions.base.runtime import peak_rss_mb
     from Functions.data.discovery import load_sample
     from Functions.engine.fit import best_epoch
@@ -155,7 +155,7 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
                     "distance_unit": "/".join(sorted(set(table["unit"]))) if len(table) else "px",
                     "patch_size": config.patch_size, "overlap": config.overlap,
                     **best_epoch(hist, monitor),
-                    "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
+                    "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     order = np.argsort(-table["dice"].to_numpy())
@@ -173,8 +173,3 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
     print(f"Test ({split_name}, {len(table)} images, original resolution): Dice {metrics['dice']:.4f}  "
           f"IoU {metrics['iou']:.4f}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics
-
-
-def _num(v):
-    v = float(v)
-    return None if np.isnan(v) else v

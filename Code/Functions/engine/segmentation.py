@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import write_json
+from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import has_gpu, peak_rss_mb
 from Functions.data.sources import resolve_samples, seeded_subset
 from Functions.engine.config import Check, RunConfig
@@ -445,7 +445,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
                     "peak_rss_mb": round(peak_rss_mb(), 1),
                     **best_epoch(hist, monitor_name(model, config.monitor)),
-                    "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
+                    "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     order = np.argsort([-d for d in table["dice"].to_numpy()])  # best first would hide failures: show spread
@@ -465,8 +465,3 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
 def reproduce_command(config: TrainConfig) -> str:
     """The ``python -m Functions train`` line that repeats this run (settings that differ from the defaults)."""
     return SEGMENTATION.reproduce(config)
-
-
-def _num(v):
-    v = float(v)
-    return None if np.isnan(v) else v

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import write_json
+from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import peak_rss_mb
 from Functions.engine.config import Check
 from Functions.engine.fit import Task, best_epoch, fit
@@ -327,7 +327,7 @@ def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist,
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
                     "peak_rss_mb": round(peak_rss_mb(), 1),
                     **best_epoch(hist, monitor_name(model, config.monitor)),
-                    "summary": {k: {s: _num(summary.loc[s, k]) for s in summary.index} for k in summary.columns}})
+                    "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     from Functions.viz.volumes import plot_volume_predictions
@@ -342,11 +342,6 @@ def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist,
     return metrics
 
 
-def _num(v):
-    v = float(v)
-    return None if np.isnan(v) else v
-
-
 # ----------------------------------------------------------------------------- command line
 def wants_volumes(dims, data=None, dataset=None) -> bool:
     """``train``'s ``--dims``: 3 or 2 when given; by default 3 for Decathlon data (a registered ``msd-*`` set,
@@ -358,6 +353,8 @@ def wants_volumes(dims, data=None, dataset=None) -> bool:
     if dataset:
         return str(dataset).lower().replace("_", "-").startswith(("msd-", "task0", "task1"))
     if data:
+        if not Path(data).expanduser().is_dir():      # reported by the 2-D path at once, without importing SciPy
+            return False
         from Functions.data.volumes import is_decathlon_root
 
         return is_decathlon_root(Path(data).expanduser())

@@ -173,7 +173,7 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
     from Functions.base.errors import UserError
     from Functions.data.imaging import read_image, write_image
     from Functions.data.instances import write_label_map
-    from Functions.inference.predictor import check_new_folder, list_images, load_predictor
+    from Functions.inference.predictor import check_new_folder, images_in_chunks, list_images, load_predictor
 
     out = check_new_folder(out)
     files = list_images(images)
@@ -185,13 +185,8 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
         raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary) or a "
                         f"1-channel head; {model_path} has {channels} output channels - train it with "
                         "`train --task instance`")
-    out.mkdir(parents=True, exist_ok=True)
-    if overlay:
-        (out / "overlays").mkdir()
     rows = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        arrays = [read_image(f) for f in chunk]
+    for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         for f, im, lab in zip(chunk, arrays, predict_instances(predictor, arrays, batch_size, tta, min_size)):
             write_label_map(out / f"{f.stem}.png", lab)
             if overlay:

@@ -243,6 +243,19 @@ def check_new_folder(out: str | os.PathLike, flag: str = "--out") -> Path:
     return out
 
 
+def images_in_chunks(files: list[Path], out: Path, overlay: bool, batch_size: int):
+    """Create ``out/`` (and ``out/overlays/`` with ``overlay``), then yield ``(paths, images)`` for
+    ``batch_size`` files at a time, each image ``(H, W, C)`` as stored."""
+    from Functions.data.imaging import read_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    if overlay:
+        (out / "overlays").mkdir()
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        yield chunk, [read_image(f) for f in chunk]
+
+
 def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike,
                    threshold: float | None = None, overlay: bool = False, batch_size: int = 8,
                    tta: bool = False, overlap: float | None = None):
@@ -280,13 +293,8 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
     predictor = load_predictor(model_path)
     if overlap is not None:
         predictor.overlap = overlap
-    out.mkdir(parents=True, exist_ok=True)
-    if overlay:
-        (out / "overlays").mkdir()
     rows = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        arrays = [read_image(f) for f in chunk]
+    for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         masks = predictor.predict(arrays, batch_size=batch_size, tta=tta, threshold=threshold)
         n_classes = int(predictor.model.outputs[-1].shape[-1])
         for f, im, m in zip(chunk, arrays, masks):

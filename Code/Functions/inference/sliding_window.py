@@ -29,22 +29,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.data.patches import patch_tuple
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
-
-
-def _patch_tuple(patch_size, ndim: int, flag: str = "patch_size") -> tuple[int, ...]:
-    """``patch_size`` (int or sequence) as a tuple of ``ndim`` positive ints."""
-    if isinstance(patch_size, (int, np.integer)):
-        patch = (int(patch_size),) * ndim
-    else:
-        patch = tuple(int(p) for p in patch_size)
-    if len(patch) != ndim:
-        raise UserError(f"{flag} {patch_size} has {len(patch)} sides but the image has {ndim} spatial axes; "
-                        f"give one side or {ndim}")
-    if any(p < 1 for p in patch):
-        raise UserError(f"{flag} {patch_size} must be positive; give a patch side such as 128")
-    return patch
 
 
 def check_overlap(overlap: float, flag: str = "--overlap") -> float:
@@ -139,7 +126,7 @@ def sliding_window_predict(predict_fn: PredictFn, image: np.ndarray, patch_size,
         raise UserError(f"sliding_window_predict needs an image (H, W, C) or a volume (D, H, W, C), "
                         f"got shape {image.shape}")
     ndim = image.ndim - 1
-    patch = _patch_tuple(patch_size, ndim)
+    patch = patch_tuple(patch_size, ndim, flag="patch_size")
     overlap = check_overlap(overlap, "overlap")
     if int(batch_size) < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
