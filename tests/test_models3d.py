@@ -108,3 +108,31 @@ def test_unet3d_learns_a_cube():
         if losses[-1] <= 0.5 * losses[0]:
             break
     assert np.isfinite(losses[-1]) and losses[-1] <= 0.5 * losses[0], losses
+
+
+def test_architectures_command_lists_the_volume_models(capsys):
+    from Functions import cli
+
+    assert cli.main(["architectures", "--dims", "3", "--image-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("input 32x32x32x1, 1 class(es)") and "one patch" in out.splitlines()[0]
+    for name, count in (("unet3d", "351,513"), ("attention_unet3d", "358,292"), ("resunet3d", "374,217")):
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert count in line and "Cicek" in out
+    assert cli.main(["architectures", "--dims", "3", "--image-size", "20"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_train_picks_volumes_from_the_data_and_3d_defaults_for_untouched_flags(tmp_path):
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.volumes import VolumeConfig, volume_defaults, wants_volumes
+
+    (tmp_path / "task" / "imagesTr").mkdir(parents=True)
+    (tmp_path / "task" / "dataset.json").write_text("{}")
+    assert wants_volumes(None, str(tmp_path / "task")) and not wants_volumes(None, str(tmp_path))
+    assert wants_volumes(None, dataset="msd-spleen") and not wants_volumes(None, dataset="busi")
+    assert wants_volumes(3) and not wants_volumes(2, str(tmp_path / "task"))
+    two_d = {k: getattr(TrainConfig(), k) for k in ("model", "epochs", "batch_size", "augment")}
+    assert volume_defaults(two_d) == {"model": "unet3d", "epochs": VolumeConfig().epochs, "batch_size": 2,
+                                      "augment": "3d", "dims": 3}
+    assert volume_defaults({**two_d, "model": "attention_unet3d", "epochs": 3})["epochs"] == 3

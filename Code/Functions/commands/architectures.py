@@ -18,20 +18,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
     parser.add_argument("--num-classes", type=int, default=1, help="output classes (default 1: sigmoid)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                        help="3: the volume models (unet3d, ...) on an N x N x N patch, N = --image-size "
+                             "(use e.g. 64); 2: the image models (default)")
 
 
-def architecture_rows(image_size: int = 256, channels: int = 1, num_classes: int = 1) -> list[dict]:
-    """One dict per registered model: name, task, paper, parameters, gflops."""
+def architecture_rows(image_size: int = 256, channels: int = 1, num_classes: int = 1, dims: int = 2) -> list[dict]:
+    """One dict per registered model: name, task, paper, parameters, gflops (``dims=3``: the volume models)."""
     import keras
 
-    from Functions.models import MODEL_REGISTRY, build_model, model_info
+    from Functions.models import MODEL_REGISTRY, VOLUME_REGISTRY, build_model, model_info
     from Functions.models.flops import count_flops
     from Functions.models.registry import offline_options
 
     rows = []
-    for name in MODEL_REGISTRY:
+    for name in (MODEL_REGISTRY if dims == 2 else VOLUME_REGISTRY):
         info = model_info(name)
-        model = build_model(name, (image_size, image_size, channels), num_classes, **offline_options(name))
+        model = build_model(name, (image_size,) * dims + (channels,), num_classes, **offline_options(name))
         rows.append({
             "name": name,
             "task": info["task"],
@@ -66,15 +69,18 @@ def run(args) -> int:
         raise UserError(f"--channels must be >= 1, got {args.channels}")
     if args.num_classes < 1:
         raise UserError(f"--num-classes must be >= 1, got {args.num_classes}")
-    if args.image_size < 32 or args.image_size % 32:
+    if args.dims == 2 and (args.image_size < 32 or args.image_size % 32):
         raise UserError(
             f"--image-size {args.image_size} does not fit every model; use a multiple of 32 (e.g. 128, 256)"
         )
+    if args.dims == 3 and (args.image_size < 8 or args.image_size % 8):
+        raise UserError(f"--image-size {args.image_size} does not fit the 3-D models; use a multiple of 8 (e.g. 64)")
     try:
-        rows = architecture_rows(args.image_size, args.channels, args.num_classes)
+        rows = architecture_rows(args.image_size, args.channels, args.num_classes, dims=args.dims)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    print(f"input {args.image_size}x{args.image_size}x{args.channels}, {args.num_classes} class(es); "
-          "GFLOP = forward pass for one image (multiply-add = 2 FLOPs)")
+    side = "x".join([str(args.image_size)] * args.dims)
+    print(f"input {side}x{args.channels}, {args.num_classes} class(es); "
+          f"GFLOP = forward pass for one {'image' if args.dims == 2 else 'patch'} (multiply-add = 2 FLOPs)")
     print(format_table(rows, markdown=args.markdown))
     return 0

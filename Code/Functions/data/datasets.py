@@ -60,7 +60,8 @@ class Remote:
     ``dest`` set: a plain file copied to ``<install>/<dest>``; otherwise an
     archive unpacked into ``<install>/<into>`` (``{stem}`` = the archive's
     name without extension), unless its members already sit in that folder.
-    ``md5`` only where the publisher lists one.
+    ``md5`` only where the publisher, or a maintained library downloading the same URL (MONAI for the
+    Decathlon tars), lists one; never computed here.
     """
 
     url: str

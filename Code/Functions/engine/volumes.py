@@ -85,7 +85,10 @@ class VolumeConfig(TrainConfig):
                                                and all(int(p) >= 8 for p in self.patch_size))
         spacing_ok = self.target_spacing is None or (len(self.target_spacing) == 3
                                                      and all(float(s) > 0 for s in self.target_spacing))
-        return super().checks() + [
+        inherited = [c for c in super().checks() if c[1] != "channels"]     # volumes may have 4 MRI sequences
+        return inherited + [
+            (self.channels is None or int(self.channels) >= 1, "channels",
+             f"must be at least 1, got {self.channels}"),
             (self.dims == 3, "dims", f"must be 3 for volume training, got {self.dims}"),
             (patch_ok, "patch_size", f"must be three sides (D H W) or one, of at least 8 voxels, got "
                                      f"{self.patch_size}"),
