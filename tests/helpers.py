@@ -37,3 +37,35 @@ def write_blob_pairs(root: Path, n: int = 12, size: int = 32, seed: int = 0, nam
         cv2.imwrite(str(root / "images" / f"{name}.png"), image)
         cv2.imwrite(str(root / "masks" / f"{name}.png"), mask * 255)
     return root
+
+
+def cli_fails(capsys, argv, *needles) -> str:
+    """Run the CLI in-process; it must return 2 and print exactly one line, `error: ...`, containing ``needles``."""
+    from Functions.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, (rc, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def kill_after_epochs(cmd: list, history: Path, env: dict, epochs_done: int = 1, timeout: float = 240):
+    """Start ``cmd`` (a training command line), SIGKILL it once ``history`` holds ``epochs_done`` rows."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= epochs_done + 1:
+            time.sleep(0.1)
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    return proc

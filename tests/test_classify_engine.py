@@ -3,10 +3,8 @@ learning-rate schedules and config errors that name the flag, exactly as `train`
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -16,6 +14,7 @@ import pytest
 
 from Functions.base.errors import UserError
 from Functions.engine.classification import ClassifyConfig, resume_config, train_classifier
+from helpers import kill_after_epochs
 
 REPO = Path(__file__).resolve().parents[1]
 JIT = keras.backend.backend() == "jax"
@@ -81,17 +80,8 @@ def test_classify_train_sigkill_then_resume_runs_every_epoch_once(class_dir, tmp
            "--gradcam-images", "0"]
     cmd += [] if JIT else ["--no-jit"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     history = out / "history.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 2:   # epoch 1 done: kill in epoch 2
-            time.sleep(0.1)
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kill_after_epochs(cmd, history, env, epochs_done=1)          # epoch 1 done: killed in epoch 2
     assert len(pd.read_csv(history)) < epochs
 
     # the same command with --resume added is accepted; a changed setting is refused
@@ -171,7 +161,7 @@ def test_classify_train_distributed_matches_single_device(class_dir, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Distributed training: MirroredStrategy with 2 replica(s)" in proc.stdout
-    from Functions import models  # noqa: F401 - registers the custom layers
+    from Functions import models  # noqa: F401 - registers the custom layers before loading
 
     single = keras.saving.load_model(out / "single" / "model.keras", safe_mode=True)
     multi = keras.saving.load_model(out / "dist" / "model.keras", safe_mode=True)

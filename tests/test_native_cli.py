@@ -7,16 +7,11 @@ import numpy as np
 import pytest
 
 from Functions.cli import main
+from helpers import cli_fails
 
 
 def fails(capsys, argv, *needles):
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, (rc, err)
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    return err
+    return cli_fails(capsys, argv, *needles)
 
 
 def patch_run(tmp_path, patch=64, **settings):

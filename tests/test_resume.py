@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -15,6 +13,7 @@ import pytest
 
 from Functions.base.errors import UserError
 from Functions.engine.segmentation import TrainConfig, resume_config, train
+from helpers import kill_after_epochs
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -128,17 +127,8 @@ def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_pa
            "--model-option", "depth=2", "--verbose", "0", "--progress-every", "0", "--augment"]
     cmd += [] if JIT else ["--no-jit"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     history = out / "history.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 2:   # epoch 1 done: kill in epoch 2
-            time.sleep(0.1)
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kill_after_epochs(cmd, history, env, epochs_done=1)          # epoch 1 done: killed in epoch 2
     done_before = len(pd.read_csv(history)) if history.is_file() else 0
     assert done_before < epochs
 
