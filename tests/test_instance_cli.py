@@ -193,7 +193,7 @@ def test_train_task_instance_refuses_masks_of_another_size(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_dsb_instance_benchmark_runs_on_a_tiny_subset(capsys):
+def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
@@ -201,7 +201,84 @@ def test_dsb_instance_benchmark_runs_on_a_tiny_subset(capsys):
     spec = importlib.util.spec_from_file_location("dsb_instance", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--subset", "6", "--epochs", "1", "--minutes", "1", "--size", "64", "--patch", "32",
-                       "--depth", "2", "--base-filters", "4"]) == 0
+    out_dir = Path(tmp_path) / "bench"
+    assert bench.main(["--subset", "12", "--epochs", "1", "--minutes", "1", "--patch", "32", "--out", str(out_dir),
+                       "--", "--model-option", "depth=2", "--model-option", "base_filters=4"]) == 0
     out = capsys.readouterr().out
     assert "3-class U-Net + watershed" in out and "binary U-Net + connected components" in out
+    assert (out_dir / "instance" / "metrics.json").is_file() and (out_dir / "binary-instances").is_dir()
+
+
+def test_train_task_instance_on_patches_scores_label_maps_at_their_own_size(tmp_path, capsys):
+    """--task instance --patch-size: 3-class targets from full-size label maps, scored at the original size."""
+    data = _dsb_tree(tmp_path / "stage1_train", n=9, size=20)
+    big = data / "s00"                        # one larger, non-square field with three nuclei, two touching
+    lab = np.zeros((24, 36), np.int32)
+    lab[4:10, 4:10], lab[4:10, 10:16], lab[14:20, 24:30] = 1, 2, 3
+    for k in (1, 2, 3):
+        cv2.imwrite(str(big / "masks" / f"n{k}.png"), ((lab == k) * 255).astype(np.uint8))
+    cv2.imwrite(str(big / "images" / "s00.png"), ((lab > 0) * 170 + 20).astype(np.uint8))
+    run = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("--image-size", "16")]
+    assert main(["train", "--task", "instance", "--data", str(data), "--out", str(run), "--patch-size", "16",
+                 "--test-fraction", "0.34", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "original resolution" in out and "DSB score" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["scored_at"] == "original resolution" and metrics["task"] == "instance"
+    assert abs(metrics["iou"] - np.mean([d / (2 - d) for d in pd.read_csv(run / "test_metrics.csv")["pixel_dice"]
+                                         .to_numpy()[:-1]])) < 1e-9
+    table = pd.read_csv(run / "test_metrics.csv")
+    split = json.loads((run / "split.json").read_text())
+    expected = [3 if "s00" in p else 2 for p in split["test"]]
+    assert table["n_true"].iloc[:-1].tolist() == expected     # true instances read at full size, not resized
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["patch_size"] == 16 and cfg["task"] == "instance"
+    # the watershed was tuned on the validation split (never the test split) and the run keeps the choice
+    tuned = json.loads((run / "instance_decoder.json").read_text())
+    assert tuned["n_images"] == len(split["val"]) and tuned["chosen"] == metrics["decoder"]
+    assert tuned["chosen_score"] >= tuned["default_score"] and "Watershed tuned on the" in out
+    # predict by sliding window keeps the non-square field's own size
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(run), "--images", str(big / "images"), "--out", str(pred)]) == 0
+    assert cv2.imread(str(pred / "s00.png"), cv2.IMREAD_UNCHANGED).shape == (24, 36)
+
+
+def test_tune_decoder_picks_thresholds_on_validation_and_predict_uses_them(tmp_path):
+    """Interior probabilities of 0.45: the default marker threshold (0.5) finds nothing, 0.4 finds both nuclei."""
+    from types import SimpleNamespace
+
+    from Functions.data.discovery import find_samples
+    from Functions.data.instances import read_instances
+    from Functions.evaluation.instance import predict_and_score, tune_decoder
+
+    data = _dsb_tree(tmp_path / "stage1_train", n=3, size=16)
+    samples = find_samples(data)
+
+    def probs_for(sample):
+        lab = read_instances(sample)
+        p = np.zeros(lab.shape + (3,), np.float32)
+        p[..., 0] = 1.0
+        fg = lab > 0
+        edge = fg & (np.roll(lab, 1, axis=1) != lab) & (np.roll(lab, 1, axis=1) > 0)   # the shared edge
+        p[fg] = (0.2, 0.45, 0.35)
+        p[edge] = (0.2, 0.1, 0.7)
+        return p
+
+    table = {str(s.image): probs_for(s) for s in samples}
+    images = {}
+    for s in samples:
+        from Functions.data.imaging import read_image
+        images[read_image(s.image).tobytes()] = table[str(s.image)]
+    fake = SimpleNamespace(threshold=0.5, decoder=None,
+                           probabilities=lambda ims, batch_size=8, tta=False: [images[im.tobytes()] for im in ims])
+    tuned = tune_decoder(fake, samples, grid={"min_size": (4,)})
+    assert tuned["default_score"] == 0.0 and tuned["chosen_score"] == 1.0
+    assert tuned["chosen"]["interior_threshold"] <= 0.4 and tuned["n_images"] == 3
+    assert len(tuned["trials"]) == 1 + 7 * 5 - 1      # the default is one of the grid points: scored once
+    # the chosen settings travel with the predictor: every nucleus found, each pair split
+    fake.decoder = tuned["chosen"]
+    scored, _ = predict_and_score(fake, samples)
+    assert scored["n_pred"].iloc[:-1].tolist() == [2, 2, 2] and scored["dsb_score"].iloc[-1] == 1.0
+    fake.decoder = None
+    assert predict_and_score(fake, samples)[0]["n_pred"].iloc[:-1].tolist() == [0, 0, 0]

@@ -277,3 +277,41 @@ def test_evaluate_class_folders_per_class_macro_micro(tmp_path, capsys):
                  "--num-classes", "3", "--class-map", "0:0,128:1,255:2", "--out", str(tmp_path / "d.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert "a.png" in err and "class 4" in err and "\n" not in err
+
+
+def test_train_multiclass_on_patches_scores_each_image_at_its_own_size(tmp_path, capsys):
+    """--patch-size with class maps: patches of the class maps, scored at each image's original size."""
+    import json
+
+    import pandas as pd
+
+    from Functions.cli import main
+
+    data = _class_tree(tmp_path / "d", n=9, size=24)
+    # two images of another, non-square size: the test table must keep their own sizes
+    rng = np.random.default_rng(5)
+    for i in (0, 1):
+        m = np.zeros((20, 30), np.uint8)
+        m[3:9, 4:10], m[12:18, 20:28] = 128, 255
+        img = np.clip(30 + (m > 0) * 100 + (m == 255) * 80 + rng.normal(0, 5, m.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(data / "images" / f"c{i}.png"), img)
+        cv2.imwrite(str(data / "masks" / f"c{i}.png"), m)
+    run = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("--image-size", "16")]
+    assert main(["train", "--data", str(data), "--out", str(run), "--patch-size", "16", "--test-fraction", "0.34",
+                 "--patch-sampling", "area", "--verbose", "1", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "classes: 3 from mask values 0:0,128:1,255:2" in out and "original resolution" in out
+    assert "patch(es) per image and epoch (drawn in proportion to image area)" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["scored_at"] == "original resolution" and metrics["num_classes"] == 3
+    table = pd.read_csv(run / "test_metrics.csv")
+    split = json.loads((run / "split.json").read_text())
+    sizes = {cv2.imread(p, cv2.IMREAD_UNCHANGED).shape for p in split["test"]}
+    assert {(h, w) for h, w in zip(table["height"], table["width"])} == sizes
+    assert {"dice_1", "dice_2", "macro_dice", "micro_dice"} <= set(table.columns)
+    # the confusion matrix counts every pixel of every test image once, at its own size
+    assert np.asarray(metrics["confusion_matrix"]).sum() == sum(h * w for h, w in zip(table["height"], table["width"]))
+    assert "sliding window" in (run / "report.md").read_text()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["patch_size"] == 16 and cfg["class_map"] == "0:0,128:1,255:2" and cfg["patch_sampling"] == "area"

@@ -95,3 +95,33 @@ def test_resampling_by_scale_and_spacing():
     s = Sample(id="a", image="a.dcm", spacing=(0.5, 0.25))
     assert resample_factor(s, spacing=1.0) == (0.5, 0.25)
     assert resample_factor(Sample(id="b", image="b.png"), scale=0.5, spacing=1.0) == 0.5
+
+
+def test_mask_spec_targets_are_drawn_after_resampling_and_keyed_in_the_cache(tmp_path):
+    """Instance targets come from full-size label maps, resampled first, boundaries drawn at the new size;
+    a cache of other targets is never reused."""
+    from functools import partial
+
+    from Functions.data.instance_targets import three_class_target
+    from Functions.data.native import MaskSpec
+
+    lab = np.zeros((40, 60), np.int32)
+    lab[8:24, 8:24], lab[8:24, 24:40] = 300, 301     # two touching objects, ids above 255
+    (tmp_path / "im").mkdir()
+    cv2.imwrite(str(tmp_path / "im" / "a.png"), ((lab > 0) * 200).astype(np.uint8))
+    sample = Sample(id="a", image=tmp_path / "im" / "a.png", masks=())
+    spec = MaskSpec(key="instance-3class-w1", read=lambda s, shape: lab, target=partial(three_class_target, width=1))
+    out = load_native([sample], 1, "minmax", scale=0.5, mask_spec=spec)
+    m = out.masks[0]
+    assert m.shape == (20, 30) and m.dtype == np.uint8 and set(np.unique(m)) == {0, 1, 2}
+    assert np.array_equal(m, three_class_target(cv2.resize(lab, (30, 20), interpolation=cv2.INTER_NEAREST)))
+    assert (m[4:12, 11:13] == 2).all()              # the touching edge, at the resampled size
+    # without a target, ids above 255 cannot be uint8 patch targets: one clear error
+    with pytest.raises(UserError, match="do not fit the uint8 targets"):
+        load_native([sample], 1, "minmax", mask_spec=MaskSpec(key="raw", read=lambda s, shape: lab))
+    # memmap caches of different targets go to different folders
+    a = load_native([sample], 1, "minmax", max_memory=1, cache_dir=tmp_path / "c", mask_spec=spec)
+    b = load_native([sample], 1, "minmax", max_memory=1, cache_dir=tmp_path / "c",
+                    mask_spec=MaskSpec(key="instance-3class-w2", read=lambda s, shape: lab,
+                                       target=partial(three_class_target, width=2)))
+    assert a.cache_dir != b.cache_dir and (np.asarray(b.masks[0]) == 2).sum() > (np.asarray(a.masks[0]) == 2).sum()

@@ -148,3 +148,24 @@ def test_fixed_dataset_repeats_its_patches():
     first = ds[0][0]
     ds.on_epoch_end()
     np.testing.assert_array_equal(ds[0][0], first)
+
+
+def test_area_sampling_draws_images_in_proportion_to_their_pixels():
+    from Functions.data.patches import sampling_weights
+
+    images = [np.zeros((16, 16, 1), np.float32), np.zeros((32, 48, 1), np.float32)]   # 256 and 1536 pixels
+    assert sampling_weights([im.shape[:2] for im in images], "image") is None
+    weights = sampling_weights([im.shape[:2] for im in images], "area")
+    assert weights.tolist() == [256.0, 1536.0]
+    ds = patch_dataset(images, None, 16, batch_size=2, patches_per_epoch=2000, weights=weights, seed=3)
+    drawn = np.bincount([ds.image_index(0, j) for j in range(2000)], minlength=2) / 2000
+    assert abs(drawn[1] - 6 / 7) < 0.03                       # 1536 / (256 + 1536)
+    # reproducible: the same seed draws the same images, whatever the batch size
+    again = patch_dataset(images, None, 16, batch_size=7, patches_per_epoch=2000, weights=weights, seed=3)
+    assert [again.image_index(0, j) for j in range(50)] == [ds.image_index(0, j) for j in range(50)]
+    never = patch_dataset(images, None, 16, patches_per_epoch=200, weights=[0, 1], seed=0)
+    assert {never.image_index(e, j) for e in range(2) for j in range(200)} == {1}
+    with pytest.raises(UserError, match="2 non-negative numbers"):
+        patch_dataset(images, None, 16, weights=[1, -1])
+    with pytest.raises(UserError, match="--patch-sampling must be one of image, area"):
+        sampling_weights([(4, 4)], "pixels")

@@ -81,6 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of training patches centred on a random foreground pixel (default 1/3, nnU-Net)")
     n.add_argument("--patches-per-image", type=int, default=d.patches_per_image, metavar="N",
                    help="random training patches per image and epoch (%(default)s)")
+    n.add_argument("--patch-sampling", choices=("image", "area"), default=d.patch_sampling,
+                   help="image: draw patches from every image equally often (nnU-Net); area: in proportion to "
+                        "each image's pixels, so large images are covered as densely as small ones (%(default)s)")
     n.add_argument("--pad-patches", action=argparse.BooleanOptionalAction, default=d.pad_patches,
                    help="pad images smaller than a patch: reflect the image, zero (background) for the mask "
                         "(default: on; --no-pad-patches makes such images an error)")

@@ -31,7 +31,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.data.discovery import Sample, load_sample
+from Functions.data.imaging import read_image
 from Functions.data.pipeline import bounded_map
 
 log = logging.getLogger("Functions")
@@ -138,9 +139,33 @@ def native_shape(sample: Sample, factor) -> tuple[int, int] | None:
     return max(1, int(round(h * fr))), max(1, int(round(w * fc)))
 
 
+@dataclass(frozen=True)
+class MaskSpec:
+    """Targets other than the binary union of a sample's mask files (multi-class and instance patch training).
+
+    ``read(sample, (H, W))`` returns the sample's label map at the image's own
+    size (class indices, or instance ids of any integer dtype); it is resampled
+    with the image by nearest neighbour and then passed through ``target``
+    (e.g. :func:`Functions.data.instance_targets.three_class_target`, so the
+    boundaries are drawn at the training resolution), whose result must fit in
+    ``uint8``.  ``key`` names the targets in the cache key (``"classes:0:0,255:1"``,
+    ``"instance-3class-w1"``), so a cache of other targets is never reused.
+    """
+
+    key: str
+    read: Callable
+    target: Callable | None = None
+
+
 def prepare_native(image: np.ndarray, mask: np.ndarray, channels: int, normalization: str = "minmax",
-                   use_clahe: bool = False, factor=1.0, mask_mode: str = "binary") -> tuple[np.ndarray, np.ndarray]:
-    """One decoded sample -> ``(image (H', W', channels) float32, mask (H', W') uint8)`` at native size × ``factor``."""
+                   use_clahe: bool = False, factor=1.0, mask_mode: str = "binary",
+                   target: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One decoded sample -> ``(image (H', W', channels) float32, mask (H', W') uint8)`` at native size × ``factor``.
+
+    ``mask_mode`` ``"binary"``: the mask is made 0/1 (area-fraction resampling);
+    ``"labels"``: its values are kept (nearest neighbour), then ``target`` is
+    applied when given.
+    """
     from Functions.data.preprocessing import (clahe, normalize, resize_binary_mask, resize_image, resize_mask,
                                               to_channels)
 
@@ -157,6 +182,11 @@ def prepare_native(image: np.ndarray, mask: np.ndarray, channels: int, normaliza
         m = resize_binary_mask(m, size) if mask_mode == "binary" else resize_mask(m, size)
     if mask_mode == "binary":
         m = (m > 0).astype(np.uint8)
+    elif target is not None:
+        m = target(m)
+    if m.size and int(m.max()) > 255:
+        raise UserError(f"mask values up to {int(m.max())} do not fit the uint8 targets of patch training; "
+                        "give instance masks a target (e.g. --task instance) or map the values with --class-map")
     return normalize(x, normalization).astype(np.float32), m.astype(np.uint8)
 
 
@@ -216,8 +246,11 @@ def _cache_key(samples: Sequence[Sample], settings: dict) -> str:
 def load_native(samples: Sequence[Sample], channels: int, normalization: str = "minmax", use_clahe: bool = False,
                 *, scale: float | None = None, spacing: float | None = None, max_memory=None,
                 cache_dir: str | os.PathLike | None = None, mask_mode: str = "binary",
-                workers: int = 4) -> NativeData:
+                mask_spec: MaskSpec | None = None, workers: int = 4) -> NativeData:
     """Decode ``samples`` at native resolution (see the module docstring) -> :class:`NativeData`.
+
+    ``mask_spec``: read the targets with a :class:`MaskSpec` instead of merging the
+    mask files into a binary mask (then ``mask_mode`` is ``"labels"``).
 
     ``max_memory``: bytes or a string for :func:`parse_memory` (default
     :func:`default_max_memory`).  When the estimated decoded size exceeds it,
@@ -242,10 +275,17 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
                             "--max-memory")
         cache = Path(cache_dir).expanduser()
 
+    if mask_spec is not None:
+        mask_mode = "labels"
+
     def one(args):
         s, f = args
-        image, mask = load_sample(s)
-        return prepare_native(image, mask, channels, normalization, use_clahe, f, mask_mode)
+        if mask_spec is None:
+            image, mask = load_sample(s)
+            return prepare_native(image, mask, channels, normalization, use_clahe, f, mask_mode)
+        image = read_image(s.image)
+        return prepare_native(image, mask_spec.read(s, image.shape[:2]), channels, normalization, use_clahe, f,
+                              "labels", mask_spec.target)
 
     spacings = []
     for s, f in zip(samples, factors):
@@ -255,6 +295,8 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
 
     settings = {"channels": channels, "normalization": normalization, "clahe": bool(use_clahe), "scale": scale,
                 "spacing": spacing, "mask_mode": mask_mode, "version": 1}
+    if mask_spec is not None:
+        settings["masks"] = mask_spec.key
     images: list = []
     masks: list = []
     if cache is not None:

@@ -143,11 +143,31 @@ def _pad(array: np.ndarray, widths, mode: str) -> np.ndarray:
         raise UserError(f"pad_mode {mode!r} cannot pad a patch ({exc}); use 'reflect' or 'constant'") from None
 
 
+#: How :func:`sampling_weights` can weight the images patches are drawn from.
+PATCH_SAMPLING = ("image", "area")
+
+
+def sampling_weights(shapes: Sequence[tuple[int, ...]], mode: str = "image") -> np.ndarray | None:
+    """Relative patch-sampling weights of images with spatial ``shapes``.
+
+    ``"image"``: ``None`` - every image equally often (nnU-Net), so a data set's
+    many small images dominate; ``"area"``: in proportion to the pixels, so each
+    pixel of the data set is equally likely to be in a patch and large images
+    (which hold more of it) are drawn more often.
+    """
+    if mode not in PATCH_SAMPLING:
+        raise UserError(f"--patch-sampling must be one of {', '.join(PATCH_SAMPLING)}, got {mode!r}")
+    if mode == "image":
+        return None
+    return np.array([float(np.prod(sh)) for sh in shapes])
+
+
 def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | None, patch_size, *,
                   batch_size: int = 8, patches_per_epoch: int | None = None,
                   foreground_probability: float = 1 / 3, augmenter: Callable | None = None, seed: int = 0,
                   num_outputs: int = 1, workers: int = 1, pad: bool = True, pad_mode: str = "reflect",
-                  target_fn: Callable[[np.ndarray], np.ndarray] | None = None, fixed: bool = False):
+                  target_fn: Callable[[np.ndarray], np.ndarray] | None = None, fixed: bool = False,
+                  weights: Sequence[float] | None = None):
     """A :class:`keras.utils.PyDataset` of random patches (see :class:`PatchDataset` built inside).
 
     ``images``: full-resolution arrays ``(*spatial, C)`` (2 or 3 spatial axes,
@@ -161,6 +181,10 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
     and augmentation.  ``augmenter`` is ``(image, mask, rng) -> (image, mask)``
     (2-D patches).  ``fixed=True`` draws the same patches every epoch
     (validation: a fixed, seeded set of patches, so epochs compare).
+    ``weights``: how often each image is drawn, relative to the others (e.g.
+    :func:`sampling_weights` ``"area"``: in proportion to its pixels, so every
+    pixel of the data set is equally likely to be in a patch); default: every
+    image once per ``len(images)`` patches.
     """
     import keras
 
@@ -172,6 +196,12 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
         raise UserError(f"{len(images)} images but {len(masks)} masks")
     ndim = images[0].ndim - 1
     patch = check_patch_fits([im.shape[:ndim] for im in images], patch_size, pad)
+    probabilities = None
+    if weights is not None:
+        w = np.asarray(weights, np.float64)
+        if w.shape != (len(images),) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise UserError(f"patch sampling weights must be {len(images)} non-negative numbers, not all zero")
+        probabilities = w / w.sum()
 
     class PatchDataset(keras.utils.PyDataset):
         """Batches of random patches; ``set_epoch`` positions the stream (resuming)."""
@@ -199,12 +229,14 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
             return -(-self.patches_per_epoch // self.batch_size)
 
         def image_index(self, epoch: int, j: int) -> int:
-            """Which image patch ``j`` of ``epoch`` comes from: every image once per ``len(images)`` patches."""
+            """Which image patch ``j`` of ``epoch`` comes from: every image once per ``len(images)`` patches,
+            or drawn in proportion to ``weights``."""
             n = len(self.images)
             key = (epoch, j // n)
             order = self._orders.get(key)
             if order is None:
-                order = np.random.default_rng([self.seed, epoch, j // n, 11]).permutation(n)
+                rng = np.random.default_rng([self.seed, epoch, j // n, 11])
+                order = rng.permutation(n) if probabilities is None else rng.choice(n, size=n, p=probabilities)
                 self._orders[key] = order
             return int(order[j % n])
 

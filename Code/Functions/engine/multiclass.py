@@ -14,10 +14,15 @@
   (:func:`Functions.data.instances.read_instances`) become 3-class targets
   (background / interior / boundary) for a softmax U-Net; the test split is
   decoded by watershed and scored with the instance metrics (DSB2018 score,
-  AP50/75, F1, PQ/SQ/RQ, AJI) and the pixel Dice of the foreground.  Test
-  scoring happens at the training resolution (``--image-size``), against the
-  true label maps resized by nearest neighbour; ``evaluate --task instance
-  --run`` scores at each image's own size.
+  AP50/75, F1, PQ/SQ/RQ, AJI) and the pixel Dice of the foreground.
+
+Both train on images resized to ``--image-size`` or, with ``--patch-size P``,
+on random patches of the full-resolution images (class maps and 3-class
+targets then come through a :class:`~Functions.data.native.MaskSpec`; the
+instance boundaries are drawn at the training resolution).  Either way the
+test split is scored where papers score it: each image predicted at its
+original size (resized back, or by sliding window) against its masks as
+stored.
 
 The class mapping used is printed, saved in ``config.json`` (``class_map``,
 ``num_classes``) and ``classes.json``, and read back by ``predict``/``evaluate``.
@@ -101,19 +106,49 @@ def _resized(mask: np.ndarray, size) -> np.ndarray:
 
 def replace_with_class_maps(data: dict, mapping: dict | None, num_classes: int, image_size) -> None:
     """Swap the binary masks of every split for class maps ``(N, H, W, 1)`` uint8 (nearest-neighbour resize)."""
-    from Functions.data.classes import read_class_mask
-
     for name in ("train", "val", "test"):
         x, y, subset = data[name]
         if x is None:
             continue
-        for s in subset:
-            if getattr(s, "kind", "image") != "image" or len(s.masks) != 1:
-                raise UserError(f"multi-class training reads one class-map image per sample; {s.image} has "
-                                f"{len(s.masks)} mask files (or is a volume slice); pass --num-classes 1 for binary")
-        y = np.stack([_resized(read_class_mask(s.masks[0], mapping, num_classes), image_size)
+        y = np.stack([_resized(read_class_map(s, None, mapping, num_classes), image_size)
                       for s in subset])[..., None].astype(np.uint8)
         data[name] = (x, y, subset)
+
+
+def class_mask_spec(mapping: dict | None, num_classes: int):
+    """The :class:`~Functions.data.native.MaskSpec` of multi-class patch training: each sample's class map."""
+    from Functions.data.classes import format_class_map
+    from Functions.data.native import MaskSpec
+
+    return MaskSpec(key=f"classes:{num_classes}:{format_class_map(mapping)}",
+                    read=lambda sample, shape: read_class_map(sample, shape, mapping, num_classes))
+
+
+def read_class_map(sample, shape, mapping: dict | None, num_classes: int) -> np.ndarray:
+    """The class map ``(H, W)`` of one image sample (one mask file), checked against the image's ``shape``
+    ``(H, W)`` when given."""
+    from Functions.data.classes import read_class_mask
+
+    if getattr(sample, "kind", "image") != "image" or len(sample.masks) != 1:
+        raise UserError(f"multi-class training reads one class-map image per sample; {sample.image} has "
+                        f"{len(sample.masks)} mask files (or is a volume slice); pass --num-classes 1 for binary")
+    m = read_class_mask(sample.masks[0], mapping, num_classes)
+    if shape is not None and tuple(m.shape[:2]) != tuple(shape[:2]):
+        raise UserError(f"mask {sample.masks[0]} is {m.shape[1]}x{m.shape[0]} but its image {sample.image} is "
+                        f"{shape[1]}x{shape[0]}; masks must have their image's size")
+    return m
+
+
+def instance_mask_spec(width: int = 1):
+    """The :class:`~Functions.data.native.MaskSpec` of instance patch training: label maps -> 3-class targets."""
+    from functools import partial
+
+    from Functions.data.instance_targets import three_class_target
+    from Functions.data.instances import read_instances
+    from Functions.data.native import MaskSpec
+
+    return MaskSpec(key=f"instance-3class-w{width}", read=read_instances,
+                    target=partial(three_class_target, width=width))
 
 
 def check_binary(data: dict) -> None:
@@ -127,12 +162,12 @@ def check_binary(data: dict) -> None:
 
 
 def replace_with_instance_targets(data: dict, image_size, width: int = 1) -> None:
-    """Swap masks for 3-class targets ``(N, H, W, 1)``; keep the resized label maps in ``data["labels"]``."""
+    """Swap the training and validation masks for 3-class targets ``(N, H, W, 1)`` drawn on the label maps
+    resized to ``image_size`` (the test split is scored on its label maps as stored, see :func:`finish_instance`)."""
     from Functions.data.instance_targets import three_class_target
     from Functions.data.instances import read_instances
 
-    data["labels"] = {}
-    for name in ("train", "val", "test"):
+    for name in ("train", "val"):
         x, y, subset = data[name]
         if x is None:
             continue
@@ -142,7 +177,6 @@ def replace_with_instance_targets(data: dict, image_size, width: int = 1) -> Non
                 raise UserError(f"--task instance reads instance masks from image files; {s.image} is a "
                                 f"{s.kind} sample")
             labels.append(_resized(read_instances(s).astype(np.int32), image_size))
-        data["labels"][name] = labels
         data[name] = (x, np.stack([three_class_target(m, width) for m in labels])[..., None], subset)
 
 
@@ -210,14 +244,13 @@ class MultiClassTask(Delegating):
         from Functions.data.classes import format_class_map
 
         k, mapping = class_setup(config, _samples(config))
-        if isinstance(config.patch_size, int) and (k > 1 or mapping is not None):
-            raise UserError("--patch-size (native-resolution patch training) handles binary masks so far; these "
-                            f"masks hold {max(k, 2)} classes - train them with --image-size N instead",
-                            field=None)
-        data = self.base.prepare(config)
+        several = k > 1 or mapping is not None
+        patches = bool(getattr(config, "patch_size", None))
+        data = self.base.prepare(config, masks=class_mask_spec(mapping, max(k, 2)) if several and patches else None)
         data["num_classes"], data["class_map"] = k, mapping
-        if k > 1 or mapping is not None:
-            replace_with_class_maps(data, mapping, max(k, 2), config.image_size)
+        if several:
+            if not patches:
+                replace_with_class_maps(data, mapping, max(k, 2), config.image_size)
             if config.num_classes is None or mapping is not None:
                 print(f"classes: {max(k, 2)} from mask values {format_class_map(mapping)} "
                       f"(value:class; saved in config.json)", flush=True)
@@ -252,11 +285,11 @@ class InstanceTask(MultiClassTask):
     """3-class (background/interior/boundary) U-Net decoded by watershed into instance label maps."""
 
     def prepare(self, config):
-        if isinstance(getattr(config, "patch_size", None), int):
-            raise UserError("--patch-size (native-resolution patch training) handles binary masks so far; "
-                            "train --task instance with --image-size N instead", field=None)
-        data = self.base.prepare(config)
-        replace_with_instance_targets(data, config.image_size)
+        if getattr(config, "patch_size", None):
+            data = self.base.prepare(config, masks=instance_mask_spec())
+        else:
+            data = self.base.prepare(config)
+            replace_with_instance_targets(data, config.image_size)
         data["num_classes"], data["class_map"] = 3, None
         return data
 
@@ -312,87 +345,116 @@ def _common(task, model, config, hist, seconds, split_name, n) -> dict:
             **best_epoch(hist, task.monitor_name(model, config.monitor))}
 
 
-def _test_split(data):
-    if data["test"][0] is not None:
-        return data["test"], "test"
-    return data["val"], "validation"
+def _scored_split(data):
+    """``(samples, split name)`` of the split the finished model is scored on (test, else validation)."""
+    if data["test"][2]:
+        return list(data["test"][2]), "test"
+    return list(data["val"][2]), "validation"
+
+
+def _predictor(model, config, data):
+    from Functions.engine.native import predictor_for
+    from Functions.models import single_output
+
+    return predictor_for(single_output(model), config, data["channels"])
+
+
+def _where(config) -> str:
+    if config.patch_size:
+        return (f"each image predicted whole at its original resolution by sliding window ({config.patch_size}x"
+                f"{config.patch_size} tiles, overlap {config.overlap}, Gaussian weights)")
+    return (f"each image resized to {config.image_size}x{config.image_size} for the model and its prediction "
+            "resized back to the original size")
 
 
 def finish_multiclass(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
-    """Per-class, macro and micro test metrics, confusion matrix, figures with a colour legend, report."""
+    """Per-class, macro and micro test metrics at each image's original size, confusion matrix, figures with a
+    colour legend, report."""
     import matplotlib.pyplot as plt
 
-    from Functions.inference.tta import predict_probabilities
-    from Functions.metrics.segmentation import confusion_matrix, per_image_metrics, summarize
+    from Functions.data.classes import parse_class_map
+    from Functions.evaluation.native import score_class_samples
+    from Functions.metrics.segmentation import summarize
     from Functions.viz.plotting import plot_class_predictions, plot_confusion_matrix, plot_history
     from Functions.viz.reports import write_report
 
     k = int(config.num_classes)
-    (x_te, y_te, s_te), split_name = _test_split(data)
-    probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
-    preds = np.argmax(probs, axis=-1).astype(np.uint8)
-    truth = y_te[..., 0]
-    table = per_image_metrics(list(truth), list(preds), names=[s.id for s in s_te], num_classes=max(k, 3))
-    if k == 2:  # per_image_metrics scores 2 classes as binary; keep the multi-class columns for one format
-        table = table[[c for c in table.columns if not c.endswith("_2")]]
+    samples, split_name = _scored_split(data)
+    mapping = parse_class_map(config.class_map) if config.class_map else None
+    table, cm, shown = score_class_samples(
+        _predictor(model, config, data), samples, lambda s, shape: read_class_map(s, shape, mapping, k), k,
+        batch_size=config.batch_size, tta=config.tta)
     table.to_csv(run_dir / "test_metrics.csv", index=False)
-    summary = summarize(table)
+    summary = summarize(table.drop(columns=["width", "height"], errors="ignore"))
     metrics = {c: float(summary.loc["mean", c]) for c in summary.columns}
     metrics["dice"], metrics["iou"] = metrics["macro_dice"], metrics["macro_iou"]
-    cm = sum(confusion_matrix(t, p, k) for t, p in zip(truth, preds))
     names = class_names(config)
     metrics.update(_common(task, model, config, hist, seconds, split_name, len(table)))
     metrics.update({"num_classes": k, "class_map": config.class_map, "class_names": names,
-                    "confusion_matrix": np.asarray(cm).tolist(),
+                    "confusion_matrix": np.asarray(cm).tolist(), "scored_at": "original resolution",
                     "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     plt.close(plot_confusion_matrix(cm, names, path=run_dir / "confusion_matrix.png"))
-    pick = np.arange(min(4, len(x_te)))
-    plt.close(plot_class_predictions(x_te[pick], truth[pick], preds[pick], names, n=len(pick),
-                                     titles=[s_te[i].id for i in pick], path=run_dir / "predictions.png"))
+    plt.close(plot_class_predictions([sh[0] for sh in shown], [sh[1] for sh in shown], [sh[2] for sh in shown],
+                                     names, n=len(shown), titles=[s.id for s in samples[:len(shown)]],
+                                     path=run_dir / "predictions.png"))
     write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
+    with open(run_dir / "report.md", "a") as f:
+        f.write(f"\n## How the test figures were computed\n\nPer-class Dice and IoU at the original resolution: "
+                f"{_where(config)}; classes absent from both truth and prediction are left out of an image's "
+                "macro mean.\n")
     per_class = "  ".join(f"{names[c]} {metrics.get(f'dice_{c}', float('nan')):.4f}" for c in range(1, k))
-    print(f"Test ({split_name}, {len(table)} images): macro Dice {metrics['macro_dice']:.4f}  micro Dice "
-          f"{metrics['micro_dice']:.4f}  per class: {per_class} ({seconds:.0f} s training) -> {run_dir}", flush=True)
+    print(f"Test ({split_name}, {len(table)} images, original resolution): macro Dice {metrics['macro_dice']:.4f}  "
+          f"micro Dice {metrics['micro_dice']:.4f}  per class: {per_class} ({seconds:.0f} s training) -> {run_dir}",
+          flush=True)
     return metrics
 
 
 def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
-    """Watershed-decoded test predictions scored with the instance metrics + pixel Dice; figures; report."""
+    """Watershed-decoded test predictions at each image's original size, scored with the instance metrics +
+    pixel Dice; figures; report."""
     import matplotlib.pyplot as plt
 
-    from Functions.evaluation.instance import score_instances
-    from Functions.inference.instances import probabilities_to_labels
-    from Functions.inference.tta import predict_probabilities
-    from Functions.viz.plotting import plot_history, plot_instances
+    from Functions.evaluation.instance import predict_and_score, tune_decoder, worst_figure
+    from Functions.viz.plotting import plot_history
     from Functions.viz.reports import write_report
 
-    (x_te, _, s_te), split_name = _test_split(data)
-    trues = data["labels"]["test" if split_name == "test" else "val"]
-    probs = predict_probabilities(model, x_te, batch_size=config.batch_size, tta=config.tta)
-    preds = [probabilities_to_labels(p) for p in probs]
-    table = score_instances(trues, preds, names=[s.id for s in s_te])
+    samples, split_name = _scored_split(data)
+    predictor = _predictor(model, config, data)
+    tuned = None
+    if split_name == "test" and data["val"][2]:      # tuned on validation only, never on the images it is scored on
+        tuned = tune_decoder(predictor, data["val"][2], batch_size=config.batch_size, tta=config.tta)
+        write_json(run_dir / "instance_decoder.json", tuned)
+        predictor.decoder = tuned["chosen"]
+        chosen = ", ".join(f"{k} {v:g}" for k, v in tuned["chosen"].items())
+        print(f"Watershed tuned on the {tuned['n_images']} validation images: {chosen} (validation DSB score "
+              f"{tuned['chosen_score']:.4f}, {tuned['default_score']:.4f} with the defaults)", flush=True)
+    table, worst = predict_and_score(predictor, samples, batch_size=config.batch_size, tta=config.tta)
     table.to_csv(run_dir / "test_metrics.csv", index=False)
     mean = table.iloc[-1]
     metrics = {c: float(mean[c]) for c in table.columns if c != "image"}
     metrics["dice"] = metrics["pixel_dice"]
-    metrics["iou"] = float(np.mean([_iou(t, p) for t, p in zip(trues, preds)]))
+    per_image = table["pixel_dice"].to_numpy()[:-1]
+    metrics["iou"] = float(np.mean(per_image / np.maximum(2.0 - per_image, 1e-12)))  # IoU = D / (2 - D) per image
     metrics.update(_common(task, model, config, hist, seconds, split_name, len(table) - 1))
-    metrics["task"] = "instance"
+    metrics.update({"task": "instance", "scored_at": "original resolution",
+                    "decoder": tuned["chosen"] if tuned else None})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
-    worst = int(np.argmin(table["dsb_score"].to_numpy()[:-1]))
-    plt.close(plot_instances(x_te[worst], trues[worst], preds[worst], title=f"{s_te[worst].id} (lowest DSB score)",
-                             path=run_dir / "predictions.png"))
+    worst_figure(run_dir / "predictions.png", table, worst)
     write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
-    print(f"Test ({split_name}, {len(table) - 1} images): DSB score {metrics['dsb_score']:.4f}  AP50 "
-          f"{metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
+    with open(run_dir / "report.md", "a") as f:
+        f.write(f"\n## How the test figures were computed\n\nInstance metrics (DSB2018 score, AP, PQ, AJI) on "
+                f"label maps at the original resolution: {_where(config)}, then decoded by marker-controlled "
+                "watershed and compared with the true instances as stored. The figure shows the lowest-scoring "
+                "test images.\n")
+        if tuned:
+            f.write(f"\nThe watershed's thresholds and smallest object size were chosen on the validation split "
+                    f"({tuned['n_images']} images, DSB score {tuned['default_score']:.4f} at the defaults, "
+                    f"{tuned['chosen_score']:.4f} chosen: {tuned['chosen']}); `predict` and `evaluate` use them "
+                    "(instance_decoder.json).\n")
+    print(f"Test ({split_name}, {len(table) - 1} images, original resolution): DSB score {metrics['dsb_score']:.4f}  "
+          f"AP50 {metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
           f"{metrics['pixel_dice']:.4f} ({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics
-
-
-def _iou(t, p) -> float:
-    from Functions.metrics.segmentation import iou
-
-    return iou(np.asarray(t) > 0, np.asarray(p) > 0)

@@ -42,8 +42,11 @@ def choose_mode(config, samples, channels: int) -> str:
     return choose_normalization(x, y)
 
 
-def prepare_patch_data(config, data: dict, parts: dict, channels: int) -> dict:
+def prepare_patch_data(config, data: dict, parts: dict, channels: int, masks=None) -> dict:
     """Fill ``data`` for patch training from the split ``parts`` (``{"train": samples, ...}``).
+
+    ``masks``: a :class:`Functions.data.native.MaskSpec` for multi-class or instance targets (default: the
+    binary union of each sample's mask files).
 
     ``data["train"]``/``["val"]``: ``(list of images (H_i, W_i, C) float32, list of masks (H_i, W_i) uint8,
     samples)``; ``data["test"]``: ``(None, None, samples)`` (read when scored); ``data["native"]``: the
@@ -58,7 +61,8 @@ def prepare_patch_data(config, data: dict, parts: dict, channels: int) -> dict:
     lines = []
     for name in ("train", "val"):
         loaded = load_native(parts[name], channels, mode, config.clahe, scale=config.scale, spacing=config.spacing,
-                             max_memory=config.max_memory, cache_dir=cache_root(config), workers=max(1, config.workers))
+                             max_memory=config.max_memory, cache_dir=cache_root(config), mask_spec=masks,
+                             workers=max(1, config.workers))
         lines.append(loaded.message.replace("Data: ", f"Data ({name}): ", 1))
         data[name] = (loaded.images, loaded.masks, parts[name])
         if name == "train":                           # before the validation images are decoded
@@ -76,16 +80,17 @@ def prepare_patch_data(config, data: dict, parts: dict, channels: int) -> dict:
 def patch_batches(config, data: dict, model, batch_size: int):
     """``(train, val)`` patch PyDatasets (see the module docstring)."""
     from Functions.data.augmentation import get_augmenter
-    from Functions.data.patches import patch_dataset
+    from Functions.data.patches import patch_dataset, sampling_weights
 
     x_tr, y_tr, _ = data["train"]
     x_va, y_va, _ = data["val"]
     augmenter = get_augmenter(config.augment) if config.augment else None
     n_out = len(model.outputs)
     common = dict(foreground_probability=config.foreground_fraction, num_outputs=n_out, pad=config.pad_patches)
+    weights = sampling_weights([im.shape[:2] for im in x_tr], config.patch_sampling)
     train = patch_dataset(x_tr, y_tr, config.patch_size, batch_size=batch_size,
                           patches_per_epoch=config.patches_per_image * len(x_tr), augmenter=augmenter,
-                          seed=config.seed, workers=max(1, config.workers), **common)
+                          seed=config.seed, workers=max(1, config.workers), weights=weights, **common)
     val = patch_dataset(x_va, y_va, config.patch_size, batch_size=batch_size,
                         patches_per_epoch=config.patches_per_image * len(x_va), seed=config.seed + 1,
                         workers=1, fixed=True, **common)
@@ -101,7 +106,8 @@ def describe_patches(config, data: dict, model) -> str:
     head = list(data.get("native", []))
     head.append(f"Training {config.model} on {n_tr} images at native resolution ({n_va} validation, {n_te} test; "
                 f"{small[1]}x{small[0]} to {big[1]}x{big[0]}), {config.patches_per_image} random "
-                f"{config.patch_size}x{config.patch_size} patch(es) per image and epoch, "
+                f"{config.patch_size}x{config.patch_size} patch(es) per image and epoch"
+                f"{' (drawn in proportion to image area)' if config.patch_sampling == 'area' else ''}, "
                 f"{config.foreground_fraction:.0%} centred on foreground, {model.count_params():,} parameters")
     return "\n".join(head)
 

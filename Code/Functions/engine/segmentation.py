@@ -71,6 +71,7 @@ class TrainConfig(RunConfig):
     overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
     foreground_fraction: float = 1 / 3  # share of training patches centred on a foreground pixel (nnU-Net)
     patches_per_image: int = 1         # random training patches per image and epoch
+    patch_sampling: str = "image"      # "image": every image equally often; "area": in proportion to its pixels
     pad_patches: bool = True           # pad images smaller than a patch (reflect image, zero mask); False: error
     scale: float | None = None         # patch training: resample every image by this factor first
     spacing: float | None = None       # patch training: resample to this pixel size (formats that store spacing)
@@ -114,6 +115,8 @@ def native_checks(config) -> list[Check]:
         (0 <= config.foreground_fraction <= 1, "foreground_fraction",
          f"must be between 0 and 1, got {config.foreground_fraction}"),
         (config.patches_per_image >= 1, "patches_per_image", f"must be at least 1, got {config.patches_per_image}"),
+        (config.patch_sampling in ("image", "area"), "patch_sampling",
+         f"must be image or area, got {config.patch_sampling!r}"),
         (config.scale is None or config.scale > 0, "scale", f"must be a positive factor such as 0.5, got {config.scale}"),
         (config.spacing is None or config.spacing > 0, "spacing",
          f"must be a positive pixel size such as 0.5 (mm), got {config.spacing}"),
@@ -126,7 +129,7 @@ def native_checks(config) -> list[Check]:
 
 
 # ----------------------------------------------------------------------------- data
-def prepare_data(config: TrainConfig, samples=None) -> dict:
+def prepare_data(config: TrainConfig, samples=None, masks=None) -> dict:
     """Split and load the arrays: ``dict`` with ``train``/``val``/``test`` ``(images, masks, samples)``,
     ``channels``, ``n_samples`` and the ``normalization`` used."""
     from Functions.data.pipeline import infer_channels, load_arrays
@@ -151,7 +154,8 @@ def prepare_data(config: TrainConfig, samples=None) -> dict:
         from Functions.engine.native import prepare_patch_data
 
         return prepare_patch_data(config, data, {k: [samples[i] for i in ids]
-                                                 for k, ids in zip(("train", "val", "test"), idx)}, channels)
+                                                 for k, ids in zip(("train", "val", "test"), idx)}, channels,
+                                  masks=masks)
     auto = config.normalization == "auto"
     for name, ids in zip(("train", "val", "test"), idx):
         subset = [samples[i] for i in ids]
@@ -293,8 +297,10 @@ class SegmentationTask(Task):
     command = "train"
     config_class = TrainConfig
 
-    def prepare(self, config):
-        return prepare_data(config)
+    def prepare(self, config, masks=None):
+        """The split data; ``masks`` (a :class:`Functions.data.native.MaskSpec`): the targets of patch training
+        when they are not binary (the multi-class and instance tasks pass theirs)."""
+        return prepare_data(config, masks=masks)
 
     def settle(self, config, data):
         super().settle(config, data)

@@ -2,7 +2,9 @@
 
 :func:`score_instances` scores label maps (per image + a mean row, the
 columns of :func:`Functions.metrics.instance.instance_table` plus the pixel
-Dice of the merged foreground).  :func:`evaluate_instance_run` predicts a
+Dice of the merged foreground).  :func:`predict_and_score` predicts samples
+with a predictor and scores them at their original size, a batch at a time
+(the end of ``train --task instance`` uses it).  :func:`evaluate_instance_run` predicts a
 run's split with its ``model.keras`` (3-class head: watershed; 1-channel
 head: connected components), reads the true instances of every sample
 (:func:`Functions.data.instances.read_instances`) and writes
@@ -34,17 +36,114 @@ def score_instances(trues, preds, names=None):
     return table
 
 
+def predict_and_score(predictor, samples, *, batch_size: int = 8, tta: bool = False, min_size: int | None = None,
+                      keep: int = 4):
+    """Predict ``samples`` with a :class:`~Functions.inference.predictor.Predictor`, decode label maps and
+    score them against the true instances, each image at its original size.
+
+    Images are read one batch at a time, so memory does not grow with the
+    number of samples.  Returns ``(table, worst)``: the table of
+    :func:`score_instances` (last row the mean) and the ``keep`` lowest-scoring
+    images as ``(index, image, true labels, predicted labels)``, lowest first.
+    """
+    import pandas as pd
+
+    from Functions.data.imaging import read_image
+    from Functions.data.instances import read_instances
+    from Functions.inference.instances import predict_instances
+
+    samples = list(samples)
+    if any(getattr(s, "kind", "image") != "image" for s in samples):
+        raise UserError("instance evaluation reads instances from image files (DSB2018 masks/, name_mask_N, "
+                        "label-map PNGs); this data set stores its masks in another format")
+    parts, worst = [], []
+    for start in range(0, len(samples), max(1, int(batch_size))):
+        chunk = samples[start:start + batch_size]
+        images = [read_image(s.image) for s in chunk]
+        trues = [read_instances(s, im.shape[:2]) for s, im in zip(chunk, images)]
+        preds = predict_instances(predictor, images, batch_size=batch_size, tta=tta, min_size=min_size)
+        part = score_instances(trues, preds, names=[s.id for s in chunk]).iloc[:-1]
+        parts.append(part)
+        for j, score in enumerate(part["dsb_score"].to_numpy()):
+            worst.append((float(score), start + j, images[j], trues[j], preds[j]))
+        worst = sorted(worst, key=lambda w: (w[0], w[1]))[:keep]
+    table = pd.concat(parts, ignore_index=True) if parts else score_instances([], [])
+    if len(table):
+        numeric = [c for c in table.columns if c != "image"]
+        mean = {"image": "mean", **{c: float(table[c].mean()) for c in numeric}}
+        table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    return table, [w[1:] for w in worst]
+
+
+#: The settings :func:`tune_decoder` tries (a grid over the two thresholds, then the smallest object size).
+TUNING_GRID = {"interior_threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+               "foreground_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_size": (2, 4, 8, 16, 32, 64)}
+
+
+def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, grid: dict | None = None) -> dict:
+    """Choose the watershed settings that maximise the mean DSB2018 score on ``samples`` (a validation split,
+    never the test split).
+
+    The probabilities of every sample are predicted once (at its original
+    size); the two thresholds of
+    :func:`Functions.inference.instances.three_class_to_labels` are searched
+    on a grid at the default ``min_size``, then ``min_size`` at the best
+    thresholds.  Ties keep the earlier (default-nearest) setting.  Returns
+    ``{"chosen": {...}, "default_score": float, "chosen_score": float,
+    "n_images": int, "trials": [{settings..., "dsb_score"}, ...]}``.
+    """
+    from Functions.data.imaging import read_image
+    from Functions.data.instances import read_instances
+    from Functions.inference.instances import DECODER_DEFAULTS, probabilities_to_labels
+    from Functions.metrics.instance import instance_metrics
+
+    grid = {**TUNING_GRID, **(grid or {})}
+    samples = list(samples)
+    if not samples:
+        raise UserError("no validation images to tune the watershed on; keep a validation split (--val-fraction)")
+    probs, trues = [], []
+    for start in range(0, len(samples), max(1, int(batch_size))):
+        chunk = samples[start:start + batch_size]
+        images = [read_image(s.image) for s in chunk]
+        trues += [read_instances(s, im.shape[:2]) for s, im in zip(chunk, images)]
+        probs += [p.astype(np.float16) for p in predictor.probabilities(images, batch_size=batch_size, tta=tta)]
+
+    trials: list[dict] = []
+
+    def score(settings: dict) -> float:
+        for t in trials:
+            if all(t[k] == settings[k] for k in settings):
+                return t["dsb_score"]
+        value = float(np.mean([instance_metrics(t, probabilities_to_labels(p.astype(np.float32), **settings))
+                               ["dsb_score"] for t, p in zip(trues, probs)]))
+        trials.append({**settings, "dsb_score": value})
+        return value
+
+    default = dict(DECODER_DEFAULTS)
+    best, best_score = default, score(default)
+    for it in grid["interior_threshold"]:
+        for ft in grid["foreground_threshold"]:
+            candidate = {**best, "interior_threshold": float(it), "foreground_threshold": float(ft)}
+            value = score(candidate)
+            if value > best_score + 1e-12:
+                best, best_score = candidate, value
+    for ms in grid["min_size"]:
+        candidate = {**best, "min_size": int(ms)}
+        value = score(candidate)
+        if value > best_score + 1e-12:
+            best, best_score = candidate, value
+    return {"chosen": best, "default_score": trials[0]["dsb_score"], "chosen_score": best_score,
+            "n_images": len(samples), "trials": trials}
+
+
 def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split=None, out=None,
-                          batch_size: int = 8, tta: bool = False, min_size: int = 4) -> dict:
+                          batch_size: int = 8, tta: bool = False, min_size: int | None = None) -> dict:
     """Score ``run_dir``'s model as an instance segmenter on a split of its data (or other data).
 
     Returns ``{"table", "split", "out"}``; the table's last row is the mean.
     """
     from Functions.base.runs import read_run_settings
-    from Functions.data.imaging import read_image
-    from Functions.data.instances import read_instances
     from Functions.evaluation.evaluate import run_samples
-    from Functions.inference.instances import predict_instances
     from Functions.inference.predictor import check_new_folder, load_predictor
 
     settings = read_run_settings(run_dir)
@@ -54,29 +153,27 @@ def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split
                         "label-map PNGs); this data set stores its masks in another format")
     folder = check_new_folder(Path(out) if out else Path(run_dir) / f"evaluation-instance-{split}", "--out")
     predictor = load_predictor(run_dir, flag="--run")
-    images = [read_image(s.image) for s in samples]
-    trues = [read_instances(s, im.shape[:2]) for s, im in zip(samples, images)]
-    preds = predict_instances(predictor, images, batch_size=batch_size, tta=tta, min_size=min_size)
-    table = score_instances(trues, preds, names=[s.id for s in samples])
+    table, worst = predict_and_score(predictor, samples, batch_size=batch_size, tta=tta, min_size=min_size)
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "instance_metrics.csv", index=False)
-    _worst_figure(folder / "worst_instances.png", table, images, trues, preds)
+    worst_figure(folder / "worst_instances.png", table, worst)
     return {"table": table, "split": split, "out": folder}
 
 
-def _worst_figure(path, table, images, trues, preds, n: int = 4) -> None:
-    from Functions.viz.plotting import pyplot, save_figure
+def worst_figure(path, table, worst) -> None:
+    """Image, true and predicted instances of the ``worst`` images (from :func:`predict_and_score`)."""
     from Functions.inference.instances import colour_labels
-    from Functions.viz.plotting import display_image
+    from Functions.viz.plotting import display_image, pyplot, save_figure
 
-    scores = table["dsb_score"].to_numpy()[:-1]
-    order = np.argsort(scores, kind="stable")[:n]
+    if not worst:
+        return
+    scores = table["dsb_score"].to_numpy()
     plt = pyplot()
-    fig, axes = plt.subplots(len(order), 3, figsize=(8, 2.7 * len(order)), squeeze=False)
-    for row, i in zip(axes, order):
-        for ax, im, head in zip(row, (display_image(images[i]), colour_labels(trues[i]), colour_labels(preds[i], 1)),
-                                (f"{table['image'][i]}  DSB {scores[i]:.3f}", f"truth ({int(trues[i].max())})",
-                                 f"prediction ({len(np.unique(preds[i])) - 1})")):
+    fig, axes = plt.subplots(len(worst), 3, figsize=(8, 2.7 * len(worst)), squeeze=False)
+    for row, (i, image, truth, pred) in zip(axes, worst):
+        for ax, im, head in zip(row, (display_image(image), colour_labels(truth), colour_labels(pred, 1)),
+                                (f"{table['image'][i]}  DSB {scores[i]:.3f}", f"truth ({len(np.unique(truth)) - 1})",
+                                 f"prediction ({len(np.unique(pred)) - 1})")):
             ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
             ax.set_title(head, fontsize=8)
             ax.set_axis_off()

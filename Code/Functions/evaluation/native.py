@@ -56,3 +56,40 @@ def score_samples(predictor, samples: Sequence, *, batch_size: int = 8, tta: boo
             row.update(width=int(t.shape[1]), height=int(t.shape[0]), unit="mm" if sp is not None else "px")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def score_class_samples(predictor, samples: Sequence, read_truth, num_classes: int, *, batch_size: int = 8,
+                        tta: bool = False, keep: int = 4):
+    """Multi-class runs: every sample predicted at its original size and scored per class.
+
+    ``read_truth(sample, (H, W))`` returns the true class map ``(H, W)``
+    (values ``0..num_classes-1``).  Images are read a batch at a time.
+    Returns ``(table, confusion, shown)``: one row per image with the
+    per-class, macro and micro columns of
+    :func:`Functions.metrics.segmentation.per_image_metrics` (plus ``width``,
+    ``height``), the summed pixel confusion matrix ``(K, K)`` and the first
+    ``keep`` ``(image, truth, prediction)`` for a figure.
+    """
+    import pandas as pd
+
+    from Functions.data.imaging import read_image
+    from Functions.metrics.segmentation import confusion_matrix
+
+    k = int(num_classes)
+    rows, shown = [], []
+    confusion = np.zeros((k, k), np.int64)
+    samples = list(samples)
+    for start in range(0, len(samples), max(1, int(batch_size))):
+        chunk = samples[start:start + batch_size]
+        images = [read_image(s.image) for s in chunk]
+        truths = [np.asarray(read_truth(s, im.shape[:2])) for s, im in zip(chunk, images)]
+        preds = predictor.predict(images, batch_size=batch_size, tta=tta)
+        for s, image, t, p in zip(chunk, images, truths, preds):
+            table = per_image_metrics([t], [p], names=[s.id], num_classes=max(k, 3))
+            if k == 2:    # two classes are scored as binary otherwise: keep the multi-class columns
+                table = table[[c for c in table.columns if not c.endswith("_2")]]
+            rows.append({**table.iloc[0].to_dict(), "width": int(t.shape[1]), "height": int(t.shape[0])})
+            confusion += confusion_matrix(t, p, k)
+            if len(shown) < keep:
+                shown.append((image, t, p))
+    return pd.DataFrame(rows), confusion, shown

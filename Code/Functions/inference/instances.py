@@ -138,33 +138,52 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, s
 
 
 # ----------------------------------------------------------------------------- with a trained model
-def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5, min_size: int = 4) -> np.ndarray:
+#: The watershed decoder's settings (:func:`three_class_to_labels`) and their defaults; a run tuned on its
+#: validation split stores its own in ``instance_decoder.json`` (:func:`decoder_settings`).
+DECODER_DEFAULTS = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_size": 4}
+
+
+def decoder_settings(decoder: dict | None = None, min_size: int | None = None) -> dict:
+    """:data:`DECODER_DEFAULTS` updated by ``decoder`` (a run's tuned values) and an explicit ``min_size``."""
+    out = dict(DECODER_DEFAULTS)
+    out.update({k: v for k, v in (decoder or {}).items() if k in DECODER_DEFAULTS and v is not None})
+    if min_size is not None:
+        out["min_size"] = int(min_size)
+    return out
+
+
+def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5, min_size: int = 4,
+                            interior_threshold: float = 0.5, foreground_threshold: float = 0.5) -> np.ndarray:
     """One image's model output ``(H, W, C)`` -> label map ``(H, W)`` int32.
 
     ``C == 3``: background/interior/boundary, decoded by watershed
-    (:func:`three_class_to_labels`); ``C == 1``: a foreground probability,
-    decoded by connected components (the baseline).
+    (:func:`three_class_to_labels` with ``interior_threshold`` and
+    ``foreground_threshold``); ``C == 1``: a foreground probability,
+    decoded by connected components of ``p >= threshold`` (the baseline).
     """
     p = np.asarray(probabilities)
     if p.ndim != 3:
         raise ValueError(f"expected (H, W, C) probabilities, got {p.shape}")
     if p.shape[-1] == 3:
-        return three_class_to_labels(p, min_size=min_size)
+        return three_class_to_labels(p, min_size=min_size, interior_threshold=interior_threshold,
+                                     foreground_threshold=foreground_threshold)
     if p.shape[-1] == 1:
         return connected_components(p[..., 0], threshold, min_size=min_size)
     raise ValueError(f"instance decoding needs 3 classes (background/interior/boundary) or 1 foreground "
                      f"channel, got {p.shape[-1]} channels")
 
 
-def predict_instances(predictor, images, batch_size: int = 8, tta: bool = False, min_size: int = 4) -> list:
+def predict_instances(predictor, images, batch_size: int = 8, tta: bool = False, min_size: int | None = None) -> list:
     """Label maps ``(H, W)`` int32, one per image ``(H, W, C)``, at each image's own size, from a
-    :class:`~Functions.inference.predictor.Predictor`."""
+    :class:`~Functions.inference.predictor.Predictor` (decoded with its run's ``decoder`` settings, see
+    :func:`decoder_settings`; ``min_size`` overrides theirs)."""
     probs = predictor.probabilities(list(images), batch_size=batch_size, tta=tta)
-    return [probabilities_to_labels(p, threshold=predictor.threshold, min_size=min_size) for p in probs]
+    settings = decoder_settings(getattr(predictor, "decoder", None), min_size)
+    return [probabilities_to_labels(p, threshold=predictor.threshold, **settings) for p in probs]
 
 
 def predict_folder_instances(model_path, images, out, *, overlay: bool = False, batch_size: int = 8,
-                             tta: bool = False, min_size: int = 4):
+                             tta: bool = False, min_size: int | None = None):
     """``predict --task instance``: ``out/<stem>.png`` 16-bit label maps (0 background, 1..n objects),
     with ``overlay`` also ``out/overlays/<stem>.png`` (one colour per object), and
     ``out/predictions.csv`` (``image, mask, width, height, foreground, objects``)."""

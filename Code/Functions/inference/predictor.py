@@ -74,6 +74,13 @@ def run_settings(model_path: str | os.PathLike) -> dict:
                                                 "task", "num_classes", "class_names", "patch_size", "overlap",
                                                 "scale")
                          if values.get(k) is not None})
+    decoder = Path(model_path).parent / "instance_decoder.json"     # watershed settings tuned on validation
+    if decoder.is_file():
+        try:
+            settings["decoder"] = json.loads(decoder.read_text()).get("chosen")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{decoder} is not valid JSON; repair it or move it away to use the default "
+                            "watershed settings") from None
     return settings
 
 
@@ -98,6 +105,8 @@ class Predictor:
     patch_size: int | None = None
     overlap: float = 0.5
     scale: float | None = None
+    #: instance runs: the watershed settings tuned on the run's validation split (``instance_decoder.json``)
+    decoder: dict | None = None
 
     def target_size(self, shape: tuple[int, int]) -> tuple[int, int]:
         h, w = self.input_size
@@ -204,7 +213,7 @@ def load_predictor(model_path: str | os.PathLike, flag: str = "--model") -> Pred
     return Predictor(model=model, channels=int(shape[-1]), input_size=(shape[1], shape[2]),
                      normalization=s["normalization"], clahe=bool(s["clahe"]), threshold=float(s["threshold"]),
                      image_size=s.get("image_size"), patch_size=s.get("patch_size"),
-                     overlap=float(s.get("overlap", 0.5)), scale=s.get("scale"))
+                     overlap=float(s.get("overlap", 0.5)), scale=s.get("scale"), decoder=s.get("decoder"))
 
 
 def list_images(path: str | os.PathLike, flag: str = "--images") -> list[Path]:
