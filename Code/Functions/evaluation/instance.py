@@ -36,6 +36,13 @@ def score_instances(trues, preds, names=None):
     return table
 
 
+def check_image_samples(samples) -> None:
+    """Instances are read from image files: refuse volumes and slices with one clear error."""
+    if any(getattr(s, "kind", "image") != "image" for s in samples):
+        raise UserError("instance evaluation reads instances from image files (DSB2018 masks/, name_mask_N, "
+                        "label-map PNGs); this data set stores its masks in another format")
+
+
 def predict_and_score(predictor, samples, *, batch_size: int = 8, tta: bool = False, min_size: int | None = None,
                       keep: int = 4):
     """Predict ``samples`` with a :class:`~Functions.inference.predictor.Predictor`, decode label maps and
@@ -53,9 +60,7 @@ def predict_and_score(predictor, samples, *, batch_size: int = 8, tta: bool = Fa
     from Functions.inference.instances import predict_instances
 
     samples = list(samples)
-    if any(getattr(s, "kind", "image") != "image" for s in samples):
-        raise UserError("instance evaluation reads instances from image files (DSB2018 masks/, name_mask_N, "
-                        "label-map PNGs); this data set stores its masks in another format")
+    check_image_samples(samples)
     parts, worst = [], []
     for start in range(0, len(samples), max(1, int(batch_size))):
         chunk = samples[start:start + batch_size]
@@ -148,9 +153,7 @@ def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split
 
     settings = read_run_settings(run_dir)
     samples, split = run_samples(run_dir, settings, data=data, dataset=dataset, data_dir=data_dir, split=split)
-    if any(getattr(s, "kind", "image") != "image" for s in samples):
-        raise UserError("instance evaluation reads instances from image files (DSB2018 masks/, name_mask_N, "
-                        "label-map PNGs); this data set stores its masks in another format")
+    check_image_samples(samples)
     folder = check_new_folder(Path(out) if out else Path(run_dir) / f"evaluation-instance-{split}", "--out")
     predictor = load_predictor(run_dir, flag="--run")
     table, worst = predict_and_score(predictor, samples, batch_size=batch_size, tta=tta, min_size=min_size)
