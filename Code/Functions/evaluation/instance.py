@@ -43,6 +43,17 @@ def check_image_samples(samples) -> None:
                         "label-map PNGs); this data set stores its masks in another format")
 
 
+def instance_batches(samples, batch_size: int):
+    """``(start, samples, images, true label maps)`` for consecutive batches of image ``samples``."""
+    from Functions.data.imaging import read_image
+    from Functions.data.instances import read_instances
+
+    for start in range(0, len(samples), max(1, int(batch_size))):
+        chunk = samples[start:start + batch_size]
+        images = [read_image(s.image) for s in chunk]
+        yield start, chunk, images, [read_instances(s, im.shape[:2]) for s, im in zip(chunk, images)]
+
+
 def predict_and_score(predictor, samples, *, batch_size: int = 8, tta: bool = False, min_size: int | None = None,
                       keep: int = 4):
     """Predict ``samples`` with a :class:`~Functions.inference.predictor.Predictor`, decode label maps and
@@ -55,17 +66,12 @@ def predict_and_score(predictor, samples, *, batch_size: int = 8, tta: bool = Fa
     """
     import pandas as pd
 
-    from Functions.data.imaging import read_image
-    from Functions.data.instances import read_instances
     from Functions.inference.instances import predict_instances
 
     samples = list(samples)
     check_image_samples(samples)
     parts, worst = [], []
-    for start in range(0, len(samples), max(1, int(batch_size))):
-        chunk = samples[start:start + batch_size]
-        images = [read_image(s.image) for s in chunk]
-        trues = [read_instances(s, im.shape[:2]) for s, im in zip(chunk, images)]
+    for start, chunk, images, trues in instance_batches(samples, batch_size):
         preds = predict_instances(predictor, images, batch_size=batch_size, tta=tta, min_size=min_size)
         part = score_instances(trues, preds, names=[s.id for s in chunk]).iloc[:-1]
         parts.append(part)
@@ -97,8 +103,6 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
     ``{"chosen": {...}, "default_score": float, "chosen_score": float,
     "n_images": int, "trials": [{settings..., "dsb_score"}, ...]}``.
     """
-    from Functions.data.imaging import read_image
-    from Functions.data.instances import read_instances
     from Functions.inference.instances import DECODER_DEFAULTS, probabilities_to_labels
     from Functions.metrics.instance import instance_metrics
 
@@ -106,11 +110,10 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
     samples = list(samples)
     if not samples:
         raise UserError("no validation images to tune the watershed on; keep a validation split (--val-fraction)")
+    check_image_samples(samples)
     probs, trues = [], []
-    for start in range(0, len(samples), max(1, int(batch_size))):
-        chunk = samples[start:start + batch_size]
-        images = [read_image(s.image) for s in chunk]
-        trues += [read_instances(s, im.shape[:2]) for s, im in zip(chunk, images)]
+    for _, _, images, labels in instance_batches(samples, batch_size):
+        trues += labels
         probs += [p.astype(np.float16) for p in predictor.probabilities(images, batch_size=batch_size, tta=tta)]
 
     trials: list[dict] = []
