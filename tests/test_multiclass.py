@@ -315,3 +315,17 @@ def test_train_multiclass_on_patches_scores_each_image_at_its_own_size(tmp_path,
     assert "sliding window" in (run / "report.md").read_text()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["patch_size"] == 16 and cfg["class_map"] == "0:0,128:1,255:2" and cfg["patch_sampling"] == "area"
+
+
+def test_class_map_of_another_size_is_one_error_naming_both_files(tmp_path):
+    from Functions.base.errors import UserError
+    from Functions.data.discovery import find_samples
+    from Functions.engine.multiclass import read_class_map
+
+    data = _class_tree(tmp_path / "d", n=3, values=(0, 1, 2))
+    cv2.imwrite(str(data / "masks" / "c1.png"), np.zeros((12, 16), np.uint8))
+    sample = [s for s in find_samples(data) if str(s.image).endswith("c1.png")][0]
+    with pytest.raises(UserError) as err:
+        read_class_map(sample, (16, 16), None, 3)
+    message = str(err.value)
+    assert "c1.png" in message and "16x12" in message and "16x16" in message and "\n" not in message
