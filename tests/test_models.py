@@ -376,6 +376,20 @@ def test_flops_layer_rules_by_hand():
     assert count_flops(model) == expected
 
 
+def test_flops_of_3d_layers_by_hand():
+    """Conv3D counts like Conv2D; nearest UpSampling3D, 3-D padding and cropping are free, so no warning."""
+    import warnings
+
+    x = keras.Input((4, 4, 4, 1))
+    a = keras.layers.Conv3D(2, 3, padding="same")(x)          # 64 positions x 2 x (27*2) + 128 bias
+    b = keras.layers.UpSampling3D(2)(a)
+    c = keras.layers.ZeroPadding3D(1)(b)
+    y = keras.layers.Cropping3D(1)(c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert count_flops(keras.Model(x, y)) == 64 * 2 * 54 + 128
+
+
 def test_flops_walk_nested_models():
     inner_in = keras.Input((8, 8, 1))
     inner = keras.Model(inner_in, keras.layers.Conv2D(2, 3, padding="same")(inner_in), name="inner")

@@ -5,9 +5,16 @@ the U-Net 2x faster than TensorFlow's oneDNN graph on one host and 2.2x
 slower on another, so no fixed rule is right everywhere.  :func:`auto_jit`
 therefore times a few training steps of the actual model both ways the
 first time a model / input shape / batch / precision / device / backend
-(and library versions) combination is trained, keeps the faster, prints
-the choice with both figures, and caches the result in a JSON file in the
-user cache folder, so later runs start at once:
+(and library versions) combination is trained, prints the choice with both
+figures, and caches the result in a JSON file in the user cache folder, so
+later runs start at once.  The timing is made robust to a shared, noisy
+machine: two untimed warm-up steps, then two alternating rounds of five timed
+steps per setting, each setting keeping its fastest round's median; and the
+setting the fixed rule would not pick must be more than 10 % faster to win.
+(A single round of three steps once chose XLA for the 3-class U-Net because
+other work slowed the plain graph's round; in training, XLA then ran 1.5x
+slower per epoch.)
+
 
 * cache file: ``$MIP_JIT_CACHE``, else ``$XDG_CACHE_HOME/medical-image-processing/jit.json``,
   else ``~/.cache/medical-image-processing/jit.json`` (:func:`cache_path`);
@@ -43,8 +50,16 @@ import numpy as np
 PROBE_ENV = "MIP_JIT_PROBE"
 #: Environment variable: path of the cache file (default: in the user cache folder).
 CACHE_ENV = "MIP_JIT_CACHE"
-#: Timed training steps per setting in a probe (after one untimed step that traces/compiles).
-PROBE_STEPS = 3
+#: Timed training steps per setting and round (after untimed steps that trace/compile and warm up).
+PROBE_STEPS = 5
+#: Untimed steps before the first timed round of each setting (tracing/compiling, then allocator warm-up).
+WARMUP_STEPS = 2
+#: Rounds of timing, alternating the settings; each setting keeps its fastest round.
+PROBE_ROUNDS = 2
+#: The setting the fixed rule would not pick must be at least this much faster to be chosen.
+MARGIN = 0.10
+#: Bumped when the probe's method changes, so decisions of an older probe are measured again.
+PROBE_VERSION = 2
 
 log = logging.getLogger("Functions")
 
@@ -94,29 +109,44 @@ def write_cache(entries: dict, path: Path | None = None) -> None:
 
 
 def decide(key: str, measure: Callable[[bool], float], *, cache_file: Path | None = None,
-           refresh: bool = False) -> dict:
+           refresh: bool = False, default: bool = False, rounds: int = PROBE_ROUNDS,
+           margin: float = MARGIN) -> dict:
     """The cached decision for ``key``, or a new one from ``measure(jit) -> seconds per step`` for both settings.
 
-    Returns ``{"jit": bool, "xla_seconds": float, "graph_seconds": float, "cached": bool}``:
-    XLA is chosen when it is strictly faster.  A ``measure`` that raises
-    counts as ``inf`` for that setting.  The new decision is stored under
-    ``key`` in ``cache_file`` (default :func:`cache_path`).
+    Returns ``{"jit": bool, "xla_seconds": float, "graph_seconds": float, "cached": bool}``.
+    ``measure`` is called ``rounds`` times per setting, alternating
+    (graph, XLA, graph, XLA, ...), and each setting keeps its fastest round, so
+    a burst of load from another process during one round does not decide.
+    The setting other than ``default`` (the fixed rule's choice) wins only when
+    it is more than ``margin`` (10 %) faster.  A ``measure`` that raises counts
+    as ``inf`` for that setting.  The new decision is stored under ``key`` in
+    ``cache_file`` (default :func:`cache_path`).
     """
     path = Path(cache_file or cache_path())
     entries = read_cache(path)
     hit = entries.get(key)
     if not refresh and isinstance(hit, dict) and isinstance(hit.get("jit"), bool):
         return {**hit, "cached": True}
-    seconds = {}
-    for jit in (False, True):
-        try:
-            seconds[jit] = float(measure(jit))
-        except Exception as exc:  # noqa: BLE001 - a setting that cannot run loses the comparison
-            log.warning("XLA probe: jit_compile=%s failed (%s: %s)", jit, type(exc).__name__, str(exc)[:200])
-            seconds[jit] = math.inf
+    seconds = {False: math.inf, True: math.inf}
+    failed: set[bool] = set()
+    for _ in range(max(1, int(rounds))):
+        for jit in (False, True):
+            if jit in failed:
+                continue
+            try:
+                seconds[jit] = min(seconds[jit], float(measure(jit)))
+            except Exception as exc:  # noqa: BLE001 - a setting that cannot run loses the comparison
+                log.warning("XLA probe: jit_compile=%s failed (%s: %s)", jit, type(exc).__name__, str(exc)[:200])
+                failed.add(jit)
+                seconds[jit] = math.inf
     if math.isinf(seconds[False]) and math.isinf(seconds[True]):
         raise RuntimeError("the XLA probe could not run either setting; pass jit_compile=True or False")
-    entry = {"jit": bool(seconds[True] < seconds[False]), "xla_seconds": _finite(seconds[True]),
+    default = bool(default)
+    other = not default
+    choice = other if seconds[other] < seconds[default] * (1.0 - float(margin)) else default
+    if math.isinf(seconds[default]):
+        choice = other
+    entry = {"jit": choice, "xla_seconds": _finite(seconds[True]),
              "graph_seconds": _finite(seconds[False]), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     entries = read_cache(path)                       # another process may have written meanwhile
     entries[key] = entry
@@ -145,7 +175,7 @@ def probe_key(model, batch_size: int) -> str:
     shape = "x".join(str(d) for d in tuple(model.inputs[0].shape)[1:])
     precision = keras.mixed_precision.global_policy().name
     return (f"{model.name}|params={model.count_params()}|in={shape}|batch={int(batch_size)}|{precision}|"
-            f"{device_name()}|{backend} {backend_version}|keras {keras.__version__}")
+            f"{device_name()}|{backend} {backend_version}|keras {keras.__version__}|probe {PROBE_VERSION}")
 
 
 def random_batch(model, batch_size: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -163,25 +193,31 @@ def random_batch(model, batch_size: int, seed: int = 0) -> tuple[np.ndarray, lis
 
 def measure_step_seconds(model, compile_fn: Callable[[object, bool], None], batch_size: int, jit: bool,
                          steps: int = PROBE_STEPS, timer: Callable[[], float] = time.perf_counter,
-                         seed: int = 0) -> float:
-    """Median seconds per training step of a fresh copy of ``model`` compiled by ``compile_fn(copy, jit)``.
+                         seed: int = 0, copies: dict | None = None, warmup: int = WARMUP_STEPS) -> float:
+    """Median seconds per training step of a copy of ``model`` compiled by ``compile_fn(copy, jit)``.
 
     The copy has its own weights and optimizer, so ``model`` is untouched.
-    One untimed step traces (and with ``jit`` compiles) the step first.
+    ``warmup`` untimed steps trace (and with ``jit`` compile) the step first.
+    ``copies``: a dict that keeps the compiled copy per setting, so a later
+    round of the probe times the same copy without tracing or compiling again.
     """
     import keras
 
-    copy = keras.models.clone_model(model)
-    compile_fn(copy, jit)
     x, ys = random_batch(model, batch_size, seed)
     y = ys[0] if len(ys) == 1 else ys
-    copy.train_on_batch(x, y)                       # trace / compile: not timed
+    copy = None if copies is None else copies.get(bool(jit))
+    if copy is None:
+        copy = keras.models.clone_model(model)
+        compile_fn(copy, jit)
+        for _ in range(max(1, int(warmup))):
+            copy.train_on_batch(x, y)                # trace / compile / warm up: not timed
+        if copies is not None:
+            copies[bool(jit)] = copy
     times = []
     for _ in range(max(1, steps)):
         t0 = timer()
         copy.train_on_batch(x, y)
         times.append(timer() - t0)
-    del copy
     return float(statistics.median(times))
 
 
@@ -203,7 +239,10 @@ def auto_jit(model, compile_fn: Callable[[object, bool], None], batch_size: int,
         return default_rule(backend, has_gpu())
     report = report or log.info
     key = probe_key(model, batch_size)
-    result = decide(key, lambda jit: measure_step_seconds(model, compile_fn, batch_size, jit))
+    copies: dict = {}
+    result = decide(key, lambda jit: measure_step_seconds(model, compile_fn, batch_size, jit, copies=copies),
+                    default=default_rule(backend, has_gpu()))
+    copies.clear()
     report(describe(result))
     return result["jit"]
 

@@ -10,8 +10,9 @@ graph already knows are read.  Conventions (per image):
 - max / average pooling: one per window element per output; global pooling: one per input element;
 - activations (ReLU, sigmoid, softmax ...): 1 per element;
 - Add / Subtract / Multiply / Maximum / Minimum: (inputs - 1) per output element; Average: inputs per element;
-- bilinear upsampling: 8 per output element (four weighted taps); nearest upsampling,
-  padding, cropping, concatenation, reshapes and dropout: 0.
+- bilinear upsampling: 8 per output element (four weighted taps); nearest upsampling
+  (``UpSampling1D``/``3D`` are always nearest), padding, cropping, concatenation, reshapes
+  and dropout: 0.
 
 A layer may define ``count_flops(input_shapes, output_shapes) -> int`` to
 report its own cost.  Nested functional models (``keras.applications``
@@ -35,7 +36,12 @@ _FREE = (
     layers.Flatten,
     layers.Permute,
     layers.ZeroPadding2D,
+    layers.ZeroPadding3D,
     layers.Cropping2D,
+    layers.Cropping3D,
+    layers.SpatialDropout3D,
+    layers.UpSampling1D,
+    layers.UpSampling3D,
     layers.Identity,
     layers.GaussianNoise,
     layers.RepeatVector,
