@@ -272,13 +272,37 @@ def test_tune_decoder_picks_thresholds_on_validation_and_predict_uses_them(tmp_p
         images[read_image(s.image).tobytes()] = table[str(s.image)]
     fake = SimpleNamespace(threshold=0.5, decoder=None,
                            probabilities=lambda ims, batch_size=8, tta=False: [images[im.tobytes()] for im in ims])
-    tuned = tune_decoder(fake, samples, grid={"min_size": (4,)})
+    tuned = tune_decoder(fake, samples, grid={"min_size": (4,), "min_marker_size": (2,)})
     assert tuned["default_score"] == 0.0 and tuned["chosen_score"] == 1.0
     assert tuned["chosen"]["interior_threshold"] <= 0.4 and tuned["n_images"] == 3
-    assert len(tuned["trials"]) == 1 + 7 * 5 - 1      # the default is one of the grid points: scored once
+    assert len(tuned["trials"]) == 1 + 8 * 5 - 1      # the default is one of the grid points: scored once
     # the chosen settings travel with the predictor: every nucleus found, each pair split
     fake.decoder = tuned["chosen"]
     scored, _ = predict_and_score(fake, samples)
     assert scored["n_pred"].iloc[:-1].tolist() == [2, 2, 2] and scored["dsb_score"].iloc[-1] == 1.0
     fake.decoder = None
     assert predict_and_score(fake, samples)[0]["n_pred"].iloc[:-1].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("patch", [None, 16])
+def test_boundary_width_reaches_the_training_targets(tmp_path, patch):
+    """--boundary-width 2: the 3-class targets of the training split are three_class_target(labels, 2), on the
+    resize path and on the native-resolution patch path; 0 is refused naming the flag."""
+    from Functions.base.errors import UserError
+    from Functions.data.instance_targets import three_class_target
+    from Functions.data.instances import read_instances
+    from Functions.engine.multiclass import task_for
+    from Functions.engine.segmentation import SEGMENTATION, TrainConfig
+
+    data = _dsb_tree(tmp_path / "stage1_train", n=6, size=16)
+    config = TrainConfig(data=str(data), task="instance", image_size=16, patch_size=patch, boundary_width=2,
+                         val_fraction=0.2, test_fraction=0.2, seed=0)
+    config.validate()
+    prepared = task_for(config, SEGMENTATION).prepare(config)
+    _, masks, samples = prepared["train"]
+    for m, s in zip(masks, samples):
+        want = three_class_target(read_instances(s, (16, 16)), 2)
+        assert np.array_equal(np.asarray(m).reshape(16, 16), want)
+        assert (want == 2).sum() > (three_class_target(read_instances(s, (16, 16)), 1) == 2).sum()
+    with pytest.raises(UserError, match="boundary_width"):
+        TrainConfig(task="instance", boundary_width=0).validate()

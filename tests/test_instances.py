@@ -13,7 +13,7 @@ from Functions.data.discovery import find_samples
 from Functions.data.instance_targets import distance_target, instance_boundaries, three_class_target
 from Functions.data.instances import read_instances, read_label_map, write_label_map
 from Functions.inference.instances import (colour_labels, connected_components, distance_to_labels,
-                                           overlay_labels, three_class_to_labels)
+                                           overlay_labels, probabilities_to_labels, three_class_to_labels)
 from Functions.metrics.instance import instance_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +88,21 @@ def test_decoder_drops_small_objects_and_numbers_in_raster_order():
     out = three_class_to_labels(probs, min_size=4, min_marker_size=1)
     assert out.max() == 2
     assert out[3, 3] == 1 and out[12, 12] == 2 and out[18, 0] == 0
+
+
+def test_small_markers_are_dropped_so_a_spurious_seed_does_not_split_a_nucleus():
+    """One 8x10 nucleus whose confident interior has a 2-px speck apart from its 12-px core: with markers of
+    >= 2 px the watershed grows two objects; with min_marker_size 4 (also through
+    probabilities_to_labels' decoder settings) one."""
+    probs = np.zeros((12, 12, 3), np.float32)
+    probs[..., 0] = 1
+    probs[2:10, 1:11] = [0.0, 0.6, 0.4]      # foreground, interior below the marker threshold
+    probs[4:7, 5:9] = [0.0, 0.95, 0.05]      # the core: 12 confident pixels
+    probs[5, 2:4] = [0.0, 0.95, 0.05]        # a 2-px speck of confident interior, not touching the core
+    loose = three_class_to_labels(probs, interior_threshold=0.9, min_size=1, min_marker_size=2)
+    assert loose.max() == 2
+    strict = probabilities_to_labels(probs, interior_threshold=0.9, min_size=1, min_marker_size=4)
+    assert strict.max() == 1 and (strict > 0).sum() == 80
 
 
 def test_colour_and_overlay_shapes():

@@ -53,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mask value -> class, e.g. 0:0,128:1,255:2 for 0/128/255 masks")
     c.add_argument("--class-weights", type=float, nargs="+", metavar="W",
                    help="one loss weight per class (with --loss cce, cce_dice, dice or focal)")
+    c.add_argument("--boundary-width", type=int, default=d.boundary_width, metavar="PX",
+                   help="--task instance: width in pixels of the boundary class drawn inside each object where "
+                        "it meets another object or the background; 2 leaves a wider gap between touching "
+                        "nuclei (%(default)s)")
     v = p.add_argument_group("volumes (--dims 3: 3-D models on NIfTI / DICOM volumes, Functions.engine.volumes)")
     v.add_argument("--dims", type=int, choices=(2, 3),
                    help="3: train a 3-D model (unet3d, attention_unet3d, resunet3d) on random patches of whole "

@@ -286,10 +286,10 @@ class InstanceTask(MultiClassTask):
 
     def prepare(self, config):
         if getattr(config, "patch_size", None):
-            data = self.base.prepare(config, masks=instance_mask_spec())
+            data = self.base.prepare(config, masks=instance_mask_spec(config.boundary_width))
         else:
             data = self.base.prepare(config)
-            replace_with_instance_targets(data, config.image_size)
+            replace_with_instance_targets(data, config.image_size, width=config.boundary_width)
         data["num_classes"], data["class_map"] = 3, None
         return data
 

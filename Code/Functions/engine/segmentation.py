@@ -66,6 +66,7 @@ class TrainConfig(RunConfig):
     num_classes: int | None = None     # None: inferred from the training masks' values (1 = binary)
     class_map: str | None = None       # "VALUE:CLASS,..." e.g. "0:0,128:1,255:2"; recorded when inferred
     class_weights: list | None = None  # one loss weight per class (cce, cce_dice, dice, focal)
+    boundary_width: int = 1            # --task instance: boundary band in pixels (4-connected steps) per object
     # native resolution and group-aware splits (Functions.engine.native, Functions.data.splits)
     patch_size: int | None = None      # train on random P x P patches of full-size images; None: resize to image_size
     overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
@@ -93,6 +94,8 @@ class TrainConfig(RunConfig):
              f"is 3 (background, interior, boundary) for --task instance, got {self.num_classes}"),
             (not self.class_weights or all(w >= 0 for w in self.class_weights), "class_weights",
              f"must be numbers >= 0, got {self.class_weights}"),
+            (isinstance(self.boundary_width, int) and self.boundary_width >= 1, "boundary_width",
+             f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
         ] + native_checks(self)
 
 

@@ -140,7 +140,7 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, s
 # ----------------------------------------------------------------------------- with a trained model
 #: The watershed decoder's settings (:func:`three_class_to_labels`) and their defaults; a run tuned on its
 #: validation split stores its own in ``instance_decoder.json`` (:func:`decoder_settings`).
-DECODER_DEFAULTS = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_size": 4}
+DECODER_DEFAULTS = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_size": 4, "min_marker_size": 2}
 
 
 def decoder_settings(decoder: dict | None = None, min_size: int | None = None) -> dict:
@@ -153,12 +153,13 @@ def decoder_settings(decoder: dict | None = None, min_size: int | None = None) -
 
 
 def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5, min_size: int = 4,
-                            interior_threshold: float = 0.5, foreground_threshold: float = 0.5) -> np.ndarray:
+                            interior_threshold: float = 0.5, foreground_threshold: float = 0.5,
+                            min_marker_size: int = 2) -> np.ndarray:
     """One image's model output ``(H, W, C)`` -> label map ``(H, W)`` int32.
 
     ``C == 3``: background/interior/boundary, decoded by watershed
-    (:func:`three_class_to_labels` with ``interior_threshold`` and
-    ``foreground_threshold``); ``C == 1``: a foreground probability,
+    (:func:`three_class_to_labels` with ``interior_threshold``,
+    ``foreground_threshold`` and ``min_marker_size``); ``C == 1``: a foreground probability,
     decoded by connected components of ``p >= threshold`` (the baseline).
     """
     p = np.asarray(probabilities)
@@ -166,7 +167,8 @@ def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5
         raise ValueError(f"expected (H, W, C) probabilities, got {p.shape}")
     if p.shape[-1] == 3:
         return three_class_to_labels(p, min_size=min_size, interior_threshold=interior_threshold,
-                                     foreground_threshold=foreground_threshold)
+                                     foreground_threshold=foreground_threshold,
+                                     min_marker_size=int(min_marker_size))
     if p.shape[-1] == 1:
         return connected_components(p[..., 0], threshold, min_size=min_size)
     raise ValueError(f"instance decoding needs 3 classes (background/interior/boundary) or 1 foreground "
