@@ -306,3 +306,5 @@ def test_boundary_width_reaches_the_training_targets(tmp_path, patch):
         assert (want == 2).sum() > (three_class_target(read_instances(s, (16, 16)), 1) == 2).sum()
     with pytest.raises(UserError, match="boundary_width"):
         TrainConfig(task="instance", boundary_width=0).validate()
+    with pytest.raises(UserError, match="--task instance"):
+        TrainConfig(boundary_width=2).validate()                    # a binary run has no boundary class

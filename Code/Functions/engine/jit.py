@@ -12,9 +12,8 @@ machine: two untimed warm-up steps, then two alternating rounds of five timed
 steps per setting, each setting keeping its fastest round's median; and the
 setting the fixed rule would not pick must be more than 10 % faster to win.
 (A single round of three steps once chose XLA for the 3-class U-Net because
-other work slowed the plain graph's round; in training, XLA then ran 1.5x
+other work slowed the plain graph's round; in training, XLA then ran 1.4x
 slower per epoch.)
-
 
 * cache file: ``$MIP_JIT_CACHE``, else ``$XDG_CACHE_HOME/medical-image-processing/jit.json``,
   else ``~/.cache/medical-image-processing/jit.json`` (:func:`cache_path`);

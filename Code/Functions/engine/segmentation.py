@@ -96,6 +96,8 @@ class TrainConfig(RunConfig):
              f"must be numbers >= 0, got {self.class_weights}"),
             (isinstance(self.boundary_width, int) and self.boundary_width >= 1, "boundary_width",
              f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
+            (self.boundary_width == 1 or self.task == "instance", "boundary_width",
+             "draws the boundary class of --task instance; add --task instance or leave it out"),
         ] + native_checks(self)
 
 
