@@ -142,9 +142,7 @@ def decide(key: str, measure: Callable[[bool], float], *, cache_file: Path | Non
         raise RuntimeError("the XLA probe could not run either setting; pass jit_compile=True or False")
     default = bool(default)
     other = not default
-    choice = other if seconds[other] < seconds[default] * (1.0 - float(margin)) else default
-    if math.isinf(seconds[default]):
-        choice = other
+    choice = other if seconds[other] < seconds[default] * (1.0 - float(margin)) else default   # inf loses
     entry = {"jit": choice, "xla_seconds": _finite(seconds[True]),
              "graph_seconds": _finite(seconds[False]), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     entries = read_cache(path)                       # another process may have written meanwhile
