@@ -191,9 +191,7 @@ def test_train_task_instance_refuses_masks_of_another_size(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.realdata
-def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
+def _dsb_benchmark():
     import importlib.util
     from pathlib import Path
 
@@ -201,6 +199,31 @@ def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("dsb_instance", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_dsb_instance_benchmark_recipes_give_each_model_its_flags(tmp_path):
+    bench = _dsb_benchmark()
+    tuned = bench.parse(["--root", "R", "--", "--class-weights", "1", "1", "10"])
+    inst, base = bench.train_command(tuned, "instance", tmp_path / "i"), bench.train_command(tuned, "baseline", tmp_path / "b")
+    assert inst[3:6] == ["train", "--task", "instance"] and "--task" not in base
+    for cmd in (inst, base):
+        assert cmd[cmd.index("--patch-sampling") + 1] == "area" and "--tta" in cmd
+    assert inst[inst.index("--boundary-width") + 1] == "2" and "--boundary-width" not in base
+    assert "--class-weights" not in base[:-4] and "--loss" not in base
+    assert inst[-4:] == ["--class-weights", "1", "1", "10"]           # the user's flags come last and win
+    plain = bench.parse(["--recipe", "defaults"])
+    for kind in ("instance", "baseline"):
+        cmd = bench.train_command(plain, kind, tmp_path / kind)
+        assert not {"--tta", "--patch-sampling", "--loss", "--class-weights", "--boundary-width"} & set(cmd)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
+    from pathlib import Path
+
+    bench = _dsb_benchmark()
     out_dir = Path(tmp_path) / "bench"
     assert bench.main(["--subset", "12", "--epochs", "1", "--minutes", "1", "--patch", "32", "--out", str(out_dir),
                        "--", "--model-option", "depth=2", "--model-option", "base_filters=4"]) == 0
