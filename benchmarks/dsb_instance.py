@@ -86,6 +86,17 @@ def train_command(args, kind: str, out: Path) -> list[str]:
     return cmd + list(args.extra)
 
 
+def uses_tta(args) -> bool:
+    """Whether the ``train`` commands average test-time flips (the recipe's ``--tta`` or the user's)."""
+    return "--tta" in train_command(args, "baseline", Path("."))
+
+
+def score_baseline_command(args, run_dir: Path, out: Path) -> list[str]:
+    """``evaluate --task instance`` of the binary run, with flips exactly when it was trained with them."""
+    return ([sys.executable, "-m", "Functions", "evaluate", "--task", "instance", "--run", str(run_dir),
+             "--out", str(out)] + (["--tta"] if uses_tta(args) else []))
+
+
 def run(cmd: list[str]) -> float:
     print("$ " + " ".join(cmd[1:]), flush=True)
     start = time.perf_counter()
@@ -110,8 +121,7 @@ def main(argv=None) -> int:
     if args.only != "instance":
         wall = run(train_command(args, "baseline", out / "binary"))
         binary = json.loads((out / "binary" / "metrics.json").read_text())
-        run([sys.executable, "-m", "Functions", "evaluate", "--task", "instance", "--run", str(out / "binary"),
-             "--out", str(out / "binary-instances")] + (["--tta"] if args.recipe == "tuned" else []))
+        run(score_baseline_command(args, out / "binary", out / "binary-instances"))
         table = pd.read_csv(out / "binary-instances" / "instance_metrics.csv")
         m = {c: float(table[c].iloc[-1]) for c in COLUMNS}
         m.update(epochs_trained=binary["epochs_trained"], train_seconds=binary["train_seconds"],
@@ -124,7 +134,7 @@ def main(argv=None) -> int:
     print()
     print(f"DSB2018 stage1_train, held-out test split (seed {args.seed}, 20 %), every image scored at its original "
           f"size; U-Net trained on {args.patch}x{args.patch} patches at native resolution, {args.minutes:g} min each, "
-          f"recipe {args.recipe}{' (test-time flips)' if args.recipe == 'tuned' else ''}")
+          f"recipe {args.recipe}{', test-time flips' if uses_tta(args) else ''}")
     print("| model | epochs | train s | run wall s | " + " | ".join(COLUMNS) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(COLUMNS))
     for name, (m, wall) in rows.items():

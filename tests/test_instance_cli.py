@@ -216,6 +216,11 @@ def test_dsb_instance_benchmark_recipes_give_each_model_its_flags(tmp_path):
     for kind in ("instance", "baseline"):
         cmd = bench.train_command(plain, kind, tmp_path / kind)
         assert not {"--tta", "--patch-sampling", "--loss", "--class-weights", "--boundary-width"} & set(cmd)
+    # the binary run is scored as instances with flips exactly when it was trained with them
+    assert bench.score_baseline_command(tuned, tmp_path / "b", tmp_path / "s")[-1] == "--tta"
+    assert "--tta" not in bench.score_baseline_command(plain, tmp_path / "b", tmp_path / "s")
+    user = bench.parse(["--recipe", "defaults", "--", "--tta"])
+    assert bench.score_baseline_command(user, tmp_path / "b", tmp_path / "s")[-1] == "--tta"
 
 
 @pytest.mark.slow
@@ -229,6 +234,7 @@ def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
                        "--", "--model-option", "depth=2", "--model-option", "base_filters=4"]) == 0
     out = capsys.readouterr().out
     assert "3-class U-Net + watershed" in out and "binary U-Net + connected components" in out
+    assert "recipe tuned, test-time flips" in out
     assert (out_dir / "instance" / "metrics.json").is_file() and (out_dir / "binary-instances").is_dir()
 
 
