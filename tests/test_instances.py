@@ -65,6 +65,39 @@ def test_three_class_target_hand_case():
     assert instance_boundaries(lab).sum() == 24 - 4
 
 
+
+def test_touching_boundaries_hand_case():
+    """boundaries="touching": only pixels within ``width`` of another object are boundary; rims on the background
+    stay interior (objects 1|2 touch along a column, object 3 sits one background column away from 2)."""
+    lab = np.zeros((6, 9), np.int32)
+    lab[1:5, 1:4] = 1
+    lab[1:5, 4:7] = 2
+    lab[2:4, 8] = 3
+    w1 = np.array([[0, 0, 0, 0, 0, 0, 0, 0, 0],
+                   [0, 1, 1, 2, 2, 1, 1, 0, 0],
+                   [0, 1, 1, 2, 2, 1, 1, 0, 1],
+                   [0, 1, 1, 2, 2, 1, 1, 0, 1],
+                   [0, 1, 1, 2, 2, 1, 1, 0, 0],
+                   [0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(three_class_target(lab, 1, touching=True), w1)
+    # width 2 reaches two steps: columns 2-5 between 1 and 2, and across the one-pixel gap to object 3
+    # ((2, 6) is 2 steps from (2, 8); the corners (1, 6) and (4, 6) are 3 steps away)
+    w2 = w1.copy()
+    w2[1:5, 2:6] = 2
+    w2[2:4, 6] = 2
+    w2[2:4, 8] = 2
+    np.testing.assert_array_equal(three_class_target(lab, 2, touching=True), w2)
+    np.testing.assert_array_equal(instance_boundaries(lab, 2, touching=True), w2 == 2)
+    # a lone object has no touching boundary at all, but a full rim with the default
+    lone = np.zeros((5, 5), np.int32)
+    lone[1:4, 1:4] = 7
+    assert not instance_boundaries(lone, 1, touching=True).any()
+    assert instance_boundaries(lone, 1).sum() == 8
+    # the ideal touching target still decodes to the three objects
+    decoded = three_class_to_labels(np.eye(3, dtype=np.float32)[three_class_target(lab, 1, touching=True)],
+                                    min_size=1, min_marker_size=1)
+    assert instance_metrics(lab, decoded)["dsb_score"] == 1.0
+
 def test_distance_target_peaks_at_one_per_object():
     lab = touching_discs()
     d = distance_target(lab)

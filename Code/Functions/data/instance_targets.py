@@ -8,7 +8,10 @@ computed here from an instance label map ``(H, W)`` (0 = background):
   interior (1) or object **boundary** (2).  A boundary pixel is an object
   pixel with a pixel of any *other* label (another object or background)
   within ``width`` pixels (4-connected steps), so between two touching
-  objects a band of boundary pixels separates their interiors.  Trained
+  objects a band of boundary pixels separates their interiors.  With
+  ``touching=True`` only pixels within ``width`` of *another object* are
+  boundary (the band between neighbours; an isolated object's rim stays
+  interior, which keeps small objects' interiors whole).  Trained
   with a 3-class softmax head; decoded by
   :func:`Functions.inference.instances.three_class_to_labels`.
 * :func:`distance_target` - each object's Euclidean distance to its own
@@ -29,8 +32,11 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 THREE_CLASS_NAMES = ("background", "interior", "boundary")
 
 
-def instance_boundaries(labels: np.ndarray, width: int = 1) -> np.ndarray:
-    """Object pixels within ``width`` 4-connected steps of a pixel with another label: ``(H, W)`` bool."""
+def instance_boundaries(labels: np.ndarray, width: int = 1, touching: bool = False) -> np.ndarray:
+    """Object pixels within ``width`` 4-connected steps of a pixel with another label: ``(H, W)`` bool.
+
+    ``touching=True``: only another *object's* label counts (background does not), so the result is the band
+    where objects meet or nearly meet (a gap of up to ``width - 1`` background pixels)."""
     lab = np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"labels must be (H, W), got {lab.shape}")
@@ -40,15 +46,23 @@ def instance_boundaries(labels: np.ndarray, width: int = 1) -> np.ndarray:
     footprint = ndimage.iterate_structure(cross, width)
     # a pixel differs from a neighbour iff the neighbourhood's max or min differs from it
     hi = ndimage.maximum_filter(lab, footprint=footprint, mode="nearest")
-    lo = ndimage.minimum_filter(lab, footprint=footprint, mode="nearest")
+    if touching:
+        # background counts as +inf for the minimum, so a smaller value is always another object
+        # (and a larger maximum, being above the pixel's own label >= 1, is too)
+        lab = lab.astype(np.int64)
+        lo = ndimage.minimum_filter(np.where(lab > 0, lab, np.iinfo(np.int64).max), footprint=footprint,
+                                    mode="nearest")
+    else:
+        lo = ndimage.minimum_filter(lab, footprint=footprint, mode="nearest")
     return (lab > 0) & ((hi != lab) | (lo != lab))
 
 
-def three_class_target(labels: np.ndarray, width: int = 1) -> np.ndarray:
-    """Instance label map ``(H, W)`` -> class map ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary."""
+def three_class_target(labels: np.ndarray, width: int = 1, touching: bool = False) -> np.ndarray:
+    """Instance label map ``(H, W)`` -> class map ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary
+    (see :func:`instance_boundaries` for ``width`` and ``touching``)."""
     lab = np.asarray(labels)
     out = (lab > 0).astype(np.uint8) * INTERIOR
-    out[instance_boundaries(lab, width)] = BOUNDARY
+    out[instance_boundaries(lab, width, touching)] = BOUNDARY
     return out
 
 

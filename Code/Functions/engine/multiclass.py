@@ -139,7 +139,7 @@ def read_class_map(sample, shape, mapping: dict | None, num_classes: int) -> np.
     return m
 
 
-def instance_mask_spec(width: int = 1):
+def instance_mask_spec(width: int = 1, touching: bool = False):
     """The :class:`~Functions.data.native.MaskSpec` of instance patch training: label maps -> 3-class targets."""
     from functools import partial
 
@@ -147,8 +147,8 @@ def instance_mask_spec(width: int = 1):
     from Functions.data.instances import read_instances
     from Functions.data.native import MaskSpec
 
-    return MaskSpec(key=f"instance-3class-w{width}", read=read_instances,
-                    target=partial(three_class_target, width=width))
+    return MaskSpec(key=f"instance-3class-w{width}{'-touching' if touching else ''}", read=read_instances,
+                    target=partial(three_class_target, width=width, touching=touching))
 
 
 def check_binary(data: dict) -> None:
@@ -161,7 +161,7 @@ def check_binary(data: dict) -> None:
                 check_binary_mask(read_raw_mask(s.masks[0]), s.masks[0])
 
 
-def replace_with_instance_targets(data: dict, image_size, width: int = 1) -> None:
+def replace_with_instance_targets(data: dict, image_size, width: int = 1, touching: bool = False) -> None:
     """Swap the training and validation masks for 3-class targets ``(N, H, W, 1)`` drawn on the label maps
     resized to ``image_size`` (the test split is scored on its label maps as stored, see :func:`finish_instance`)."""
     from Functions.data.instance_targets import three_class_target
@@ -177,7 +177,7 @@ def replace_with_instance_targets(data: dict, image_size, width: int = 1) -> Non
                 raise UserError(f"--task instance reads instance masks from image files; {s.image} is a "
                                 f"{s.kind} sample")
             labels.append(_resized(read_instances(s).astype(np.int32), image_size))
-        data[name] = (x, np.stack([three_class_target(m, width) for m in labels])[..., None], subset)
+        data[name] = (x, np.stack([three_class_target(m, width, touching) for m in labels])[..., None], subset)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -285,11 +285,12 @@ class InstanceTask(MultiClassTask):
     """3-class (background/interior/boundary) U-Net decoded by watershed into instance label maps."""
 
     def prepare(self, config):
+        touching = config.boundaries == "touching"
         if getattr(config, "patch_size", None):
-            data = self.base.prepare(config, masks=instance_mask_spec(config.boundary_width))
+            data = self.base.prepare(config, masks=instance_mask_spec(config.boundary_width, touching))
         else:
             data = self.base.prepare(config)
-            replace_with_instance_targets(data, config.image_size, width=config.boundary_width)
+            replace_with_instance_targets(data, config.image_size, width=config.boundary_width, touching=touching)
         data["num_classes"], data["class_map"] = 3, None
         return data
 
