@@ -16,10 +16,11 @@ in the same sense, F1@0.5, PQ/SQ/RQ, AJI and the pixel Dice.  The baseline run's
 binary segmentation at native resolution (issue: DSB2018 Dice at native resolution); its worst decile is
 listed.
 
-The default ``--recipe tuned`` is the best measured on this split (benchmarks/README.md, runs C-G): patches
+The default ``--recipe tuned`` is the best measured on this split (benchmarks/README.md, runs C-L): patches
 sampled in proportion to image area and test-time flips (``--tta``) for both models; for the instance model
-Dice + cross-entropy with the boundary class weighted 5 and boundaries 2 px wide.  ``--recipe defaults``
-trains both with ``train``'s own defaults.
+Dice + cross-entropy with the boundary class weighted 5, and the boundary class drawn 2 px wide where nuclei
+meet plus a 1-px rim on every nucleus (``--boundary-width 2 --boundaries both``, runs K-L).
+``--recipe defaults`` trains both with ``train``'s own defaults.
 
 Run from the repository root (prints a table; the run folders stay under ``--out``)::
 
@@ -46,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "datasets" / "dsb2018" / "stage1_train"
 #: flags of ``--recipe tuned``: for both models, then for the instance model only
 TUNED_COMMON = ["--patch-sampling", "area", "--tta"]
-TUNED_INSTANCE = ["--loss", "cce_dice", "--class-weights", "1", "1", "5", "--boundary-width", "2"]
+TUNED_INSTANCE = ["--loss", "cce_dice", "--class-weights", "1", "1", "5", "--boundary-width", "2",
+                  "--boundaries", "both"]
 COLUMNS = ["dsb_score", "ap50", "ap75", "f1_50", "pq", "sq", "rq", "aji", "pixel_dice"]
 
 

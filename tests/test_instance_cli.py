@@ -339,10 +339,10 @@ def test_boundary_width_reaches_the_training_targets(tmp_path, patch):
         TrainConfig(boundary_width=2).validate()                    # a binary run has no boundary class
 
 
-@pytest.mark.parametrize("patch", [None, 16])
-def test_touching_boundaries_reach_the_training_targets(tmp_path, patch):
-    """--boundaries touching: the training targets are three_class_target(labels, width, touching=True) on both
-    data paths (fewer boundary pixels than the default rims); a bad value or a binary run is refused."""
+@pytest.mark.parametrize("patch,mode", [(None, "touching"), (16, "touching"), (16, "both")])
+def test_boundary_modes_reach_the_training_targets(tmp_path, patch, mode):
+    """--boundaries touching / both: the training targets are three_class_target(labels, width, mode) on both data
+    paths (touching: fewer boundary pixels than the default rims); a bad value or a binary run is refused."""
     from Functions.base.errors import UserError
     from Functions.data.instance_targets import three_class_target
     from Functions.data.instances import read_instances
@@ -351,14 +351,15 @@ def test_touching_boundaries_reach_the_training_targets(tmp_path, patch):
 
     data = _dsb_tree(tmp_path / "stage1_train", n=6, size=16)
     config = TrainConfig(data=str(data), task="instance", image_size=16, patch_size=patch, boundary_width=2,
-                         boundaries="touching", val_fraction=0.2, test_fraction=0.2, seed=0)
+                         boundaries=mode, val_fraction=0.2, test_fraction=0.2, seed=0)
     config.validate()
     _, masks, samples = task_for(config, SEGMENTATION).prepare(config)["train"]
     for m, s in zip(masks, samples):
         labels = read_instances(s, (16, 16))
-        want = three_class_target(labels, 2, touching=True)
+        want = three_class_target(labels, 2, mode)
         assert np.array_equal(np.asarray(m).reshape(16, 16), want)
-        assert (want == 2).sum() < (three_class_target(labels, 2) == 2).sum()
+        if mode == "touching":
+            assert (want == 2).sum() < (three_class_target(labels, 2) == 2).sum()
     with pytest.raises(UserError, match="boundaries"):
         TrainConfig(task="instance", boundaries="inner").validate()
     with pytest.raises(UserError, match="--task instance"):

@@ -67,8 +67,8 @@ def test_three_class_target_hand_case():
 
 
 def test_touching_boundaries_hand_case():
-    """boundaries="touching": only pixels within ``width`` of another object are boundary; rims on the background
-    stay interior (objects 1|2 touch along a column, object 3 sits one background column away from 2)."""
+    """boundaries="touching": only pixels within ``width`` of another object are boundary, rims on the background
+    stay interior; "both" adds a 1-pixel rim to every object (objects 1|2 touch along a column, object 3 sits one background column away from 2)."""
     lab = np.zeros((6, 9), np.int32)
     lab[1:5, 1:4] = 1
     lab[1:5, 4:7] = 2
@@ -79,14 +79,14 @@ def test_touching_boundaries_hand_case():
                    [0, 1, 1, 2, 2, 1, 1, 0, 1],
                    [0, 1, 1, 2, 2, 1, 1, 0, 0],
                    [0, 0, 0, 0, 0, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(three_class_target(lab, 1, touching=True), w1)
+    np.testing.assert_array_equal(three_class_target(lab, 1, "touching"), w1)
     # width 2 reaches two steps: columns 2-5 between 1 and 2, and across the one-pixel gap to object 3
     # ((2, 6) is 2 steps from (2, 8); the corners (1, 6) and (4, 6) are 3 steps away)
     w2 = w1.copy()
     w2[1:5, 2:6] = 2
     w2[2:4, 6] = 2
     w2[2:4, 8] = 2
-    np.testing.assert_array_equal(three_class_target(lab, 2, touching=True), w2)
+    np.testing.assert_array_equal(three_class_target(lab, 2, "touching"), w2)
     np.testing.assert_array_equal(instance_boundaries(lab, 2, touching=True), w2 == 2)
     # a lone object has no touching boundary at all, but a full rim with the default
     lone = np.zeros((5, 5), np.int32)
@@ -94,9 +94,18 @@ def test_touching_boundaries_hand_case():
     assert not instance_boundaries(lone, 1, touching=True).any()
     assert instance_boundaries(lone, 1).sum() == 8
     # the ideal touching target still decodes to the three objects
-    decoded = three_class_to_labels(np.eye(3, dtype=np.float32)[three_class_target(lab, 1, touching=True)],
+    decoded = three_class_to_labels(np.eye(3, dtype=np.float32)[three_class_target(lab, 1, "touching")],
                                     min_size=1, min_marker_size=1)
     assert instance_metrics(lab, decoded)["dsb_score"] == 1.0
+    # "both": the width-2 touching band plus a 1-pixel rim on every object
+    both = three_class_target(lab, 2, "both")
+    rim = np.zeros_like(lab, bool)
+    rim[1:5, 1] = rim[1, 1:7] = rim[4, 1:7] = rim[1:5, 6] = True   # outline of the 4x6 block of objects 1 and 2
+    rim[2:4, 8] = True                                             # object 3 is all rim
+    np.testing.assert_array_equal(both == 2, (w2 == 2) | rim)
+    np.testing.assert_array_equal(both == 1, (lab > 0) & ~(w2 == 2) & ~rim)
+    with pytest.raises(ValueError, match="boundaries must be one of all, touching, both"):
+        three_class_target(lab, 1, "inner")
 
 def test_distance_target_peaks_at_one_per_object():
     lab = touching_discs()

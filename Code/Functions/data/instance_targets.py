@@ -8,10 +8,12 @@ computed here from an instance label map ``(H, W)`` (0 = background):
   interior (1) or object **boundary** (2).  A boundary pixel is an object
   pixel with a pixel of any *other* label (another object or background)
   within ``width`` pixels (4-connected steps), so between two touching
-  objects a band of boundary pixels separates their interiors.  With
-  ``touching=True`` only pixels within ``width`` of *another object* are
-  boundary (the band between neighbours; an isolated object's rim stays
-  interior, which keeps small objects' interiors whole).  Trained
+  objects a band of boundary pixels separates their interiors
+  (``boundaries="all"``).  ``boundaries="touching"`` keeps only the band
+  within ``width`` of *another object* (an isolated object's rim stays
+  interior, so small objects keep their interiors whole), and
+  ``boundaries="both"`` adds a 1-pixel rim on every object to that band.
+  Trained
   with a 3-class softmax head; decoded by
   :func:`Functions.inference.instances.three_class_to_labels`.
 * :func:`distance_target` - each object's Euclidean distance to its own
@@ -30,6 +32,9 @@ from scipy import ndimage
 #: Class indices of :func:`three_class_target`.
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 THREE_CLASS_NAMES = ("background", "interior", "boundary")
+#: Where :func:`three_class_target` draws the boundary class: every object's rim ``width`` wide; only the band
+#: where objects meet; or that band plus a 1-pixel rim on every object.
+BOUNDARY_MODES = ("all", "touching", "both")
 
 
 def instance_boundaries(labels: np.ndarray, width: int = 1, touching: bool = False) -> np.ndarray:
@@ -57,12 +62,23 @@ def instance_boundaries(labels: np.ndarray, width: int = 1, touching: bool = Fal
     return (lab > 0) & ((hi != lab) | (lo != lab))
 
 
-def three_class_target(labels: np.ndarray, width: int = 1, touching: bool = False) -> np.ndarray:
-    """Instance label map ``(H, W)`` -> class map ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary
-    (see :func:`instance_boundaries` for ``width`` and ``touching``)."""
+def three_class_target(labels: np.ndarray, width: int = 1, boundaries: str = "all") -> np.ndarray:
+    """Instance label map ``(H, W)`` -> class map ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary.
+
+    ``boundaries`` (:data:`BOUNDARY_MODES`): ``"all"`` - every object pixel within ``width`` of another label
+    (object or background); ``"touching"`` - only those within ``width`` of another *object*; ``"both"`` - the
+    touching band plus a 1-pixel rim on every object (see :func:`instance_boundaries`)."""
+    if boundaries not in BOUNDARY_MODES:
+        raise ValueError(f"boundaries must be one of {', '.join(BOUNDARY_MODES)}, got {boundaries!r}")
     lab = np.asarray(labels)
     out = (lab > 0).astype(np.uint8) * INTERIOR
-    out[instance_boundaries(lab, width, touching)] = BOUNDARY
+    if boundaries == "all":
+        band = instance_boundaries(lab, width)
+    else:
+        band = instance_boundaries(lab, width, touching=True)
+        if boundaries == "both":
+            band |= instance_boundaries(lab, 1)
+    out[band] = BOUNDARY
     return out
 
 

@@ -139,7 +139,7 @@ def read_class_map(sample, shape, mapping: dict | None, num_classes: int) -> np.
     return m
 
 
-def instance_mask_spec(width: int = 1, touching: bool = False):
+def instance_mask_spec(width: int = 1, boundaries: str = "all"):
     """The :class:`~Functions.data.native.MaskSpec` of instance patch training: label maps -> 3-class targets."""
     from functools import partial
 
@@ -147,8 +147,8 @@ def instance_mask_spec(width: int = 1, touching: bool = False):
     from Functions.data.instances import read_instances
     from Functions.data.native import MaskSpec
 
-    return MaskSpec(key=f"instance-3class-w{width}{'-touching' if touching else ''}", read=read_instances,
-                    target=partial(three_class_target, width=width, touching=touching))
+    return MaskSpec(key=f"instance-3class-w{width}{'' if boundaries == 'all' else '-' + boundaries}",
+                    read=read_instances, target=partial(three_class_target, width=width, boundaries=boundaries))
 
 
 def check_binary(data: dict) -> None:
@@ -161,7 +161,7 @@ def check_binary(data: dict) -> None:
                 check_binary_mask(read_raw_mask(s.masks[0]), s.masks[0])
 
 
-def replace_with_instance_targets(data: dict, image_size, width: int = 1, touching: bool = False) -> None:
+def replace_with_instance_targets(data: dict, image_size, width: int = 1, boundaries: str = "all") -> None:
     """Swap the training and validation masks for 3-class targets ``(N, H, W, 1)`` drawn on the label maps
     resized to ``image_size`` (the test split is scored on its label maps as stored, see :func:`finish_instance`)."""
     from Functions.data.instance_targets import three_class_target
@@ -177,7 +177,7 @@ def replace_with_instance_targets(data: dict, image_size, width: int = 1, touchi
                 raise UserError(f"--task instance reads instance masks from image files; {s.image} is a "
                                 f"{s.kind} sample")
             labels.append(_resized(read_instances(s).astype(np.int32), image_size))
-        data[name] = (x, np.stack([three_class_target(m, width, touching) for m in labels])[..., None], subset)
+        data[name] = (x, np.stack([three_class_target(m, width, boundaries) for m in labels])[..., None], subset)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -285,12 +285,12 @@ class InstanceTask(MultiClassTask):
     """3-class (background/interior/boundary) U-Net decoded by watershed into instance label maps."""
 
     def prepare(self, config):
-        touching = config.boundaries == "touching"
+        width, boundaries = config.boundary_width, config.boundaries
         if getattr(config, "patch_size", None):
-            data = self.base.prepare(config, masks=instance_mask_spec(config.boundary_width, touching))
+            data = self.base.prepare(config, masks=instance_mask_spec(width, boundaries))
         else:
             data = self.base.prepare(config)
-            replace_with_instance_targets(data, config.image_size, width=config.boundary_width, touching=touching)
+            replace_with_instance_targets(data, config.image_size, width=width, boundaries=boundaries)
         data["num_classes"], data["class_map"] = 3, None
         return data
 

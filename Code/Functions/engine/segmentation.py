@@ -67,7 +67,7 @@ class TrainConfig(RunConfig):
     class_map: str | None = None       # "VALUE:CLASS,..." e.g. "0:0,128:1,255:2"; recorded when inferred
     class_weights: list | None = None  # one loss weight per class (cce, cce_dice, dice, focal)
     boundary_width: int = 1            # --task instance: boundary band in pixels (4-connected steps) per object
-    boundaries: str = "all"            # --task instance: "all" object rims; "touching": only where objects meet
+    boundaries: str = "all"            # --task instance: "all" rims; "touching": where objects meet; "both"
     # native resolution and group-aware splits (Functions.engine.native, Functions.data.splits)
     patch_size: int | None = None      # train on random P x P patches of full-size images; None: resize to image_size
     overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
@@ -99,7 +99,8 @@ class TrainConfig(RunConfig):
              f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
             (self.boundary_width == 1 or self.task == "instance", "boundary_width",
              "draws the boundary class of --task instance; add --task instance or leave it out"),
-            (self.boundaries in ("all", "touching"), "boundaries", f"must be all or touching, got {self.boundaries!r}"),
+            (self.boundaries in ("all", "touching", "both"), "boundaries",
+             f"must be all, touching or both, got {self.boundaries!r}"),
             (self.boundaries == "all" or self.task == "instance", "boundaries",
              "draws the boundary class of --task instance; add --task instance or leave it out"),
         ] + native_checks(self)
