@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from Functions.commands.options import add_data_source, add_engine_arguments, run_training
+from Functions.data.instance_targets import BOUNDARY_MODES
 from Functions.data.preprocessing import NORMALIZATIONS
 
 NAME = "train"
@@ -57,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--task instance: width in pixels of the boundary class drawn inside each object where "
                         "it meets another object or the background; 2 leaves a wider gap between touching "
                         "nuclei (%(default)s)")
-    c.add_argument("--boundaries", choices=("all", "touching", "both"), default=d.boundaries,
+    c.add_argument("--boundaries", choices=BOUNDARY_MODES, default=d.boundaries,
                    help="--task instance: all = every object's rim --boundary-width wide is boundary; touching = "
                         "only the band where an object meets (or comes within --boundary-width of) another, so "
                         "small isolated objects keep their whole interior; both = that band plus a 1-px rim on "

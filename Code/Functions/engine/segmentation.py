@@ -39,6 +39,7 @@ import numpy as np
 from Functions.base.errors import UserError
 from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import has_gpu, peak_rss_mb
+from Functions.data.instance_targets import BOUNDARY_MODES
 from Functions.data.sources import resolve_samples, seeded_subset
 from Functions.engine.config import Check, RunConfig
 from Functions.engine.fit import Task, best_epoch, fit
@@ -99,8 +100,8 @@ class TrainConfig(RunConfig):
              f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
             (self.boundary_width == 1 or self.task == "instance", "boundary_width",
              "draws the boundary class of --task instance; add --task instance or leave it out"),
-            (self.boundaries in ("all", "touching", "both"), "boundaries",
-             f"must be all, touching or both, got {self.boundaries!r}"),
+            (self.boundaries in BOUNDARY_MODES, "boundaries",
+             f"must be one of {', '.join(BOUNDARY_MODES)}, got {self.boundaries!r}"),
             (self.boundaries == "all" or self.task == "instance", "boundaries",
              "draws the boundary class of --task instance; add --task instance or leave it out"),
         ] + native_checks(self)
