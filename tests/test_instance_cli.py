@@ -313,6 +313,77 @@ def test_tune_decoder_picks_thresholds_on_validation_and_predict_uses_them(tmp_p
     assert predict_and_score(fake, samples)[0]["n_pred"].iloc[:-1].tolist() == [0, 0, 0]
 
 
+def _kinds_tree(root, n_each=5):
+    """DSB2018 layout with two kinds of image: grey fluorescence (``f..``: two nuclei side by side) and colour
+    stain (``h..``: one wide nucleus).  Returns ``(samples, probabilities of each image by its bytes)``."""
+    from Functions.data.discovery import find_samples
+    from Functions.data.imaging import read_image
+
+    probs = {}
+    rng = np.random.default_rng(3)
+    for i in range(2 * n_each):
+        colour = i >= n_each
+        sid = f"{'h' if colour else 'f'}{i:02d}"
+        (root / sid / "images").mkdir(parents=True)
+        (root / sid / "masks").mkdir()
+        objects = [(4, 2, 10, 14)] if colour else [(4, 2, 10, 8), (4, 8, 10, 14)]   # rows r0:r1, columns c0:c1
+        p = np.zeros((16, 16, 3), np.float32)
+        p[..., 0] = 1.0
+        for k, (r0, c0, r1, c1) in enumerate(objects):
+            m = np.zeros((16, 16), np.uint8)
+            m[r0:r1, c0:c1] = 255
+            cv2.imwrite(str(root / sid / "masks" / f"n{k}.png"), m)
+            p[r0:r1, c0:c1] = (0.02, 0.95, 0.03)
+        # fluorescence: the two nuclei meet in columns 7-8 with interior 0.75 and no boundary (only a marker
+        # threshold of 0.8 or more splits them); stain: the one nucleus has a 0.65 trough in columns 7-8
+        # (a threshold above 0.65 cuts it in two)
+        p[4:10, 7:9] = (0.05, 0.65, 0.30) if colour else (0.05, 0.75, 0.20)
+        fg = np.zeros((16, 16), bool)
+        for r0, c0, r1, c1 in objects:
+            fg[r0:r1, c0:c1] = True
+        base = np.where(fg, 200, 20).astype(np.uint8) + rng.integers(0, 5, (16, 16)).astype(np.uint8)
+        img = (np.dstack([255 - base, 255 - base // 2, 255 - base // 3]) if colour
+               else np.repeat(base[..., None], 3, axis=-1))
+        cv2.imwrite(str(root / sid / "images" / f"{sid}.png"), img)
+        probs[read_image(root / sid / "images" / f"{sid}.png").tobytes()] = p
+    return find_samples(root), probs
+
+
+def test_tune_decoder_tunes_each_kind_of_image_on_its_own(tmp_path):
+    """No one marker threshold suits both kinds (fluorescence needs >= 0.8 to split a pair, stain <= 0.6 to keep
+    a nucleus whole): the general search scores 0.5, each kind's own search 1.0, and prediction picks each
+    image's settings by its kind."""
+    from types import SimpleNamespace
+
+    from Functions.evaluation.instance import describe_decoder, predict_and_score, tune_decoder
+    from Functions.inference.instances import decoder_settings, image_kind
+
+    samples, probs = _kinds_tree(tmp_path / "stage1_train")
+    from Functions.data.imaging import read_image
+    assert [image_kind(read_image(s.image)) for s in samples] == ["dark"] * 5 + ["colour"] * 5
+    fake = SimpleNamespace(threshold=0.5, decoder=None,
+                           probabilities=lambda ims, batch_size=8, tta=False: [probs[im.tobytes()] for im in ims])
+    grid = {"min_size": (4,), "min_marker_size": (2,), "foreground_threshold": (0.5,)}
+    tuned = tune_decoder(fake, samples, grid=grid)
+    assert tuned["general_score"] == 0.5 and tuned["chosen_score"] == 1.0
+    # the general search keeps the default 0.5 (ties keep the earlier setting): right for the stain, so only
+    # fluorescence gets settings of its own
+    assert tuned["chosen"]["interior_threshold"] == 0.5 and list(tuned["chosen"]["by_kind"]) == ["dark"]
+    assert decoder_settings(tuned["chosen"], kind="dark")["interior_threshold"] >= 0.8
+    assert decoder_settings(tuned["chosen"], kind="colour")["interior_threshold"] <= 0.6
+    assert tuned["kinds"] == {"dark": {"n_images": 5, "general_score": 0.0, "chosen_score": 1.0},
+                              "colour": {"n_images": 5, "general_score": 1.0, "chosen_score": 1.0}}
+    assert "; dark images: interior_threshold 0.8" in describe_decoder(tuned["chosen"])
+    assert decoder_settings(tuned["chosen"], kind="bright") == decoder_settings(tuned["chosen"])  # unseen kind
+    fake.decoder = tuned["chosen"]
+    scored, _ = predict_and_score(fake, samples)
+    assert scored["n_pred"].iloc[:-1].tolist() == [2] * 5 + [1] * 5 and scored["dsb_score"].iloc[-1] == 1.0
+    # a kind with fewer images than min_kind_images keeps the general settings
+    few = tune_decoder(fake, samples, grid=grid, min_kind_images=6)
+    assert "by_kind" not in few["chosen"] and few["chosen_score"] == few["general_score"] == 0.5
+    assert tune_decoder(fake, samples, grid=grid, by_kind=False)["kinds"] == {}
+
+
 @pytest.mark.parametrize("patch", [None, 16])
 def test_boundary_width_reaches_the_training_targets(tmp_path, patch):
     """--boundary-width 2: the 3-class targets of the training split are three_class_target(labels, 2), on the

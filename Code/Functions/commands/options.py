@@ -59,7 +59,8 @@ def add_engine_arguments(p: argparse.ArgumentParser, d, model_help: str) -> None
     m.add_argument("--deterministic", action="store_true",
                    help="also ask the backend for deterministic kernels (GPU; slower, turns XLA off)")
     m.add_argument("--mixed-precision", action="store_true",
-                   help="float16 compute with float32 weights on a GPU (faster, less memory)")
+                   help="float16 compute with float32 weights on a GPU; bfloat16 on a CPU, faster only where it "
+                        "has bfloat16 instructions (avx512_bf16/amx_bf16; otherwise a warning)")
     m.add_argument("--subset", type=int, metavar="N", help="use N samples (a seeded random choice) for a quick try")
     c = p.add_argument_group("callbacks")
     c.add_argument("--patience", type=int, default=d.patience, metavar="N",

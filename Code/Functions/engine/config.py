@@ -53,7 +53,7 @@ class RunConfig:
     reduce_lr_patience: int = 0        # halve the learning rate after N epochs without improvement; 0 = off
     reduce_lr_factor: float = 0.5
     tensorboard: bool = False          # TensorBoard logs in run/tensorboard
-    mixed_precision: bool = False      # float16 compute on GPUs (bfloat16 on CPU, with a warning)
+    mixed_precision: bool = False      # float16 compute on GPUs; bfloat16 on CPUs (runtime.set_precision)
     deterministic: bool = False        # also ask the backend for deterministic kernels (slower; disables XLA)
     distribute: bool = False           # data-parallel over all local devices (TF/JAX); batch_size is per replica
     subset: int | None = None          # use only N samples (a seeded random choice) for quick experiments; None = all

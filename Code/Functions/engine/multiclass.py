@@ -417,7 +417,8 @@ def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: flo
     pixel Dice; figures; report."""
     import matplotlib.pyplot as plt
 
-    from Functions.evaluation.instance import predict_and_score, tune_decoder, worst_figure
+    from Functions.evaluation.instance import (MIN_KIND_IMAGES, describe_decoder, predict_and_score, tune_decoder,
+                                               worst_figure)
     from Functions.viz.plotting import plot_history
     from Functions.viz.reports import write_report
 
@@ -428,9 +429,9 @@ def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: flo
         tuned = tune_decoder(predictor, data["val"][2], batch_size=config.batch_size, tta=config.tta)
         write_json(run_dir / "instance_decoder.json", tuned)
         predictor.decoder = tuned["chosen"]
-        chosen = ", ".join(f"{k} {v:g}" for k, v in tuned["chosen"].items())
-        print(f"Watershed tuned on the {tuned['n_images']} validation images: {chosen} (validation DSB score "
-              f"{tuned['chosen_score']:.4f}, {tuned['default_score']:.4f} with the defaults)", flush=True)
+        print(f"Watershed tuned on the {tuned['n_images']} validation images: {describe_decoder(tuned['chosen'])} "
+              f"(validation DSB score {tuned['chosen_score']:.4f}, {tuned['general_score']:.4f} with one setting "
+              f"for all, {tuned['default_score']:.4f} with the defaults)", flush=True)
     table, worst = predict_and_score(predictor, samples, batch_size=config.batch_size, tta=config.tta)
     table.to_csv(run_dir / "test_metrics.csv", index=False)
     mean = table.iloc[-1]
@@ -453,8 +454,10 @@ def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: flo
         if tuned:
             f.write(f"\nThe watershed's thresholds and smallest object size were chosen on the validation split "
                     f"({tuned['n_images']} images, DSB score {tuned['default_score']:.4f} at the defaults, "
-                    f"{tuned['chosen_score']:.4f} chosen: {tuned['chosen']}); `predict` and `evaluate` use them "
-                    "(instance_decoder.json).\n")
+                    f"{tuned['general_score']:.4f} with one setting for all, {tuned['chosen_score']:.4f} chosen: "
+                    f"{describe_decoder(tuned['chosen'])}); where the validation split held at least "
+                    f"{MIN_KIND_IMAGES} images of a kind (fluorescence, brightfield, stained), that kind was tuned "
+                    "on its own. `predict` and `evaluate` use them (instance_decoder.json).\n")
     print(f"Test ({split_name}, {len(table) - 1} images, original resolution): DSB score {metrics['dsb_score']:.4f}  "
           f"AP50 {metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
           f"{metrics['pixel_dice']:.4f} ({seconds:.0f} s training) -> {run_dir}", flush=True)

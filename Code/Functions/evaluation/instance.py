@@ -94,45 +94,14 @@ TUNING_GRID = {"interior_threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
                "foreground_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_marker_size": (2, 4, 8, 16, 32),
                "min_size": (2, 4, 8, 16, 32, 64)}
 
+#: :func:`tune_decoder` tunes a kind of image (:func:`Functions.inference.instances.image_kind`) on its own
+#: only when the validation split holds at least this many images of it.
+MIN_KIND_IMAGES = 5
 
-def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, grid: dict | None = None) -> dict:
-    """Choose the watershed settings that maximise the mean DSB2018 score on ``samples`` (a validation split,
-    never the test split).
 
-    The probabilities of every sample are predicted once (at its original
-    size); the two thresholds of
-    :func:`Functions.inference.instances.three_class_to_labels` are searched
-    on a grid at the default sizes, then ``min_marker_size`` at the best
-    thresholds, then ``min_size``.  Ties keep the earlier (default-nearest) setting.  Returns
-    ``{"chosen": {...}, "default_score": float, "chosen_score": float,
-    "n_images": int, "trials": [{settings..., "dsb_score"}, ...]}``.
-    """
-    from Functions.inference.instances import DECODER_DEFAULTS, probabilities_to_labels
-    from Functions.metrics.instance import instance_metrics
-
-    grid = {**TUNING_GRID, **(grid or {})}
-    samples = list(samples)
-    if not samples:
-        raise UserError("no validation images to tune the watershed on; keep a validation split (--val-fraction)")
-    check_image_samples(samples)
-    probs, trues = [], []
-    for _, _, images, labels in instance_batches(samples, batch_size):
-        trues += labels
-        probs += [p.astype(np.float16) for p in predictor.probabilities(images, batch_size=batch_size, tta=tta)]
-
-    trials: list[dict] = []
-
-    def score(settings: dict) -> float:
-        for t in trials:
-            if all(t[k] == settings[k] for k in settings):
-                return t["dsb_score"]
-        value = float(np.mean([instance_metrics(t, probabilities_to_labels(p.astype(np.float32), **settings))
-                               ["dsb_score"] for t, p in zip(trues, probs)]))
-        trials.append({**settings, "dsb_score": value})
-        return value
-
-    default = dict(DECODER_DEFAULTS)
-    best, best_score = default, score(default)
+def _search(score, start: dict, grid: dict) -> tuple[dict, float]:
+    """The grid search of :func:`tune_decoder` from ``start``: both thresholds, then each size in turn."""
+    best, best_score = start, score(start)
     for it in grid["interior_threshold"]:
         for ft in grid["foreground_threshold"]:
             candidate = {**best, "interior_threshold": float(it), "foreground_threshold": float(ft)}
@@ -145,8 +114,88 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
             value = score(candidate)
             if value > best_score + 1e-12:
                 best, best_score = candidate, value
-    return {"chosen": best, "default_score": trials[0]["dsb_score"], "chosen_score": best_score,
-            "n_images": len(samples), "trials": trials}
+    return best, best_score
+
+
+def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, grid: dict | None = None,
+                 by_kind: bool = True, min_kind_images: int = MIN_KIND_IMAGES) -> dict:
+    """Choose the watershed settings that maximise the mean DSB2018 score on ``samples`` (a validation split,
+    never the test split).
+
+    The probabilities of every sample are predicted once (at its original
+    size); the two thresholds of
+    :func:`Functions.inference.instances.three_class_to_labels` are searched
+    on a grid at the default sizes, then ``min_marker_size`` at the best
+    thresholds, then ``min_size``.  Ties keep the earlier (default-nearest) setting.
+
+    ``by_kind``: when the split mixes kinds of image
+    (:func:`~Functions.inference.instances.image_kind`: fluorescence, brightfield,
+    stained), each kind with at least ``min_kind_images`` images is searched
+    again on its own images, starting from the general choice, and its
+    settings are kept (``chosen["by_kind"][kind]``) only when they score
+    higher there.  Other kinds, and new kinds met at prediction time, use the
+    general settings.
+
+    Returns ``{"chosen": {..., "by_kind": {...}}, "default_score": float,
+    "general_score": float, "chosen_score": float, "n_images": int,
+    "kinds": {kind: {"n_images", "general_score", "chosen_score"}},
+    "trials": [{settings..., "dsb_score"}, ...]}`` (scores: mean DSB2018
+    score over the images; ``trials`` lists the general search).
+    """
+    from Functions.inference.instances import DECODER_DEFAULTS, image_kind, probabilities_to_labels
+    from Functions.metrics.instance import instance_metrics
+
+    grid = {**TUNING_GRID, **(grid or {})}
+    samples = list(samples)
+    if not samples:
+        raise UserError("no validation images to tune the watershed on; keep a validation split (--val-fraction)")
+    check_image_samples(samples)
+    probs, trues, kinds = [], [], []
+    for _, _, images, labels in instance_batches(samples, batch_size):
+        trues += labels
+        kinds += [image_kind(im) for im in images]
+        probs += [p.astype(np.float16) for p in predictor.probabilities(images, batch_size=batch_size, tta=tta)]
+
+    def scorer(indices, trials):
+        def score(settings: dict) -> float:
+            for t in trials:
+                if all(t[k] == settings[k] for k in settings):
+                    return t["dsb_score"]
+            value = float(np.mean([instance_metrics(trues[i], probabilities_to_labels(
+                probs[i].astype(np.float32), **settings))["dsb_score"] for i in indices]))
+            trials.append({**settings, "dsb_score": value})
+            return value
+        return score
+
+    trials: list[dict] = []
+    everything = list(range(len(samples)))
+    general, general_score = _search(scorer(everything, trials), dict(DECODER_DEFAULTS), grid)
+    per_image = np.array([instance_metrics(trues[i], probabilities_to_labels(probs[i].astype(np.float32), **general))
+                          ["dsb_score"] for i in everything])
+    chosen, report = dict(general), {}
+    present = sorted(set(kinds), key=kinds.index)
+    for kind in present if by_kind and len(present) > 1 else ():
+        indices = [i for i in everything if kinds[i] == kind]
+        entry = {"n_images": len(indices), "general_score": float(per_image[indices].mean())}
+        if len(indices) >= min_kind_images:
+            own, own_score = _search(scorer(indices, []), dict(general), grid)
+            if own_score > entry["general_score"] + 1e-12:
+                chosen.setdefault("by_kind", {})[kind] = own
+                per_image[indices] = [instance_metrics(trues[i], probabilities_to_labels(
+                    probs[i].astype(np.float32), **own))["dsb_score"] for i in indices]
+        entry["chosen_score"] = float(per_image[indices].mean())
+        report[kind] = entry
+    return {"chosen": chosen, "default_score": trials[0]["dsb_score"], "general_score": general_score,
+            "chosen_score": float(per_image.mean()), "n_images": len(samples), "kinds": report, "trials": trials}
+
+
+def describe_decoder(chosen: dict) -> str:
+    """One line for the tuned settings of :func:`tune_decoder`: the general ones, then each kind's own."""
+    def line(settings: dict) -> str:
+        return ", ".join(f"{k} {v:g}" for k, v in settings.items() if k != "by_kind")
+
+    kinds = "; ".join(f"{kind} images: {line(s)}" for kind, s in (chosen.get("by_kind") or {}).items())
+    return line(chosen) + (f"; {kinds}" if kinds else "")
 
 
 def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split=None, out=None,

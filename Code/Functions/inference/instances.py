@@ -142,11 +142,41 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, s
 #: validation split stores its own in ``instance_decoder.json`` (:func:`decoder_settings`).
 DECODER_DEFAULTS = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_size": 4, "min_marker_size": 2}
 
+#: The kinds of image :func:`image_kind` tells apart; a run may keep decoder settings for each
+#: (``"by_kind"`` in its tuned settings, see :func:`decoder_settings`).
+IMAGE_KINDS = ("dark", "bright", "colour")
 
-def decoder_settings(decoder: dict | None = None, min_size: int | None = None) -> dict:
-    """:data:`DECODER_DEFAULTS` updated by ``decoder`` (a run's tuned values) and an explicit ``min_size``."""
+
+def image_kind(image: np.ndarray) -> str:
+    """Which kind of microscopy image ``image`` ``(H, W[, C])`` is, read from its pixels alone.
+
+    ``"colour"``: the channels differ (stained tissue such as H&E);
+    ``"bright"``: grey on a light background (brightfield); ``"dark"``: grey
+    on a dark background (fluorescence).  On DSB2018 these are the three
+    kinds whose nuclei differ most in size, texture and contrast, so one set
+    of watershed thresholds rarely suits all three.
+    """
+    from Functions.data.imaging import is_grayscale
+    from Functions.data.preprocessing import has_bright_background
+
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] >= 3 and not is_grayscale(img[..., :3]):
+        return "colour"
+    return "bright" if has_bright_background(img) else "dark"
+
+
+def decoder_settings(decoder: dict | None = None, min_size: int | None = None, kind: str | None = None) -> dict:
+    """:data:`DECODER_DEFAULTS` updated by ``decoder`` (a run's tuned values) and an explicit ``min_size``.
+
+    ``decoder["by_kind"]`` (optional) maps an :func:`image_kind` to settings
+    tuned on that kind of image; with ``kind`` given and present there, they
+    replace the run's general settings.
+    """
+    decoder = decoder or {}
+    chosen = (decoder.get("by_kind") or {}).get(kind) if kind is not None else None
     out = dict(DECODER_DEFAULTS)
-    out.update({k: v for k, v in (decoder or {}).items() if k in DECODER_DEFAULTS and v is not None})
+    for source in (decoder, chosen or {}):
+        out.update({k: v for k, v in source.items() if k in DECODER_DEFAULTS and v is not None})
     if min_size is not None:
         out["min_size"] = int(min_size)
     return out
@@ -177,11 +207,16 @@ def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5
 
 def predict_instances(predictor, images, batch_size: int = 8, tta: bool = False, min_size: int | None = None) -> list:
     """Label maps ``(H, W)`` int32, one per image ``(H, W, C)``, at each image's own size, from a
-    :class:`~Functions.inference.predictor.Predictor` (decoded with its run's ``decoder`` settings, see
-    :func:`decoder_settings`; ``min_size`` overrides theirs)."""
-    probs = predictor.probabilities(list(images), batch_size=batch_size, tta=tta)
-    settings = decoder_settings(getattr(predictor, "decoder", None), min_size)
-    return [probabilities_to_labels(p, threshold=predictor.threshold, **settings) for p in probs]
+    :class:`~Functions.inference.predictor.Predictor` (decoded with its run's ``decoder`` settings, for each
+    image those of its :func:`image_kind` where the run tuned them, see :func:`decoder_settings`; ``min_size``
+    overrides theirs)."""
+    images = list(images)
+    probs = predictor.probabilities(images, batch_size=batch_size, tta=tta)
+    decoder = getattr(predictor, "decoder", None)
+    by_kind = bool((decoder or {}).get("by_kind"))
+    return [probabilities_to_labels(p, threshold=predictor.threshold,
+                                    **decoder_settings(decoder, min_size, image_kind(im) if by_kind else None))
+            for im, p in zip(images, probs)]
 
 
 def predict_folder_instances(model_path, images, out, *, overlay: bool = False, batch_size: int = 8,
