@@ -16,11 +16,13 @@ in the same sense, F1@0.5, PQ/SQ/RQ, AJI and the pixel Dice.  The baseline run's
 binary segmentation at native resolution (issue: DSB2018 Dice at native resolution); its worst decile is
 listed.
 
-The default ``--recipe tuned`` is the best measured on this split (benchmarks/README.md, runs C-L): patches
+The default ``--recipe tuned`` is the best measured on this split (benchmarks/README.md, runs C-O): patches
 sampled in proportion to image area and test-time flips (``--tta``) for both models; for the instance model
 Dice + cross-entropy with the boundary class weighted 5, and the boundary class drawn 2 px wide where nuclei
-meet plus a 1-px rim on every nucleus (``--boundary-width 2 --boundaries both``, runs K-L).
-``--recipe defaults`` trains both with ``train``'s own defaults.
+meet plus a 1-px rim on every nucleus (``--boundary-width 2 --boundaries both``, runs K-L); since runs M-O
+also ``--mixed-precision`` for both (bfloat16: faster on CPUs with bfloat16 instructions, see
+``Functions.base.runtime.set_precision``), and the watershed is tuned per kind of image on validation (``train``
+does that by itself).  ``--recipe defaults`` trains both with ``train``'s own defaults.
 
 Run from the repository root (prints a table; the run folders stay under ``--out``)::
 

@@ -435,3 +435,27 @@ def test_boundary_modes_reach_the_training_targets(tmp_path, patch, mode):
         TrainConfig(task="instance", boundaries="inner").validate()
     with pytest.raises(UserError, match="--task instance"):
         TrainConfig(boundaries="touching").validate()
+
+
+@pytest.mark.parametrize("text", ['{"chosen": {"interior_threshold": 0.6, "by_kind": ["dark"]}}', '["chosen"]',
+                                  '{"chosen": {"by_kind": {"dark": 0.7}}}'])
+def test_a_damaged_instance_decoder_json_gets_one_line_naming_it(tmp_path, text):
+    from Functions.base.errors import UserError
+    from Functions.inference.predictor import run_settings
+
+    (tmp_path / "instance_decoder.json").write_text(text)
+    with pytest.raises(UserError, match="instance_decoder.json") as info:
+        run_settings(tmp_path / "model.keras")
+    assert "\n" not in str(info.value) and "repair it or move it away" in str(info.value)
+
+
+def test_run_settings_read_the_kinds_of_a_tuned_decoder(tmp_path):
+    from Functions.inference.instances import decoder_settings
+    from Functions.inference.predictor import run_settings
+
+    chosen = {"interior_threshold": 0.7, "min_size": 4, "by_kind": {"colour": {"interior_threshold": 0.5}}}
+    (tmp_path / "instance_decoder.json").write_text(json.dumps({"chosen": chosen}))
+    decoder = run_settings(tmp_path / "model.keras")["decoder"]
+    assert decoder_settings(decoder, kind="colour")["interior_threshold"] == 0.5
+    assert decoder_settings(decoder, kind="dark")["interior_threshold"] == 0.7
+    assert decoder_settings(decoder, min_size=9, kind="colour")["min_size"] == 9

@@ -77,10 +77,15 @@ def run_settings(model_path: str | os.PathLike) -> dict:
     decoder = Path(model_path).parent / "instance_decoder.json"     # watershed settings tuned on validation
     if decoder.is_file():
         try:
-            settings["decoder"] = json.loads(decoder.read_text()).get("chosen")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{decoder} is not valid JSON; repair it or move it away to use the default "
-                            "watershed settings") from None
+            chosen = json.loads(decoder.read_text()).get("chosen")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise UserError(f"{decoder} is not valid JSON with a \"chosen\" object; repair it or move it away to "
+                            "use the default watershed settings") from None
+        by_kind = (chosen or {}).get("by_kind", {}) if isinstance(chosen, dict) else None
+        if chosen is not None and not (isinstance(by_kind, dict) and all(isinstance(v, dict) for v in by_kind.values())):
+            raise UserError(f"{decoder}: \"chosen\" must be an object of watershed settings whose \"by_kind\" maps "
+                            "a kind of image to settings; repair it or move it away to use the default settings")
+        settings["decoder"] = chosen
     return settings
 
 
