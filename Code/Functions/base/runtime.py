@@ -168,9 +168,9 @@ def set_precision(mixed: bool) -> None:
     """``mixed_float16`` on a GPU; ``mixed_bfloat16`` on a CPU.
 
     On a CPU with bfloat16 instructions (:func:`cpu_has_bf16`) bfloat16 is
-    faster than float32 (1.35x per epoch for the DSB2018 U-Net on this
-    project's 2-core CPU, benchmarks/README.md); on others it is usually
-    slower, and a warning says so.
+    faster than float32 (on this project's 2-core CPU 1.3x per epoch for the
+    DSB2018 3-class U-Net and 1.15x for the binary one, benchmarks/README.md);
+    on others it is usually slower, and a warning says so.
     """
     import keras
 

@@ -142,11 +142,6 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, s
 #: validation split stores its own in ``instance_decoder.json`` (:func:`decoder_settings`).
 DECODER_DEFAULTS = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_size": 4, "min_marker_size": 2}
 
-#: The kinds of image :func:`image_kind` tells apart; a run may keep decoder settings for each
-#: (``"by_kind"`` in its tuned settings, see :func:`decoder_settings`).
-IMAGE_KINDS = ("dark", "bright", "colour")
-
-
 def image_kind(image: np.ndarray) -> str:
     """Which kind of microscopy image ``image`` ``(H, W[, C])`` is, read from its pixels alone.
 

@@ -81,8 +81,9 @@ def run_settings(model_path: str | os.PathLike) -> dict:
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise UserError(f"{decoder} is not valid JSON with a \"chosen\" object; repair it or move it away to "
                             "use the default watershed settings") from None
-        by_kind = (chosen or {}).get("by_kind", {}) if isinstance(chosen, dict) else None
-        if chosen is not None and not (isinstance(by_kind, dict) and all(isinstance(v, dict) for v in by_kind.values())):
+        by_kind = (chosen.get("by_kind") or {}) if isinstance(chosen, dict) else None
+        kinds_ok = isinstance(by_kind, dict) and all(isinstance(v, dict) for v in by_kind.values())
+        if chosen is not None and not kinds_ok:
             raise UserError(f"{decoder}: \"chosen\" must be an object of watershed settings whose \"by_kind\" maps "
                             "a kind of image to settings; repair it or move it away to use the default settings")
         settings["decoder"] = chosen
