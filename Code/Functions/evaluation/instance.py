@@ -156,13 +156,17 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
         kinds += [image_kind(im) for im in images]
         probs += [p.astype(np.float16) for p in predictor.probabilities(images, batch_size=batch_size, tta=tta)]
 
+    def image_scores(indices, settings: dict) -> np.ndarray:
+        """DSB2018 score of each image in ``indices`` decoded with ``settings``."""
+        return np.array([instance_metrics(trues[i], probabilities_to_labels(probs[i].astype(np.float32), **settings))
+                         ["dsb_score"] for i in indices])
+
     def scorer(indices, trials):
         def score(settings: dict) -> float:
             for t in trials:
                 if all(t[k] == settings[k] for k in settings):
                     return t["dsb_score"]
-            value = float(np.mean([instance_metrics(trues[i], probabilities_to_labels(
-                probs[i].astype(np.float32), **settings))["dsb_score"] for i in indices]))
+            value = float(image_scores(indices, settings).mean())
             trials.append({**settings, "dsb_score": value})
             return value
         return score
@@ -170,8 +174,7 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
     trials: list[dict] = []
     everything = list(range(len(samples)))
     general, general_score = _search(scorer(everything, trials), dict(DECODER_DEFAULTS), grid)
-    per_image = np.array([instance_metrics(trues[i], probabilities_to_labels(probs[i].astype(np.float32), **general))
-                          ["dsb_score"] for i in everything])
+    per_image = image_scores(everything, general)
     chosen, report = dict(general), {}
     present = sorted(set(kinds), key=kinds.index)
     for kind in present if by_kind and len(present) > 1 else ():
@@ -181,8 +184,7 @@ def tune_decoder(predictor, samples, *, batch_size: int = 8, tta: bool = False, 
             own, own_score = _search(scorer(indices, []), dict(general), grid)
             if own_score > entry["general_score"] + 1e-12:
                 chosen.setdefault("by_kind", {})[kind] = own
-                per_image[indices] = [instance_metrics(trues[i], probabilities_to_labels(
-                    probs[i].astype(np.float32), **own))["dsb_score"] for i in indices]
+                per_image[indices] = image_scores(indices, own)
         entry["chosen_score"] = float(per_image[indices].mean())
         report[kind] = entry
     return {"chosen": chosen, "default_score": trials[0]["dsb_score"], "general_score": general_score,
