@@ -48,7 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "datasets" / "dsb2018" / "stage1_train"
 #: flags of ``--recipe tuned``: for both models, then for the instance model only
-TUNED_COMMON = ["--patch-sampling", "area", "--tta", "--mixed-precision"]
+TUNED_COMMON = ["--patch-sampling", "area", "--tta", "--mixed-precision", "--keep", "last"]
 TUNED_INSTANCE = ["--loss", "cce_dice", "--class-weights", "1", "1", "5", "--boundary-width", "2",
                   "--boundaries", "both"]
 COLUMNS = ["dsb_score", "ap50", "ap75", "f1_50", "pq", "sq", "rq", "aji", "pixel_dice"]

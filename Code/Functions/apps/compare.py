@@ -146,8 +146,9 @@ def comparison_markdown(table, base, data: dict, failed: list[str]) -> str:
         f"Every model was trained for {base.epochs} epoch(s) on the same split "
         f"({len(data['train'][2])} train / {len(data['val'][2])} validation / {len(data['test'][2])} test images, "
         f"seed {base.seed}) at {base.image_size}x{base.image_size}, batch {base.batch_size}, loss {base.loss}, "
-        f"learning rate {base.learning_rate:g}; the best epoch by {base.monitor} was kept.  "
-        f"Dice, IoU, HD95 (pixels) and boundary F1 are means over the {split} images.  Seconds per epoch is "
+        f"learning rate {base.learning_rate:g}; "
+        + ("the last epoch was kept.  " if base.keep == "last" else f"the best epoch by {base.monitor} was kept.  ")
+        + f"Dice, IoU, HD95 (pixels) and boundary F1 are means over the {split} images.  Seconds per epoch is "
         "the median over epochs; inference is milliseconds per image in batches after a warm-up.\n",
         markdown_table(rows, COLUMNS),
     ]

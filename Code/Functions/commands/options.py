@@ -53,6 +53,10 @@ def add_engine_arguments(p: argparse.ArgumentParser, d, model_help: str) -> None
     m.add_argument("--monitor", default=d.monitor,
                    help="validation metric that picks the best model (%(default)s; one of "
                         + ", ".join("val_" + k for k in d.MONITORS) + ")")
+    m.add_argument("--keep", default=d.keep, choices=("best", "last"),
+                   help="the model the run keeps and tests: the best epoch by --monitor, or the last epoch "
+                        "(with --lr-schedule cosine, whose learning rate ends near zero; a small or noisy "
+                        "validation set can otherwise pick an early epoch by chance) (%(default)s)")
     m.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default="auto",
                    help="compile steps with XLA (default: chosen for the backend and device)")
     m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")

@@ -84,17 +84,21 @@ class BestModel(keras.callbacks.Callback):
 
     ``mode``: ``"max"`` (Dice, IoU) or ``"min"`` (losses).  ``best``: the best
     value seen so far, ``None`` for a new run.  An epoch whose value is NaN is
-    never an improvement.  The file is written next to the target and renamed
-    over it, so a kill during saving leaves the previous best model intact.
+    never an improvement.  ``keep="last"`` saves after every epoch whose loss
+    is finite instead (the best value and epoch are still tracked, for the
+    report).  The file is written next to the target and renamed over it, so
+    a kill during saving leaves the previously saved model intact.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_dice", mode: str = "max",
-                 best: float | None = None, verbose: int = 0):
+                 best: float | None = None, verbose: int = 0, keep: str = "best"):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
         self.path = Path(path)
-        self.monitor, self.mode, self.best, self.verbose = monitor, mode, best, verbose
+        self.monitor, self.mode, self.best, self.verbose, self.keep = monitor, mode, best, verbose, keep
         self.best_epoch: int | None = None
 
     def improved(self, value: float) -> bool:
@@ -115,11 +119,14 @@ class BestModel(keras.callbacks.Callback):
             raise UserError(f"--monitor {self.monitor} is not logged by this model; choose one of "
                             f"{', '.join(sorted(k for k in logs if k != 'learning_rate'))}")
         value = float(keras.ops.convert_to_numpy(logs[self.monitor]))
-        if not self.improved(value):
+        improved = self.improved(value)
+        if improved:
+            self.best, self.best_epoch = value, int(epoch)
+        if not (improved or self.keep == "last"):
             return
         if self.verbose:
-            print(f"epoch {epoch + 1}: {self.monitor} improved to {value:.4f}; saving {self.path.name}", flush=True)
-        self.best, self.best_epoch = value, int(epoch)
+            print(f"epoch {epoch + 1}: {self.monitor} {value:.4f}"
+                  + (" (best so far)" if improved else "") + f"; saving {self.path.name}", flush=True)
         tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, self.path)

@@ -304,7 +304,7 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
     metrics = classification_metrics(y_te, probs, classes)
     metrics.update({"split": "test" if split_name == "test" else "validation", "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-                    **best_epoch(hist, config.monitor)})
+                    **best_epoch(hist, config.monitor, config.keep)})
     write_json(run_dir / "metrics.json", metrics)
     table = pd.DataFrame({"image": [str(s.image) for s in s_te], "truth": [classes[i] for i in y_te],
                           "predicted": [classes[i] for i in probs.argmax(axis=1)]})

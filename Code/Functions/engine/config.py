@@ -45,6 +45,7 @@ class RunConfig:
     clahe: bool = False
     augment: str | None = None         # an augmentation preset (Functions.data.augmentation) or None
     monitor: str = "val_loss"
+    keep: str = "best"                 # the model kept: "best" epoch by ``monitor``, or the "last" epoch
     jit_compile: str | bool = "auto"
     workers: int = 2
     out: str | None = None
@@ -92,6 +93,7 @@ class RunConfig:
             (self.workers >= 0, "workers", f"must be 0 or more, got {self.workers}"),
             (self.lr_schedule in ("cosine", "constant"), "lr_schedule",
              f"must be cosine or constant, got {self.lr_schedule!r}"),
+            (self.keep in ("best", "last"), "keep", f"must be best or last, got {self.keep!r}"),
             (self.time_budget is None or self.time_budget > 0, "time_budget",
              f"must be a positive number of minutes, got {self.time_budget}"),
             (base in self.MONITORS, "monitor",

@@ -264,7 +264,7 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
     mode = "min" if monitor.endswith("loss") else "max"
     guard = NaNGuard()
     history = EpochLog(run_dir / "history.csv", rows=rows)
-    best = BestModel(run_dir / "model.keras", monitor=monitor, mode=mode)
+    best = BestModel(run_dir / "model.keras", monitor=monitor, mode=mode, keep=config.keep)
     stateful = {"best_model": best}
     cbs = [guard, history, best]
     if config.patience:
@@ -289,15 +289,21 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
     return cbs, guard
 
 
-def best_epoch(hist, monitor: str) -> dict:
-    """``best_epoch`` (1-based), ``monitor`` and ``best_value`` from the history table, when it has the column."""
+def best_epoch(hist, monitor: str, keep: str = "best") -> dict:
+    """``best_epoch`` (1-based), ``monitor`` and ``best_value`` from the history table, when it has the column.
+
+    Also ``keep`` (``"best"`` or ``"last"``, the run's ``--keep``) and ``kept_epoch``, the epoch whose
+    model the run kept (1-based): the best one, or the last one.
+    """
     if monitor not in hist or not len(hist):
-        return {"monitor": monitor}
+        return {"monitor": monitor, "keep": keep}
     values = hist[monitor].to_numpy(dtype=float)
     if not np.isfinite(values).any():
-        return {"monitor": monitor}
+        return {"monitor": monitor, "keep": keep}
     i = int(np.nanargmin(values) if monitor.endswith("loss") else np.nanargmax(values))
-    out = {"monitor": monitor, "best_epoch": int(hist["epoch"].iloc[i]) + 1, "best_value": float(values[i])}
+    out = {"monitor": monitor, "best_epoch": int(hist["epoch"].iloc[i]) + 1, "best_value": float(values[i]),
+           "keep": keep}
+    out["kept_epoch"] = int(hist["epoch"].iloc[-1]) + 1 if keep == "last" else out["best_epoch"]
     if "learning_rate" in hist:
         out["final_learning_rate"] = float(hist["learning_rate"].iloc[-1])
     return out

@@ -343,7 +343,7 @@ def _common(task, model, config, hist, seconds, split_name, n) -> dict:
     return {"split": split_name, "n_images": int(n), "epochs_trained": int(len(hist)),
             "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
             "peak_rss_mb": round(peak_rss_mb(), 1),
-            **best_epoch(hist, task.monitor_name(model, config.monitor))}
+            **best_epoch(hist, task.monitor_name(model, config.monitor), config.keep)}
 
 
 def _scored_split(data):

@@ -160,7 +160,7 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
                     "peak_rss_mb": round(peak_rss_mb(), 1), "scored_at": "original resolution",
                     "distance_unit": "/".join(sorted(set(table["unit"]))) if len(table) else "px",
                     "patch_size": config.patch_size, "overlap": config.overlap,
-                    **best_epoch(hist, monitor),
+                    **best_epoch(hist, monitor, config.keep),
                     "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))

@@ -461,7 +461,7 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
                     "peak_rss_mb": round(peak_rss_mb(), 1),
-                    **best_epoch(hist, monitor_name(model, config.monitor)),
+                    **best_epoch(hist, monitor_name(model, config.monitor), config.keep),
                     "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))

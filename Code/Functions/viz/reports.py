@@ -37,7 +37,11 @@ def write_report(run_dir: Path, config: dict, data: dict | None = None, metrics:
     if metrics and "dice" in metrics:
         line = (f"**{config.get('model', 'model')}**: Dice {metrics['dice']:.4f}, IoU {metrics.get('iou', float('nan')):.4f} "
                 f"on {metrics.get('n_images', '?')} {metrics.get('split', 'test')} images")
-        if metrics.get("best_epoch"):
+        if metrics.get("best_epoch") and metrics.get("keep") == "last":
+            line += (f"; last epoch kept ({metrics.get('kept_epoch')} of {metrics.get('epochs_trained', '?')}, "
+                     f"--keep last; best {metrics.get('monitor')} {metrics['best_value']:.4f} at epoch "
+                     f"{metrics['best_epoch']})")
+        elif metrics.get("best_epoch"):
             line += (f"; best epoch {metrics['best_epoch']} of {metrics.get('epochs_trained', '?')} by "
                      f"{metrics.get('monitor')} ({metrics['best_value']:.4f})")
         if metrics.get("train_seconds") is not None:
