@@ -22,7 +22,8 @@ Dice + cross-entropy with the boundary class weighted 5, and the boundary class 
 meet plus a 1-px rim on every nucleus (``--boundary-width 2 --boundaries both``, runs K-L); since runs M-O
 also ``--mixed-precision`` for both (bfloat16: faster on CPUs with bfloat16 instructions, see
 ``Functions.base.runtime.set_precision``), and the watershed is tuned per kind of image on validation (``train``
-does that by itself).  ``--recipe defaults`` trains both with ``train``'s own defaults.
+does that by itself); since run P both keep the last epoch's model (``--keep last``; the cosine schedule ends
+near zero, while the best epoch by patch-level validation Dice was a chance pick: run O kept epoch 6 of 26).  ``--recipe defaults`` trains both with ``train``'s own defaults.
 
 Run from the repository root (prints a table; the run folders stay under ``--out``)::
 

@@ -162,3 +162,70 @@ def test_state_json_is_plain_json(tmp_path):
     raw = json.loads((tmp_path / "backup" / "state.json").read_text())
     assert raw["epochs_done"] == 1 and raw["weights"] == "epoch-0001.weights.h5"
     assert math.isfinite(raw["history"][0]["loss"])
+
+
+class WeightsAfterEachEpoch(keras.callbacks.Callback):
+    """Copies of the model's weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append([w.copy() for w in self.model.get_weights()])
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("keep, saved_epoch", [("best", 1), ("last", 3)])
+def test_best_model_keep_last_saves_the_final_epoch_and_still_tracks_the_best(tmp_path, keep, saved_epoch):
+    model = tiny_model()
+    x, y = tiny_data()
+    snapshots = WeightsAfterEachEpoch()
+    best = BestModel(tmp_path / "model.keras", monitor="val_score", mode="max", keep=keep)
+    model.fit(x, y, epochs=4, batch_size=8, verbose=0, shuffle=False,
+              callbacks=[ScriptedLogs([0.2, 0.9, 0.4, 0.5]), snapshots, best])
+    assert best.best == 0.9 and best.best_epoch == 1             # the report's "best" whichever model is kept
+    saved = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).get_weights()
+    for a, b in zip(saved, snapshots.weights[saved_epoch]):
+        np.testing.assert_array_equal(a, b)
+    other = 3 if saved_epoch == 1 else 1                          # the weights did change between the two epochs
+    assert not all(np.array_equal(a, b) for a, b in zip(saved, snapshots.weights[other]))
+
+
+def test_best_model_rejects_an_unknown_keep(tmp_path):
+    with pytest.raises(ValueError, match="keep must be 'best' or 'last'"):
+        BestModel(tmp_path / "model.keras", keep="worst")
+
+
+@pytest.mark.parametrize("keep, kept", [("best", 2), ("last", 4)])
+def test_best_epoch_reports_which_epoch_was_kept(keep, kept):
+    from Functions.engine.fit import best_epoch
+
+    hist = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_dice": [0.3, 0.8, 0.6, 0.7], "val_loss": [0.9, 0.5, 0.4, 0.6],
+                         "learning_rate": [1e-3, 1e-3, 5e-4, 1e-5]})
+    out = best_epoch(hist, "val_dice", keep)
+    assert out == {"monitor": "val_dice", "best_epoch": 2, "best_value": 0.8, "keep": keep, "kept_epoch": kept,
+                   "final_learning_rate": 1e-5}
+    assert best_epoch(hist, "val_loss", keep)["best_epoch"] == 3            # losses are minimised
+    assert best_epoch(hist, "val_iou", keep) == {"monitor": "val_iou", "keep": keep}
+
+
+def test_report_says_which_epoch_was_kept(tmp_path):
+    from Functions.viz.reports import write_report
+
+    common = {"dice": 0.9, "iou": 0.8, "n_images": 5, "epochs_trained": 26, "monitor": "val_dice",
+              "best_value": 0.6739, "best_epoch": 6}
+    text = write_report(tmp_path, {"model": "unet"}, metrics={**common, "keep": "last", "kept_epoch": 26}).read_text()
+    assert "last epoch kept (26 of 26, --keep last; best val_dice 0.6739 at epoch 6)" in text
+    text = write_report(tmp_path, {"model": "unet"}, metrics={**common, "keep": "best", "kept_epoch": 6}).read_text()
+    assert "best epoch 6 of 26 by val_dice (0.6739)" in text
+
+
+def test_config_rejects_an_unknown_keep_naming_the_field():
+    from Functions.base.errors import UserError
+    from Functions.engine.segmentation import TrainConfig
+
+    TrainConfig(keep="last").validate()
+    with pytest.raises(UserError, match="must be best or last, got 'worst'") as info:
+        TrainConfig(keep="worst").validate()
+    assert info.value.field == "keep"

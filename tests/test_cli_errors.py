@@ -71,6 +71,15 @@ def test_train_settings_the_model_cannot_take(tiny_pairs_dir, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_train_unknown_choice_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:          # argparse's own check, through the CLI's one-line error
+        main(["train", "--keep", "worst"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: argument --keep: invalid choice: 'worst'") and "\n" not in err, err
+    assert "'best', 'last'" in err
+
+
 def test_train_never_overwrites_an_existing_folder(tiny_pairs_dir, tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()

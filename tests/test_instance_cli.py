@@ -209,6 +209,7 @@ def test_dsb_instance_benchmark_recipes_give_each_model_its_flags(tmp_path):
     assert inst[3:6] == ["train", "--task", "instance"] and "--task" not in base
     for cmd in (inst, base):
         assert cmd[cmd.index("--patch-sampling") + 1] == "area" and "--tta" in cmd and "--mixed-precision" in cmd
+        assert cmd[cmd.index("--keep") + 1] == "last"
     assert inst[inst.index("--boundary-width") + 1] == "2" and "--boundary-width" not in base
     assert "--class-weights" not in base[:-4] and "--loss" not in base
     assert inst[-4:] == ["--class-weights", "1", "1", "10"]           # the user's flags come last and win
@@ -216,7 +217,7 @@ def test_dsb_instance_benchmark_recipes_give_each_model_its_flags(tmp_path):
     for kind in ("instance", "baseline"):
         cmd = bench.train_command(plain, kind, tmp_path / kind)
         assert not {"--tta", "--patch-sampling", "--loss", "--class-weights", "--boundary-width",
-                    "--mixed-precision"} & set(cmd)
+                    "--mixed-precision", "--keep"} & set(cmd)
     # the binary run is scored as instances with flips exactly when it was trained with them
     assert bench.score_baseline_command(tuned, tmp_path / "b", tmp_path / "s")[-1] == "--tta"
     assert "--tta" not in bench.score_baseline_command(plain, tmp_path / "b", tmp_path / "s")

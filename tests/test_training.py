@@ -56,6 +56,17 @@ def test_config_validation():
         TrainConfig(data="a", dataset="b").validate()
 
 
+def test_keep_last_tests_the_final_epoch_and_says_so(tiny_pairs_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, epochs=3, batch_size=4, out=str(out), keep="last",
+                      model_options={"base_filters": 4, "depth": 2}, jit_compile=JIT, verbose=0, seed=3)
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["keep"] == "last" and metrics["kept_epoch"] == metrics["epochs_trained"] == 3
+    report = (out / "report.md").read_text()
+    assert "last epoch kept (3 of 3, --keep last;" in report and "--keep last" in report.split("```bash")[1]
+
+
 def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
     out = tmp_path / "run"
     cfg = TrainConfig(data=str(tiny_pairs_dir), image_size=32, epochs=2, batch_size=4, out=str(out),
@@ -69,6 +80,7 @@ def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
     assert metrics["monitor"] == "val_dice"
     assert metrics["best_value"] == pytest.approx(hist["val_dice"].max())
     assert metrics["best_epoch"] == int(hist["val_dice"].idxmax()) + 1
+    assert metrics["keep"] == "best" and metrics["kept_epoch"] == metrics["best_epoch"]
     report = (out / "report.md").read_text()
     assert f"Dice {metrics['dice']:.4f}" in report
     assert f"python -m Functions train --data {tiny_pairs_dir.resolve()} --epochs 2 --image-size 32" in report
