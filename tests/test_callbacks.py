@@ -229,3 +229,70 @@ def test_config_rejects_an_unknown_keep_naming_the_field():
     with pytest.raises(UserError, match="must be best or last, got 'worst'") as info:
         TrainConfig(keep="worst").validate()
     assert info.value.field == "keep"
+
+
+class RawAndAveraged(keras.callbacks.Callback):
+    """The weights after every training step (raw: what trains) and at every epoch's end (what is kept)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.epoch_ends = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([w.copy() for w in self.model.get_weights()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append([w.copy() for w in self.model.get_weights()])
+
+
+@pytest.mark.backend
+def test_averaged_weights_are_validated_and_saved_while_the_raw_weights_train(tmp_path):
+    from Functions.engine.callbacks import AveragedWeights
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    momentum = 0.8
+    model.compile(optimizer=keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=momentum),
+                  loss="binary_crossentropy", jit_compile=False)
+    x, y = tiny_data()
+    seen = RawAndAveraged()
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False, validation_data=(x[:16], y[:16]),
+                        callbacks=[AveragedWeights(), seen,
+                                   BestModel(tmp_path / "model.keras", monitor="val_loss", mode="min", keep="last")])
+    assert len(seen.steps) == 8                                   # 2 epochs of 4 steps
+    # Keras' rule: the average starts at the first step's weights, then avg <- m * avg + (1 - m) * w
+    expected = [w.astype(np.float64) for w in seen.steps[0]]
+    for step in seen.steps[1:]:
+        expected = [momentum * e + (1 - momentum) * w for e, w in zip(expected, step)]
+    saved = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    for a, b, c in zip(saved.get_weights(), expected, seen.epoch_ends[-1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(c, b, atol=1e-5)               # later callbacks see the average
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(saved.get_weights(), seen.steps[-1]))
+    # training went on from the raw weights, not from the average swapped in at the end of epoch 1
+    first, last_raw, avg = seen.steps[4][0], seen.steps[3][0], seen.epoch_ends[0][0]
+    assert np.abs(first - last_raw).max() < np.abs(first - avg).max()
+    # the validation loss was computed with the averaged weights
+    val = saved.evaluate(x[:16], y[:16], verbose=0)
+    assert history.history["val_loss"][-1] == pytest.approx(val, abs=1e-5)
+
+
+def test_config_rejects_an_ema_momentum_of_one_or_more():
+    from Functions.base.errors import UserError
+    from Functions.engine.segmentation import TrainConfig
+
+    TrainConfig(ema=0.99).validate()
+    for bad in (1.0, -0.1):
+        with pytest.raises(UserError, match="must be 0 \\(off\\) or a momentum below 1") as info:
+            TrainConfig(ema=bad).validate()
+        assert info.value.field == "ema"
+
+
+def test_report_says_the_averaged_weights_were_kept(tmp_path):
+    from Functions.viz.reports import write_report
+
+    metrics = {"dice": 0.9, "iou": 0.8, "n_images": 5}
+    text = write_report(tmp_path, {"model": "unet", "ema": 0.99}, metrics=metrics).read_text()
+    assert "the weights' moving average was validated and kept (--ema 0.99)" in text
+    assert "moving average" not in write_report(tmp_path, {"model": "unet", "ema": 0.0}, metrics=metrics).read_text()

@@ -68,6 +68,7 @@ def test_train_settings_the_model_cannot_take(tiny_pairs_dir, tmp_path, capsys):
     fails(capsys, ["train", "--data", str(tiny_pairs_dir), "--monitor", "val_accuracy"], "--monitor val_accuracy")
     fails(capsys, ["train", "--val-fraction", "0.6", "--test-fraction", "0.5"], "--val-fraction")
     fails(capsys, ["train", "--lr", "0"], "--lr")
+    fails(capsys, ["train", "--ema", "1.5"], "--ema", "momentum below 1")
     assert not out.exists()
 
 

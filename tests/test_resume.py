@@ -110,6 +110,23 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data_dir, reference
         resume_config(out)
 
 
+@pytest.mark.backend
+def test_interrupted_ema_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
+    """--ema: the resume state holds the averaged weights in the model and the raw ones in the optimizer;
+    the resumed run must swap them back before it trains, or it would train on from the average."""
+    reference, out = tmp_path / "reference", tmp_path / "interrupted"
+    train(config(data_dir, reference, ema=0.7, keep="last"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data_dir, out, ema=0.7, keep="last"), callbacks=[InterruptAt(epoch=1)])
+    train(resume_config(out), resume=True)
+    assert_same_run(reference, out, tol=1e-5)
+    a = keras.saving.load_model(reference / "model.keras", safe_mode=True).get_weights()
+    b = keras.saving.load_model(out / "model.keras", safe_mode=True).get_weights()
+    for wa, wb in zip(a, b):
+        np.testing.assert_allclose(wb, wa, atol=1e-5)
+    assert "moving average was validated and kept (--ema 0.7)" in (out / "report.md").read_text()
+
+
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="is not a folder"):
         resume_config(tmp_path / "nope")

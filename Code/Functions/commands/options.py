@@ -57,6 +57,10 @@ def add_engine_arguments(p: argparse.ArgumentParser, d, model_help: str) -> None
                    help="the model the run keeps and tests: the best epoch by --monitor, or the last epoch "
                         "(with --lr-schedule cosine, whose learning rate ends near zero; a small or noisy "
                         "validation set can otherwise pick an early epoch by chance) (%(default)s)")
+    m.add_argument("--ema", type=float, default=d.ema, metavar="MOMENTUM",
+                   help="Polyak averaging: keep an exponential moving average of the weights (momentum per "
+                        "step, e.g. 0.99 for about the last 100 steps); validation, the saved model and the "
+                        "test use the averaged weights (%(default)s = off)")
     m.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default="auto",
                    help="compile steps with XLA (default: chosen for the backend and device)")
     m.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation, augmentation (%(default)s)")

@@ -11,6 +11,9 @@ or the new version of each file, never half of one.
   ``seconds``).
 * :class:`BestModel` saves ``model.keras`` whenever the monitored value
   improves; its best-so-far value can be handed in when a run resumes.
+* :class:`AveragedWeights` (``--ema``) swaps the optimizer's moving average
+  of the weights into the model for validation and for the end of every
+  epoch, so the metrics, ``model.keras`` and the resume state hold it.
 * :class:`NaNGuard` stops training as soon as the loss is NaN or infinite and
   remembers the epoch, so the caller can report it.
 * :class:`ProgressFigure` draws predictions on fixed validation images every
@@ -136,6 +139,24 @@ class BestModel(keras.callbacks.Callback):
 
     def set_state(self, state: dict) -> None:
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+
+
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' ``SwapEMAWeights(swap_on_epoch=True)``, resumable.
+
+    With an optimizer built with ``use_ema=True``, the averaged weights are in
+    the model while the validation set is scored and from the end of an
+    epoch to the start of the next, so every callback after this one (history,
+    :class:`BestModel`, :class:`TrainingState`) sees and saves them; the raw
+    weights train.  The resume state is therefore written with the averages in
+    the model and the raw weights in the optimizer's slots, and
+    ``resumed=True`` makes the first epoch of the resumed run swap them back
+    before it trains, so a resumed run continues exactly where it stopped.
+    """
+
+    def __init__(self, resumed: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = bool(resumed)
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -33,7 +33,7 @@ from Functions.base.errors import UserError
 from Functions.base.runs import write_json
 from Functions.data.sources import seeded_subset
 from Functions.engine.config import Check, RunConfig
-from Functions.engine.fit import Task, best_epoch, fit
+from Functions.engine.fit import Task, best_epoch, fit, make_optimizer
 from Functions.engine.fit import resume_config as resume_run_config
 from Functions.metrics.classification import classification_metrics
 
@@ -188,7 +188,7 @@ def compile_classifier(model, config: ClassifyConfig):
     from Functions.engine.distribute import jit_allowed
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=make_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
         jit_compile=resolve_classifier_jit(config.jit_compile) and jit_allowed() and not config.run_eagerly,

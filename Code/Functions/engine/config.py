@@ -46,6 +46,7 @@ class RunConfig:
     augment: str | None = None         # an augmentation preset (Functions.data.augmentation) or None
     monitor: str = "val_loss"
     keep: str = "best"                 # the model kept: "best" epoch by ``monitor``, or the "last" epoch
+    ema: float = 0.0                   # Polyak averaging: momentum of the weights' moving average per step; 0 = off
     jit_compile: str | bool = "auto"
     workers: int = 2
     out: str | None = None
@@ -94,6 +95,7 @@ class RunConfig:
             (self.lr_schedule in ("cosine", "constant"), "lr_schedule",
              f"must be cosine or constant, got {self.lr_schedule!r}"),
             (self.keep in ("best", "last"), "keep", f"must be best or last, got {self.keep!r}"),
+            (0.0 <= self.ema < 1.0, "ema", f"must be 0 (off) or a momentum below 1 such as 0.99, got {self.ema}"),
             (self.time_budget is None or self.time_budget > 0, "time_budget",
              f"must be a positive number of minutes, got {self.time_budget}"),
             (base in self.MONITORS, "monitor",

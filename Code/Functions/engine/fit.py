@@ -9,7 +9,8 @@ repeatable and robust:
 * settings checked before anything is written (``config.validate()``, then the data);
 * seeds (:func:`Functions.base.runtime.set_seed`), mixed precision, ``--distribute``;
 * the run folder (``config.json``, ``split.json``, ``history.csv``, ``model.keras``, ``report.md``);
-* callbacks in the order they must run: NaN guard, history, best model, early stopping /
+* the optimizer (:func:`make_optimizer`: Adam, with ``--ema`` a moving average of the weights);
+* callbacks in the order they must run: NaN guard, averaged weights, history, best model, early stopping /
   learning-rate plateau, the learning-rate schedule with its time budget, the task's own,
   TensorBoard, the caller's, and last the resume state;
 * resume after a kill (``SIGKILL`` included) from the last committed epoch, with the same split,
@@ -228,6 +229,21 @@ def resume_config(config_class, run_dir: str | Path):
     return config
 
 
+def make_optimizer(config):
+    """Adam at ``config.learning_rate`` (the schedule callback sets it per step).
+
+    ``config.ema > 0`` (``--ema MOMENTUM``): the optimizer also keeps an
+    exponential moving average of the trainable weights, updated after every
+    step (Polyak averaging; Keras' ``use_ema``).  :func:`make_callbacks` then
+    swaps the averaged weights in for validation and for the callbacks that
+    save the model, so the kept ``model.keras`` holds the average.
+    """
+    import keras
+
+    return keras.optimizers.Adam(learning_rate=config.learning_rate, use_ema=config.ema > 0,
+                                 ema_momentum=config.ema if config.ema > 0 else 0.99)
+
+
 def make_schedule(config, n_train: int, replicas: int = 1, elapsed: float = 0.0):
     """The learning-rate callback for ``config`` (:class:`~Functions.engine.schedules.CosineSchedule`), or ``None``.
 
@@ -252,13 +268,15 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
                    state: dict | None = None, extra: list | None = None):
     """The run's callbacks in the order they must run, and the NaN guard (to ask after ``fit``).
 
-    Order matters: the NaN guard first; the history row and the best model
-    before the plateau/early-stopping counters; :class:`TrainingState` last so
-    that it commits what all the others did in the epoch.
+    Order matters: the NaN guard first; with ``--ema`` the averaged weights
+    next, so that validation and every later callback see them; the history
+    row and the best model before the plateau/early-stopping counters;
+    :class:`TrainingState` last so that it commits what all the others did in
+    the epoch.
     """
     import keras
 
-    from Functions.engine.callbacks import BestModel, EpochLog, NaNGuard, TrainingState
+    from Functions.engine.callbacks import AveragedWeights, BestModel, EpochLog, NaNGuard, TrainingState
 
     monitor = task.monitor_name(model, config.monitor)
     mode = "min" if monitor.endswith("loss") else "max"
@@ -266,7 +284,7 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
     history = EpochLog(run_dir / "history.csv", rows=rows)
     best = BestModel(run_dir / "model.keras", monitor=monitor, mode=mode, keep=config.keep)
     stateful = {"best_model": best}
-    cbs = [guard, history, best]
+    cbs = [guard] + ([AveragedWeights(resumed=state is not None)] if config.ema > 0 else []) + [history, best]
     if config.patience:
         stateful["early_stopping"] = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                                    patience=config.patience, verbose=1)

@@ -39,7 +39,7 @@ import numpy as np
 from Functions.base.errors import UserError
 from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import peak_rss_mb
-from Functions.engine.fit import Task, best_epoch
+from Functions.engine.fit import Task, best_epoch, make_optimizer
 
 log = logging.getLogger("Functions")
 
@@ -333,7 +333,7 @@ def compile_with_classes(model, config) -> None:
         loss = [get_loss(config.loss, **kwargs) for _ in range(n_out)]
         metrics = [[] for _ in range(n_out - 1)] + [metrics]
     model.compile(optimizer=model.optimizer if model.optimizer is not None
-                  else keras.optimizers.Adam(learning_rate=config.learning_rate),
+                  else make_optimizer(config),
                   loss=loss, loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
                   weighted_metrics=metrics, jit_compile=model.jit_compile, run_eagerly=config.run_eagerly)
 

@@ -42,7 +42,7 @@ from Functions.base.runtime import has_gpu, peak_rss_mb
 from Functions.data.instance_targets import BOUNDARY_MODES
 from Functions.data.sources import resolve_samples, seeded_subset
 from Functions.engine.config import Check, RunConfig
-from Functions.engine.fit import Task, best_epoch, fit
+from Functions.engine.fit import Task, best_epoch, fit, make_optimizer
 from Functions.engine.fit import resume_config as resume_run_config
 
 
@@ -239,7 +239,7 @@ def compile_model(model, config: TrainConfig):
         loss = [get_loss(config.loss) for _ in range(n_out)]
         metrics = [[] for _ in range(n_out - 1)] + [metrics]
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=make_optimizer(config),
         loss=loss,
         loss_weights=[1.0 / n_out] * n_out if n_out > 1 else None,
         weighted_metrics=metrics,    # same names; they honour sample weights (--distribute's zero-weight padding)

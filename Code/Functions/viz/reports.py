@@ -44,6 +44,8 @@ def write_report(run_dir: Path, config: dict, data: dict | None = None, metrics:
         elif metrics.get("best_epoch"):
             line += (f"; best epoch {metrics['best_epoch']} of {metrics.get('epochs_trained', '?')} by "
                      f"{metrics.get('monitor')} ({metrics['best_value']:.4f})")
+        if config.get("ema"):
+            line += f"; the weights' moving average was validated and kept (--ema {config['ema']:g})"
         if metrics.get("train_seconds") is not None:
             line += f"; {metrics['train_seconds']:.0f} s of training"
         out.append(line + ".\n")
