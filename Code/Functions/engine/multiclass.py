@@ -313,8 +313,6 @@ def class_names(config) -> list[str]:
 
 def compile_with_classes(model, config) -> None:
     """Compile a model the base task compiled again, with per-class metrics and class weights for K >= 2."""
-    import keras
-
     from Functions.losses import get_loss
     from Functions.metrics.class_streaming import per_class_metrics
     from Functions.metrics.streaming import segmentation_metrics

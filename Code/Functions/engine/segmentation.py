@@ -222,8 +222,6 @@ def build(config: TrainConfig, input_shape: tuple[int, ...]):
 
 def compile_model(model, config: TrainConfig):
     """Compile with the configured loss (averaged over deep-supervision heads), Adam and streaming metrics."""
-    import keras
-
     from Functions.engine.distribute import jit_allowed
     from Functions.losses import get_loss
     from Functions.metrics.streaming import segmentation_metrics
