@@ -7,6 +7,7 @@
                          repeated, resumed, evaluated and used by ``predict``
       split.json         which samples went to train / validation / test
       model.keras        the best model by ``--monitor`` (validation Dice by default), or the last (``--keep last``)
+                         - with ``--ema``, that epoch's moving average of the weights
       history.csv        one row per finished epoch: ``epoch``, losses and metrics, ``learning_rate``, ``seconds``
       progress.png       predictions on fixed validation images, redrawn every ``--progress-every`` epochs
       metrics.json       test metrics (per-image means) and their summary
