@@ -275,6 +275,58 @@ def test_train_task_instance_on_patches_scores_label_maps_at_their_own_size(tmp_
     assert cv2.imread(str(pred / "s00.png"), cv2.IMREAD_UNCHANGED).shape == (24, 36)
 
 
+def test_train_task_instance_contact_trains_four_classes_then_predicts_and_evaluates(tmp_path, capsys):
+    """--boundaries contact: a 4-class head (background, interior, rim, contact) trained on patches; predict and
+    evaluate read the run's settings and decode rim + contact as the boundary."""
+    import keras
+
+    data = _dsb_tree(tmp_path / "stage1_train", n=9, size=20)
+    tiny = [a for a in TINY if a not in ("--image-size", "16")]
+    run = tmp_path / "run"
+    flags = ["train", "--task", "instance", "--data", str(data), "--patch-size", "16", "--boundaries", "contact",
+             "--boundary-width", "2", "--loss", "cce_dice", *tiny]
+    assert main([*flags, "--out", str(run), "--class-weights", "1", "1", "5", "5"]) == 0
+    assert "DSB score" in capsys.readouterr().out
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["num_classes"] == 4 and cfg["boundaries"] == "contact" and cfg["class_weights"] == [1, 1, 5, 5]
+    assert json.loads((run / "classes.json").read_text())["class_names"] == ["background", "interior", "rim",
+                                                                            "contact"]
+    model = keras.saving.load_model(run / "model.keras", compile=False, safe_mode=True)
+    assert model.outputs[-1].shape[-1] == 4
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "instance" and 0.0 <= metrics["dsb_score"] <= 1.0
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(run), "--images", str(data / "s00" / "images"), "--out", str(pred)]) == 0
+    assert cv2.imread(str(pred / "s00.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--task", "instance", "--run", str(run), "--out", str(ev)]) == 0
+    assert pd.read_csv(ev / "instance_metrics.csv")["image"].iloc[-1] == "mean"
+    capsys.readouterr()
+    # three class weights for four classes, or --num-classes 3: one error line naming the flag, nothing written
+    for bad, field in ((["--class-weights", "1", "1", "5"], "--class-weights"), (["--num-classes", "3"], "--num-classes")):
+        assert main([*flags, "--out", str(tmp_path / "bad"), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and field in err and "contact" in err and "\n" not in err
+        assert not (tmp_path / "bad").exists()
+
+
+def test_predict_task_instance_decodes_a_four_class_contact_model(tmp_path):
+    from Functions.inference.instances import predict_instances
+    from Functions.inference.predictor import load_predictor
+
+    _tiny_instance_model(tmp_path / "run", channels=4)
+    cfg = tmp_path / "run" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "boundaries": "contact"}))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    image = (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)
+    cv2.imwrite(str(imgs / "a.png"), image)
+    assert main(["predict", "--model", str(tmp_path / "run"), "--images", str(imgs), "--out", str(tmp_path / "o"),
+                 "--task", "instance"]) == 0
+    want = predict_instances(load_predictor(tmp_path / "run"), [image[..., None]])[0]
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "o" / "a.png"), cv2.IMREAD_UNCHANGED), want)
+
+
 def test_tune_decoder_picks_thresholds_on_validation_and_predict_uses_them(tmp_path):
     """Interior probabilities of 0.45: the default marker threshold (0.5) finds nothing, 0.4 finds both nuclei."""
     from types import SimpleNamespace

@@ -10,7 +10,8 @@ import pytest
 
 from Functions.base.errors import UserError
 from Functions.data.discovery import find_samples
-from Functions.data.instance_targets import distance_target, instance_boundaries, three_class_target
+from Functions.data.instance_targets import (CONTACT, distance_target, instance_boundaries, instance_class_names,
+                                             instance_class_target, three_class_target)
 from Functions.data.instances import read_instances, read_label_map, write_label_map
 from Functions.inference.instances import (colour_labels, connected_components, distance_to_labels,
                                            overlay_labels, probabilities_to_labels, three_class_to_labels)
@@ -106,6 +107,42 @@ def test_touching_boundaries_hand_case():
     np.testing.assert_array_equal(both == 1, (lab > 0) & ~(w2 == 2) & ~rim)
     with pytest.raises(ValueError, match="boundaries must be one of all, touching, both"):
         three_class_target(lab, 1, "inner")
+
+
+def test_contact_target_splits_the_boundary_into_rim_and_contact_hand_case():
+    """boundaries="contact": the same object pixels as "both", with the touching band as a class of its own (3)
+    and the rest of the 1-pixel rim as class 2; objects as in the touching hand case above."""
+    lab = np.zeros((6, 9), np.int32)
+    lab[1:5, 1:4] = 1
+    lab[1:5, 4:7] = 2
+    lab[2:4, 8] = 3
+    t = instance_class_target(lab, 2, "contact")
+    both = three_class_target(lab, 2, "both")
+    band = np.zeros_like(lab, bool)                # width 2: columns 2-5 between 1 and 2, and 6 / 8 across the gap
+    band[1:5, 2:6] = band[2:4, 6] = band[2:4, 8] = True
+    np.testing.assert_array_equal(t == CONTACT, band)
+    np.testing.assert_array_equal(t == 2, (both == 2) & ~band)
+    # hand count of the rim left over: rows 1 and 4 at columns 1 and 6, rows 2-3 at column 1, and (1, 6), (4, 6)
+    assert int((t == 2).sum()) == 6 and t[1, 1] == t[4, 6] == t[2, 1] == 2
+    np.testing.assert_array_equal(t == 1, both == 1)
+    np.testing.assert_array_equal(t == 0, lab == 0)
+    assert instance_class_names("contact") == ("background", "interior", "rim", "contact")
+    assert instance_class_names("both") == ("background", "interior", "boundary")
+    np.testing.assert_array_equal(instance_class_target(lab, 2, "both"), both)
+    with pytest.raises(ValueError, match="four classes"):
+        three_class_target(lab, 2, "contact")
+    # the decoder reads rim + contact as the boundary: the ideal 4-class target decodes as the 3-class one does
+    onehot4 = np.eye(4, dtype=np.float32)[t]
+    onehot3 = np.eye(3, dtype=np.float32)[both]
+    kw = dict(min_size=1, min_marker_size=1)
+    np.testing.assert_array_equal(three_class_to_labels(onehot4, **kw), three_class_to_labels(onehot3, **kw))
+    np.testing.assert_array_equal(probabilities_to_labels(onehot4, **kw), three_class_to_labels(onehot3, **kw))
+    # on touching discs, where connected components find one blob, the contact target separates the two
+    discs = touching_discs()
+    decoded = probabilities_to_labels(np.eye(4, dtype=np.float32)[instance_class_target(discs, 2, "contact")])
+    assert decoded.max() == 2 and instance_metrics(discs, decoded)["ap50"] == 1.0
+    with pytest.raises(ValueError, match="4 \\(background/interior/rim/contact\\)"):
+        probabilities_to_labels(np.zeros((4, 4, 5), np.float32))
 
 def test_distance_target_peaks_at_one_per_object():
     lab = touching_discs()

@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--task instance: all = every object's rim --boundary-width wide is boundary; touching = "
                         "only the band where an object meets (or comes within --boundary-width of) another, so "
                         "small isolated objects keep their whole interior; both = that band plus a 1-px rim on "
-                        "every object (%(default)s)")
+                        "every object; contact = that band and the rim as two classes (4 in all: background, "
+                        "interior, rim, contact; --class-weights then takes 4 numbers) (%(default)s)")
     v = p.add_argument_group("volumes (--dims 3: 3-D models on NIfTI / DICOM volumes, Functions.engine.volumes)")
     v.add_argument("--dims", type=int, choices=(2, 3),
                    help="3: train a 3-D model (unet3d, attention_unet3d, resunet3d) on random patches of whole "

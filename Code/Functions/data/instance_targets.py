@@ -16,6 +16,12 @@ computed here from an instance label map ``(H, W)`` (0 = background):
   Trained
   with a 3-class softmax head; decoded by
   :func:`Functions.inference.instances.three_class_to_labels`.
+* :func:`instance_class_target` - the same, and ``boundaries="contact"``:
+  four classes, the band where objects meet (**contact**, 3) kept apart
+  from the 1-pixel rim every object has (**rim**, 2), so the network learns
+  the gap between two nuclei as a class of its own rather than as part of
+  every outline.  The decoder adds the two back into one boundary
+  probability.
 * :func:`distance_target` - each object's Euclidean distance to its own
   edge, divided by the object's largest distance (so every object peaks at
   1.0); background 0.  Decoded by marker-controlled watershed from the
@@ -29,12 +35,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: Class indices of :func:`three_class_target`.
+#: Class indices of :func:`three_class_target` (and of ``boundaries="contact"``, whose boundary class is the rim).
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+#: The fourth class of ``boundaries="contact"``: the band where objects meet.
+CONTACT = 3
 THREE_CLASS_NAMES = ("background", "interior", "boundary")
-#: Where :func:`three_class_target` draws the boundary class: every object's rim ``width`` wide; only the band
-#: where objects meet; or that band plus a 1-pixel rim on every object.
-BOUNDARY_MODES = ("all", "touching", "both")
+FOUR_CLASS_NAMES = ("background", "interior", "rim", "contact")
+#: Where the boundary class is drawn: every object's rim ``width`` wide; only the band where objects meet; that
+#: band plus a 1-pixel rim on every object; or that band and the rim as two classes (4 classes in all).
+BOUNDARY_MODES = ("all", "touching", "both", "contact")
+
+
+def instance_class_names(boundaries: str = "all") -> tuple:
+    """Names of the classes of :func:`instance_class_target` for ``boundaries`` (3, or 4 for ``"contact"``)."""
+    if boundaries not in BOUNDARY_MODES:
+        raise ValueError(f"boundaries must be one of {', '.join(BOUNDARY_MODES)}, got {boundaries!r}")
+    return FOUR_CLASS_NAMES if boundaries == "contact" else THREE_CLASS_NAMES
 
 
 def instance_boundaries(labels: np.ndarray, width: int = 1, touching: bool = False) -> np.ndarray:
@@ -68,10 +84,26 @@ def three_class_target(labels: np.ndarray, width: int = 1, boundaries: str = "al
     ``boundaries`` (:data:`BOUNDARY_MODES`): ``"all"`` - every object pixel within ``width`` of another label
     (object or background); ``"touching"`` - only those within ``width`` of another *object*; ``"both"`` - the
     touching band plus a 1-pixel rim on every object (see :func:`instance_boundaries`)."""
+    if boundaries == "contact":
+        raise ValueError("boundaries='contact' has four classes; use instance_class_target")
+    return instance_class_target(labels, width, boundaries)
+
+
+def instance_class_target(labels: np.ndarray, width: int = 1, boundaries: str = "all") -> np.ndarray:
+    """Instance label map ``(H, W)`` -> class map ``(H, W)`` uint8 for ``boundaries`` (:data:`BOUNDARY_MODES`).
+
+    ``"all"``, ``"touching"``, ``"both"``: as :func:`three_class_target` (0 background, 1 interior, 2 boundary).
+    ``"contact"``: 0 background, 1 interior, 2 rim (the 1-pixel rim of every object), 3 contact (object pixels
+    within ``width`` of *another* object; where the two overlap, contact wins).  Its object pixels are
+    :func:`three_class_target`'s with ``"both"``, the boundary class split in two."""
     if boundaries not in BOUNDARY_MODES:
         raise ValueError(f"boundaries must be one of {', '.join(BOUNDARY_MODES)}, got {boundaries!r}")
     lab = np.asarray(labels)
     out = (lab > 0).astype(np.uint8) * INTERIOR
+    if boundaries == "contact":
+        out[instance_boundaries(lab, 1)] = BOUNDARY
+        out[instance_boundaries(lab, width, touching=True)] = CONTACT
+        return out
     if boundaries == "all":
         band = instance_boundaries(lab, width)
     else:

@@ -39,6 +39,7 @@ import numpy as np
 from Functions.base.errors import UserError
 from Functions.base.runs import summary_json, write_json
 from Functions.base.runtime import peak_rss_mb
+from Functions.data.instance_targets import instance_class_names
 from Functions.engine.fit import Task, best_epoch, make_optimizer
 
 log = logging.getLogger("Functions")
@@ -140,15 +141,17 @@ def read_class_map(sample, shape, mapping: dict | None, num_classes: int) -> np.
 
 
 def instance_mask_spec(width: int = 1, boundaries: str = "all"):
-    """The :class:`~Functions.data.native.MaskSpec` of instance patch training: label maps -> 3-class targets."""
+    """The :class:`~Functions.data.native.MaskSpec` of instance patch training: label maps -> class targets
+    (3 classes, or 4 with ``boundaries="contact"``)."""
     from functools import partial
 
-    from Functions.data.instance_targets import three_class_target
+    from Functions.data.instance_targets import instance_class_target
     from Functions.data.instances import read_instances
     from Functions.data.native import MaskSpec
 
-    return MaskSpec(key=f"instance-3class-w{width}{'' if boundaries == 'all' else '-' + boundaries}",
-                    read=read_instances, target=partial(three_class_target, width=width, boundaries=boundaries))
+    n = len(instance_class_names(boundaries))
+    return MaskSpec(key=f"instance-{n}class-w{width}{'' if boundaries == 'all' else '-' + boundaries}",
+                    read=read_instances, target=partial(instance_class_target, width=width, boundaries=boundaries))
 
 
 def check_binary(data: dict) -> None:
@@ -162,9 +165,10 @@ def check_binary(data: dict) -> None:
 
 
 def replace_with_instance_targets(data: dict, image_size, width: int = 1, boundaries: str = "all") -> None:
-    """Swap the training and validation masks for 3-class targets ``(N, H, W, 1)`` drawn on the label maps
-    resized to ``image_size`` (the test split is scored on its label maps as stored, see :func:`finish_instance`)."""
-    from Functions.data.instance_targets import three_class_target
+    """Swap the training and validation masks for class targets ``(N, H, W, 1)`` (3 classes, or 4 with
+    ``boundaries="contact"``) drawn on the label maps resized to ``image_size`` (the test split is scored on its
+    label maps as stored, see :func:`finish_instance`)."""
+    from Functions.data.instance_targets import instance_class_target
     from Functions.data.instances import read_instances
 
     for name in ("train", "val"):
@@ -177,7 +181,8 @@ def replace_with_instance_targets(data: dict, image_size, width: int = 1, bounda
                 raise UserError(f"--task instance reads instance masks from image files; {s.image} is a "
                                 f"{s.kind} sample")
             labels.append(_resized(read_instances(s).astype(np.int32), image_size))
-        data[name] = (x, np.stack([three_class_target(m, width, boundaries) for m in labels])[..., None], subset)
+        data[name] = (x, np.stack([instance_class_target(m, width, boundaries) for m in labels])[..., None],
+                      subset)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -282,7 +287,8 @@ class MultiClassTask(Delegating):
 
 
 class InstanceTask(MultiClassTask):
-    """3-class (background/interior/boundary) U-Net decoded by watershed into instance label maps."""
+    """3-class (background/interior/boundary) U-Net, or 4-class (background/interior/rim/contact) with
+    ``boundaries="contact"``, decoded by watershed into instance label maps."""
 
     def prepare(self, config):
         width, boundaries = config.boundary_width, config.boundaries
@@ -291,23 +297,22 @@ class InstanceTask(MultiClassTask):
         else:
             data = self.base.prepare(config)
             replace_with_instance_targets(data, config.image_size, width=width, boundaries=boundaries)
-        data["num_classes"], data["class_map"] = 3, None
+        data["num_classes"], data["class_map"] = len(instance_class_names(boundaries)), None
         return data
 
     def settle(self, config, data):
         super().settle(config, data)
-        config.num_classes = 3
+        config.num_classes = len(instance_class_names(config.boundaries))
 
     def finish(self, model, config, data, run_dir, hist, seconds):
         return finish_instance(self, model, config, data, run_dir, hist, seconds)
 
 
 def class_names(config) -> list[str]:
-    """Names of the classes: ``background, interior, boundary`` for instance runs, else ``class 1..``."""
-    from Functions.data.instance_targets import THREE_CLASS_NAMES
-
+    """Names of the classes: ``background, interior, boundary`` (``rim, contact`` for ``boundaries="contact"``)
+    for instance runs, else ``class 1..``."""
     if getattr(config, "task", "semantic") == "instance":
-        return list(THREE_CLASS_NAMES)
+        return list(instance_class_names(getattr(config, "boundaries", "all")))
     return ["background"] + [f"class {c}" for c in range(1, int(config.num_classes or 2))]
 
 

@@ -18,6 +18,8 @@ smaller than ``min_size`` pixels.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -59,6 +61,9 @@ def three_class_to_labels(probabilities: np.ndarray, *, interior_threshold: floa
                           min_marker_size: int = 2) -> np.ndarray:
     """Background/interior/boundary probabilities ``(H, W, 3)`` -> label map ``(H, W)`` int32.
 
+    Background/interior/rim/contact probabilities ``(H, W, 4)`` (``train --boundaries contact``) are decoded
+    as the three classes with ``boundary = rim + contact``.
+
     ``interior_threshold``: interior probability a marker pixel needs;
     ``foreground_threshold``: ``1 - P(background)`` a pixel needs to belong
     to any object; markers smaller than ``min_marker_size`` pixels are
@@ -68,8 +73,10 @@ def three_class_to_labels(probabilities: np.ndarray, *, interior_threshold: floa
     from skimage.segmentation import watershed
 
     p = np.asarray(probabilities, np.float32)
-    if p.ndim != 3 or p.shape[-1] != 3:
+    if p.ndim != 3 or p.shape[-1] not in (3, 4):
         raise ValueError(f"expected (H, W, 3) background/interior/boundary probabilities, got {p.shape}")
+    if p.shape[-1] == 4:          # background/interior/rim/contact: rim and contact are one boundary
+        p = np.concatenate([p[..., :2], p[..., 2:].sum(axis=-1, keepdims=True)], axis=-1)
     interior = p[..., 1]
     foreground = (1.0 - p[..., 0]) >= foreground_threshold
     seeds = (interior >= interior_threshold) & (interior > p[..., 2]) & foreground
@@ -182,7 +189,7 @@ def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5
                             min_marker_size: int = 2) -> np.ndarray:
     """One image's model output ``(H, W, C)`` -> label map ``(H, W)`` int32.
 
-    ``C == 3``: background/interior/boundary, decoded by watershed
+    ``C == 3``: background/interior/boundary, or ``C == 4``: background/interior/rim/contact, decoded by watershed
     (:func:`three_class_to_labels` with ``interior_threshold``,
     ``foreground_threshold`` and ``min_marker_size``); ``C == 1``: a foreground probability,
     decoded by connected components of ``p >= threshold`` (the baseline).
@@ -190,14 +197,14 @@ def probabilities_to_labels(probabilities: np.ndarray, *, threshold: float = 0.5
     p = np.asarray(probabilities)
     if p.ndim != 3:
         raise ValueError(f"expected (H, W, C) probabilities, got {p.shape}")
-    if p.shape[-1] == 3:
+    if p.shape[-1] in (3, 4):
         return three_class_to_labels(p, min_size=min_size, interior_threshold=interior_threshold,
                                      foreground_threshold=foreground_threshold,
                                      min_marker_size=int(min_marker_size))
     if p.shape[-1] == 1:
         return connected_components(p[..., 0], threshold, min_size=min_size)
-    raise ValueError(f"instance decoding needs 3 classes (background/interior/boundary) or 1 foreground "
-                     f"channel, got {p.shape[-1]} channels")
+    raise ValueError(f"instance decoding needs 3 classes (background/interior/boundary), 4 (background/interior/"
+                     f"rim/contact) or 1 foreground channel, got {p.shape[-1]} channels")
 
 
 def predict_instances(predictor, images, batch_size: int = 8, tta: bool = False, min_size: int | None = None) -> list:
@@ -224,7 +231,8 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
     from Functions.base.errors import UserError
     from Functions.data.imaging import read_image, write_image
     from Functions.data.instances import write_label_map
-    from Functions.inference.predictor import check_new_folder, images_in_chunks, list_images, load_predictor
+    from Functions.inference.predictor import (check_new_folder, images_in_chunks, list_images, load_predictor,
+                                               run_settings)
 
     out = check_new_folder(out)
     files = list_images(images)
@@ -232,10 +240,12 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
         read_image(f)
     predictor = load_predictor(model_path)
     channels = int(predictor.model.outputs[-1].shape[-1])
-    if channels not in (1, 3):
-        raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary) or a "
-                        f"1-channel head; {model_path} has {channels} output channels - train it with "
-                        "`train --task instance`")
+    model_file = Path(model_path) / "model.keras" if Path(model_path).is_dir() else Path(model_path)
+    contact = channels == 4 and run_settings(model_file).get("boundaries") == "contact"
+    if channels not in (1, 3) and not contact:
+        raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary), a 4-class "
+                        f"(background/interior/rim/contact, trained with --boundaries contact) or a 1-channel head; {model_path} "
+                        f"has {channels} output channels - train it with `train --task instance`")
     rows = []
     for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         for f, im, lab in zip(chunk, arrays, predict_instances(predictor, arrays, batch_size, tta, min_size)):
