@@ -297,12 +297,12 @@ class InstanceTask(MultiClassTask):
         else:
             data = self.base.prepare(config)
             replace_with_instance_targets(data, config.image_size, width=width, boundaries=boundaries)
-        data["num_classes"], data["class_map"] = len(instance_class_names(boundaries)), None
+        data["num_classes"], data["class_map"] = len(config.instance_names()), None
         return data
 
     def settle(self, config, data):
         super().settle(config, data)
-        config.num_classes = len(instance_class_names(config.boundaries))
+        config.num_classes = len(config.instance_names())
 
     def finish(self, model, config, data, run_dir, hist, seconds):
         return finish_instance(self, model, config, data, run_dir, hist, seconds)

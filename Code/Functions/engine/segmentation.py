@@ -87,27 +87,26 @@ class TrainConfig(RunConfig):
     MONITORS = ("dice", "iou", "mean_dice", "loss")
 
     def instance_names(self) -> tuple:
-        """The classes ``--task instance`` trains for these ``boundaries`` (3, or 4 for ``contact``)."""
-        return instance_class_names(self.boundaries) if self.boundaries in BOUNDARY_MODES else ()
-
-    def instance_classes(self) -> int:
-        return len(self.instance_names()) or 3
+        """The classes ``--task instance`` trains for these ``boundaries``: 3, or 4 for ``contact`` (the 3 of
+        the default while ``boundaries`` is not a valid mode, which its own check reports)."""
+        return instance_class_names(self.boundaries if self.boundaries in BOUNDARY_MODES else "all")
 
     def checks(self) -> list[Check]:
+        names = self.instance_names()
         return super().checks() + [
             (0 < self.threshold < 1, "threshold", f"must be between 0 and 1, got {self.threshold}"),
             (self.progress_every >= 0, "progress_every", f"must be 0 (off) or more, got {self.progress_every}"),
             (self.task in ("semantic", "instance"), "task", f"must be semantic or instance, got {self.task!r}"),
             (self.num_classes is None or self.num_classes >= 1, "num_classes",
              f"must be 1 (binary) or more, got {self.num_classes}"),
-            (self.task != "instance" or self.num_classes in (None, self.instance_classes()), "num_classes",
-             f"is {self.instance_classes()} ({', '.join(self.instance_names())}) for --task instance with "
-             f"--boundaries {self.boundaries}, got {self.num_classes}; leave --num-classes out"),
+            (self.task != "instance" or self.num_classes in (None, len(names)), "num_classes",
+             f"is {len(names)} ({', '.join(names)}) for --task instance with --boundaries {self.boundaries}, "
+             f"got {self.num_classes}; leave --num-classes out"),
             (not self.class_weights or all(w >= 0 for w in self.class_weights), "class_weights",
              f"must be numbers >= 0, got {self.class_weights}"),
-            (self.task != "instance" or not self.class_weights or len(self.class_weights) == self.instance_classes(),
+            (self.task != "instance" or not self.class_weights or len(self.class_weights) == len(names),
              "class_weights", f"needs one weight per class for --task instance with --boundaries {self.boundaries} "
-             f"({', '.join(self.instance_names())}), got {len(self.class_weights or [])}"),
+             f"({', '.join(names)}), got {len(self.class_weights or [])}"),
             (isinstance(self.boundary_width, int) and self.boundary_width >= 1, "boundary_width",
              f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
             (self.boundary_width == 1 or self.task == "instance", "boundary_width",

@@ -18,8 +18,6 @@ smaller than ``min_size`` pixels.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from scipy import ndimage
 
@@ -231,8 +229,7 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
     from Functions.base.errors import UserError
     from Functions.data.imaging import read_image, write_image
     from Functions.data.instances import write_label_map
-    from Functions.inference.predictor import (check_new_folder, images_in_chunks, list_images, load_predictor,
-                                               run_settings)
+    from Functions.inference.predictor import check_new_folder, images_in_chunks, list_images, load_predictor
 
     out = check_new_folder(out)
     files = list_images(images)
@@ -240,12 +237,12 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
         read_image(f)
     predictor = load_predictor(model_path)
     channels = int(predictor.model.outputs[-1].shape[-1])
-    model_file = Path(model_path) / "model.keras" if Path(model_path).is_dir() else Path(model_path)
-    contact = channels == 4 and run_settings(model_file).get("boundaries") == "contact"
+    contact = channels == 4 and predictor.boundaries == "contact"
     if channels not in (1, 3) and not contact:
         raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary), a 4-class "
-                        f"(background/interior/rim/contact, trained with --boundaries contact) or a 1-channel head; {model_path} "
-                        f"has {channels} output channels - train it with `train --task instance`")
+                        f"(background/interior/rim/contact, trained with --boundaries contact) or a 1-channel "
+                        f"head; {model_path} has {channels} output channels - train it with "
+                        "`train --task instance`")
     rows = []
     for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         for f, im, lab in zip(chunk, arrays, predict_instances(predictor, arrays, batch_size, tta, min_size)):

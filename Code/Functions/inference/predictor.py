@@ -113,6 +113,8 @@ class Predictor:
     scale: float | None = None
     #: instance runs: the watershed settings tuned on the run's validation split (``instance_decoder.json``)
     decoder: dict | None = None
+    #: instance runs: where the run drew the boundary class (``"contact"``: a 4-class head, rim and contact apart)
+    boundaries: str | None = None
 
     def target_size(self, shape: tuple[int, int]) -> tuple[int, int]:
         h, w = self.input_size
@@ -219,7 +221,8 @@ def load_predictor(model_path: str | os.PathLike, flag: str = "--model") -> Pred
     return Predictor(model=model, channels=int(shape[-1]), input_size=(shape[1], shape[2]),
                      normalization=s["normalization"], clahe=bool(s["clahe"]), threshold=float(s["threshold"]),
                      image_size=s.get("image_size"), patch_size=s.get("patch_size"),
-                     overlap=float(s.get("overlap", 0.5)), scale=s.get("scale"), decoder=s.get("decoder"))
+                     overlap=float(s.get("overlap", 0.5)), scale=s.get("scale"), decoder=s.get("decoder"),
+                     boundaries=s.get("boundaries"))
 
 
 def list_images(path: str | os.PathLike, flag: str = "--images") -> list[Path]:
