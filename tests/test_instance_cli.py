@@ -513,3 +513,16 @@ def test_run_settings_read_the_kinds_of_a_tuned_decoder(tmp_path):
     assert decoder_settings(decoder, kind="colour")["interior_threshold"] == 0.5
     assert decoder_settings(decoder, kind="dark")["interior_threshold"] == 0.7
     assert decoder_settings(decoder, min_size=9, kind="colour")["min_size"] == 9
+
+
+def test_evaluate_task_instance_refuses_a_run_whose_head_it_cannot_decode(tmp_path, capsys):
+    """A 4-channel model whose run did not draw --boundaries contact: one line naming the run, nothing written."""
+    _tiny_instance_model(tmp_path / "run", channels=4)
+    data = _dsb_tree(tmp_path / "stage1_train", n=2)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--task", "instance", "--run", str(tmp_path / "run"), "--data", str(data),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert str(tmp_path / "run") in err and "4 output channels" in err and "train --task instance" in err
+    assert not out.exists()

@@ -208,6 +208,7 @@ def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split
     """
     from Functions.base.runs import read_run_settings
     from Functions.evaluation.evaluate import run_samples
+    from Functions.inference.instances import check_instance_head
     from Functions.inference.predictor import check_new_folder, load_predictor
 
     settings = read_run_settings(run_dir)
@@ -215,6 +216,7 @@ def evaluate_instance_run(run_dir, data=None, dataset=None, data_dir=None, split
     check_image_samples(samples)
     folder = check_new_folder(Path(out) if out else Path(run_dir) / f"evaluation-instance-{split}", "--out")
     predictor = load_predictor(run_dir, flag="--run")
+    check_instance_head(predictor, run_dir)
     table, worst = predict_and_score(predictor, samples, batch_size=batch_size, tta=tta, min_size=min_size)
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "instance_metrics.csv", index=False)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from Functions.base.errors import UserError
+
 
 def _finish(labels: np.ndarray, min_size: int) -> np.ndarray:
     from skimage.segmentation import relabel_sequential
@@ -72,7 +74,8 @@ def three_class_to_labels(probabilities: np.ndarray, *, interior_threshold: floa
 
     p = np.asarray(probabilities, np.float32)
     if p.ndim != 3 or p.shape[-1] not in (3, 4):
-        raise ValueError(f"expected (H, W, 3) background/interior/boundary probabilities, got {p.shape}")
+        raise ValueError(f"expected (H, W, 3) background/interior/boundary or (H, W, 4) background/interior/"
+                         f"rim/contact probabilities, got {p.shape}")
     if p.shape[-1] == 4:          # background/interior/rim/contact: rim and contact are one boundary
         p = np.concatenate([p[..., :2], p[..., 2:].sum(axis=-1, keepdims=True)], axis=-1)
     interior = p[..., 1]
@@ -219,6 +222,17 @@ def predict_instances(predictor, images, batch_size: int = 8, tta: bool = False,
             for im, p in zip(images, probs)]
 
 
+def check_instance_head(predictor, source) -> None:
+    """UserError (one line naming ``source``) unless ``predictor``'s model has a head the watershed or connected
+    components can decode: 1 foreground channel, 3 classes, or 4 when its run drew ``--boundaries contact``."""
+    channels = int(predictor.model.outputs[-1].shape[-1])
+    if channels in (1, 3) or (channels == 4 and predictor.boundaries == "contact"):
+        return
+    raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary), a 4-class "
+                    f"(background/interior/rim/contact, trained with --boundaries contact) or a 1-channel head; "
+                    f"{source} has {channels} output channels - train it with `train --task instance`")
+
+
 def predict_folder_instances(model_path, images, out, *, overlay: bool = False, batch_size: int = 8,
                              tta: bool = False, min_size: int | None = None):
     """``predict --task instance``: ``out/<stem>.png`` 16-bit label maps (0 background, 1..n objects),
@@ -226,7 +240,6 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
     ``out/predictions.csv`` (``image, mask, width, height, foreground, objects``)."""
     import pandas as pd
 
-    from Functions.base.errors import UserError
     from Functions.data.imaging import read_image, write_image
     from Functions.data.instances import write_label_map
     from Functions.inference.predictor import check_new_folder, images_in_chunks, list_images, load_predictor
@@ -236,13 +249,7 @@ def predict_folder_instances(model_path, images, out, *, overlay: bool = False, 
     for f in files:  # fail before writing anything
         read_image(f)
     predictor = load_predictor(model_path)
-    channels = int(predictor.model.outputs[-1].shape[-1])
-    contact = channels == 4 and predictor.boundaries == "contact"
-    if channels not in (1, 3) and not contact:
-        raise UserError(f"--task instance needs a model with a 3-class (background/interior/boundary), a 4-class "
-                        f"(background/interior/rim/contact, trained with --boundaries contact) or a 1-channel "
-                        f"head; {model_path} has {channels} output channels - train it with "
-                        "`train --task instance`")
+    check_instance_head(predictor, model_path)
     rows = []
     for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         for f, im, lab in zip(chunk, arrays, predict_instances(predictor, arrays, batch_size, tta, min_size)):
