@@ -152,3 +152,54 @@ def test_a_custom_layout_can_be_tried_first(tmp_path):
     _write(tmp_path / "scan.png", np.full((16, 16), 90, np.uint8))
     mine = Layout("mine", lambda root: [Sample(id="x", image=root / "scan.png", masks=(root / "scan.png",))])
     assert [s.id for s in find_samples(tmp_path, layouts=(mine, *LAYOUTS))] == ["x"]
+
+
+# ----------------------------------------------------------------------------- linked folders
+def _pairs(root: Path) -> None:
+    _write(root / "images" / "a.png", np.full((16, 16), 90, np.uint8))
+    _write(root / "masks" / "a.png", _square(2, 2))
+    _write(root / "images" / "b.png", np.full((16, 16), 40, np.uint8))
+    _write(root / "masks" / "b.png", _square(8, 8))
+
+
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(target, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links are not available here")
+
+
+def test_linked_data_folder_and_linked_folders_inside_it(tmp_path):
+    _pairs(tmp_path / "elsewhere" / "set")
+    _link(tmp_path / "linked", tmp_path / "elsewhere" / "set")            # --data is itself a link
+    assert [s.id for s in find_samples(tmp_path / "linked")] == ["a", "b"]
+    _link(tmp_path / "drive" / "MyDrive" / "data", tmp_path / "elsewhere" / "set")   # a link below --data
+    samples = find_samples(tmp_path / "drive")
+    assert [s.image.relative_to(tmp_path / "drive").as_posix() for s in samples] == [
+        "MyDrive/data/images/a.png", "MyDrive/data/images/b.png"]
+    assert load_sample(samples[1])[1][8, 8] == 1
+    # a DSB2018-style tree whose sample folders are links
+    for sid in ("s1", "s2"):
+        _write(tmp_path / "store" / sid / "images" / f"{sid}.png", np.zeros((16, 16, 3), np.uint8))
+        _write(tmp_path / "store" / sid / "masks" / "n1.png", _square(0, 0))
+        _link(tmp_path / "dsb" / sid, tmp_path / "store" / sid)
+    assert [s.id for s in find_samples(tmp_path / "dsb")] == ["s1", "s2"]
+
+
+def test_images_and_masks_folders_that_are_links(tmp_path):
+    _pairs(tmp_path / "store")
+    _link(tmp_path / "data" / "images", tmp_path / "store" / "images")
+    _link(tmp_path / "data" / "masks", tmp_path / "store" / "masks")
+    samples = find_samples(tmp_path / "data")
+    assert [s.image.relative_to(tmp_path / "data").as_posix() for s in samples] == ["images/a.png", "images/b.png"]
+    assert [m.name for m in samples[0].masks] == ["a.png"]
+
+
+def test_link_loop_does_not_hang_and_pairs_are_found_once(tmp_path):
+    _pairs(tmp_path / "data" / "set")
+    _link(tmp_path / "data" / "set" / "up", tmp_path / "data")            # set/up -> its own parent
+    _link(tmp_path / "data" / "again", tmp_path / "data" / "set")         # the same folder by a second path
+    samples = find_samples(tmp_path / "data")
+    assert [s.image.relative_to(tmp_path / "data").as_posix() for s in samples] == [
+        "again/images/a.png", "again/images/b.png"]

@@ -8,8 +8,8 @@ import pytest
 
 from Functions.cli import main
 from Functions.data.discovery import Sample, find_samples
-from Functions.data.duplicates import (dhash, duplicate_clusters, hamming, image_hashes, near_duplicate_pairs,
-                                       phash)
+from Functions.data.duplicates import (dhash, duplicate_clusters, hamming, image_hashes, is_blank,
+                                       near_duplicate_pairs, phash)
 from Functions.data.splits import (describe_groups, known_groups, sample_groups, shared_groups, split_indices)
 
 
@@ -126,6 +126,49 @@ def test_sample_groups_merge_duplicates_with_groups(tmp_path):
     assert sample_groups(tagged, near_duplicates=True) == ["duplicate:x1"] * 3 + [None]
 
 
+def test_blank_images_by_hand():
+    # why they are left out: every constant frame has the same hashes, whatever its grey level
+    assert image_hashes(np.zeros((64, 64), np.uint8)) == image_hashes(np.zeros((90, 70), np.uint8)) == (0, 0)
+    flat = [image_hashes(np.full((64, 64), v, np.uint8)) for v in (0, 50, 200)]
+    assert [(i, j) for i, j, _ in near_duplicate_pairs(flat)] == [(0, 1), (0, 2), (1, 2)]
+    assert is_blank(np.zeros((64, 64), np.uint8)) and is_blank(np.full((9, 7, 3), 200, np.uint8))
+    dither = np.full((32, 32), 100, np.uint8)
+    dither[::2, ::3] = 101                                            # one grey level of noise: blank
+    assert is_blank(dither)
+    assert not is_blank(dither.astype(np.uint16) * 10)                # 1000..1010: 10 > 1010 / 255
+    assert is_blank(dither.astype(np.uint16) * 10 + 5000)             # 6000..6010: 10 <= 6010 / 255
+    faint = np.zeros((32, 32), np.uint8)
+    faint[10:20, 10:20] = 3                                           # a faint but real square: not blank
+    assert not is_blank(faint) and not is_blank(_scene(0))
+    half = np.full((32, 32), 0.5, np.float32)
+    half[0, 0] = 0.5 + 0.0019                                         # 0.0019 <= 0.5 / 255: blank
+    assert is_blank(half)
+    half[0, 0] = 0.5 + 0.0021                                         # 0.0021 > 0.5 / 255: a picture
+    assert not is_blank(half)
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = np.arange(16)[None, :]                              # a red ramp: grey 0 .. 5, not blank
+    assert not is_blank(rgb) and is_blank(np.full((4, 4), np.nan, np.float32)) and is_blank(np.zeros((0, 5)))
+
+
+def test_blank_frames_are_not_grouped_and_are_counted(tmp_path):
+    from Functions.data.splits import split_samples
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    pics = {"b1": np.zeros((180, 240), np.uint8), "b2": np.full((256, 256), 128, np.uint8), "r1": _scene(8),
+            "r2": cv2.resize(_scene(8), (200, 150)), "u": _scene(9)}
+    for name, img in pics.items():
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), img)
+        cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), (img > 100).astype(np.uint8) * 255)
+    samples = find_samples(tmp_path)
+    notes: list[str] = []
+    assert sample_groups(samples, near_duplicates=True, notes=notes) == [None, None, "duplicate:r1",
+                                                                         "duplicate:r1", None]
+    assert notes == ["2 blank image(s) left out of the near-duplicate check (each stays a group of its own)"]
+    _, groups, message = split_samples(samples, 0.2, 0.2, seed=0, near_duplicates=True)
+    assert groups[:2] == [None, None] and message.endswith("; " + notes[0])
+
+
 # ----------------------------------------------------------------------------- readers fill the group
 def test_brain_tumor_reader_groups_by_patient_id(tmp_path):
     from test_datasets import make_brain_tumor
@@ -196,6 +239,17 @@ def test_check_split_reports_shared_groups_and_duplicates(tmp_path, capsys):
     assert "group p2" in out and f"{paths['a']} ~ {paths['a_copy']}" in out and "result: LEAKAGE" in out
     assert main(["check-split", str(leaky), "--no-duplicates"]) == 1
     assert "near-duplicate pair" not in capsys.readouterr().out
+
+    blank = {}
+    for name, value in (("black", 0), ("grey", 128)):
+        blank[name] = str(imgs / f"{name}.png")
+        cv2.imwrite(blank[name], np.full((90, 120), value, np.uint8))
+    frames = _run_folder(tmp_path / "frames", {"train": [paths["a"], blank["black"]], "val": [],
+                                               "test": [paths["c"], blank["grey"]]})
+    assert main(["check-split", str(frames)]) == 0                    # two blank frames are no leak
+    out = capsys.readouterr().out
+    assert "train/test: ok: 0 shared group(s), 0 near-duplicate pair(s)" in out
+    assert "2 images hashed (dHash + pHash), 2 blank image(s) left out" in out
 
 
 def test_check_split_without_groups_counts_files_in_two_splits(tmp_path, capsys):

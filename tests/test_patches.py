@@ -48,16 +48,61 @@ def test_foreground_centre_is_inside_the_patch_even_at_the_border():
     assert msk[0, 7] == 1 and img[0, 7, 0] == 31                     # clipped to the top-right corner
 
 
-def test_small_image_is_padded_reflect_image_zero_mask():
+def test_small_image_is_padded_image_and_mask_alike():
     image = coords_image(6, 40)
-    mask = np.ones((6, 40), np.uint8)
+    mask = np.zeros((6, 40), np.uint8)
+    mask[0:2] = 1                                                     # an object along the top edge
     img, msk = sample_patch(image, mask, (10, 8), np.random.default_rng(0))
     assert img.shape == (10, 8, 1) and msk.shape == (10, 8)
-    # 4 rows of padding, 2 above, 2 below, by reflection: rows 2, 1 | 0..5 | 4, 3
+    # 4 rows of padding, 2 above, 2 below, by reflection: rows 2, 1 | 0..5 | 4, 3 - for the mask too
     np.testing.assert_array_equal(img[:, 0, 0] // 1000, [2, 1, 0, 1, 2, 3, 4, 5, 4, 3])
-    np.testing.assert_array_equal(msk[:, 0], [0, 0, 1, 1, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(msk[:, 0], [0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    # an ignore label instead, when asked
+    _, ign = sample_patch(image, mask, (10, 8), np.random.default_rng(0), mask_pad_value=255)
+    np.testing.assert_array_equal(ign[:, 0], [255, 255, 1, 1, 0, 0, 0, 0, 255, 255])
     with pytest.raises(UserError, match="padding is off"):
         sample_patch(image, mask, (10, 8), np.random.default_rng(0), pad=False)
+
+
+def _bright_objects(shape, seed):
+    """An image whose objects are bright (1.0 + noise) on a dark background (< 0.3), objects touching the
+    border, with their binary mask, instance ids and class map (class = 1 + id % 2)."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros(shape, np.int32)
+    ids[:3, :4] = 1                                                   # touches the top-left corner
+    ids[-2:, 2:5] = 2                                                 # touches the bottom edge
+    ids[1:4, -2:] = 3                                                 # touches the right edge
+    image = np.where(ids > 0, 1.0 + 0.2 * rng.random(shape), 0.3 * rng.random(shape)).astype(np.float32)
+    return image[..., None], ids
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "symmetric", "edge", "wrap", "constant"])
+def test_padded_image_and_mask_agree_pixel_by_pixel(pad_mode):
+    image, ids = _bright_objects((7, 9), 0)
+    binary = (ids > 0).astype(np.uint8)
+    classes = np.where(ids > 0, 1 + ids % 2, 0).astype(np.uint8)
+    for seed in range(5):
+        for target in (binary, ids, classes):
+            img, msk = sample_patch(image, target, (16, 20), np.random.default_rng(seed), pad_mode=pad_mode)
+            assert img.shape == (16, 20, 1) and msk.shape == (16, 20) and msk.dtype == target.dtype
+            np.testing.assert_array_equal(msk > 0, img[..., 0] > 0.5)  # every bright pixel is labelled
+        # labels move with their pixels: the padded ids/classes are the padded binary mask's objects
+        _, m_ids = sample_patch(image, ids, (16, 20), np.random.default_rng(seed), pad_mode=pad_mode)
+        _, m_cls = sample_patch(image, classes, (16, 20), np.random.default_rng(seed), pad_mode=pad_mode)
+        np.testing.assert_array_equal(m_cls, np.where(m_ids > 0, 1 + m_ids % 2, 0))
+    # the patch reaches past the object that touches the corner: its mirror is there, and labelled
+    img, msk = sample_patch(image, ids, (16, 20), np.random.default_rng(0), pad_mode="reflect")
+    assert (msk == 1).sum() > (ids == 1).sum()
+
+
+def test_padded_volume_and_mask_agree_voxel_by_voxel():
+    image2d, ids = _bright_objects((7, 9), 1)
+    vol = np.stack([image2d] * 3)                                     # (3, 7, 9, 1)
+    mask = np.stack([ids > 0] * 3).astype(np.uint8)[..., None]        # (3, 7, 9, 1)
+    for seed in range(4):
+        img, msk = sample_patch(vol, mask, (6, 12, 12), np.random.default_rng(seed))
+        assert img.shape == (6, 12, 12, 1) and msk.shape == (6, 12, 12, 1)
+        np.testing.assert_array_equal(msk[..., 0] > 0, img[..., 0] > 0.5)
 
 
 def test_3d_patches():
@@ -65,7 +110,10 @@ def test_3d_patches():
     mask = np.zeros((12, 20, 9, 1), np.uint8)
     mask[5, 10, 4] = 1
     img, msk = sample_patch(vol, mask, (8, 8, 16), np.random.default_rng(0), foreground_probability=1.0)
-    assert img.shape == (8, 8, 16, 2) and msk.shape == (8, 8, 16, 1) and msk.sum() == 1
+    # axis 2 (9 -> 16) is reflected 3 before and 4 after: columns 3 2 1 | 0..8 | 7 6 5 4, so the voxel at
+    # column 4 appears twice (at 7 and 15), in the image as in the mask
+    assert img.shape == (8, 8, 16, 2) and msk.shape == (8, 8, 16, 1) and msk.sum() == 2
+    assert np.flatnonzero(msk.sum(axis=(0, 1, 3))).tolist() == [7, 15]
     assert foreground_points(mask).tolist() == [[5, 10, 4]]
 
 

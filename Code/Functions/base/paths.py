@@ -85,3 +85,26 @@ def new_run_dir(out: str | os.PathLike | None, prefix: str = "run") -> Path:
         k += 1
     path.mkdir(parents=True)
     return path
+
+
+def walk_folders(root: str | os.PathLike):
+    """:func:`os.walk` of ``root`` that follows linked folders, entering each real folder once.
+
+    Yields ``(dirpath, dirnames, filenames)`` top-down, names sorted; prune by
+    editing ``dirnames`` in place, as with :func:`os.walk`.  Symbolic links to
+    folders are followed (Colab's Drive mounts and shared data folders arrive
+    as links), and a folder whose real path (:func:`os.path.realpath`) was
+    already walked is skipped with everything below it: a link to a parent
+    cannot loop, and a folder reached by two paths is read once (by the first
+    path in sorted order).
+    """
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        filenames.sort()
+        yield dirpath, dirnames, filenames

@@ -96,8 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="image: draw patches from every image equally often (nnU-Net); area: in proportion to "
                         "each image's pixels, so large images are covered as densely as small ones (%(default)s)")
     n.add_argument("--pad-patches", action=argparse.BooleanOptionalAction, default=d.pad_patches,
-                   help="pad images smaller than a patch: reflect the image, zero (background) for the mask "
-                        "(default: on; --no-pad-patches makes such images an error)")
+                   help="pad images smaller than a patch: image and mask reflected alike, so a mirrored object "
+                        "keeps its label (default: on; --no-pad-patches makes such images an error)")
     n.add_argument("--scale", type=float, metavar="F", help="resample every image by F before patch training "
                    "(0.5 halves each side); predictions are scored at the original size")
     n.add_argument("--spacing", type=float, metavar="MM",

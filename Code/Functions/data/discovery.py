@@ -20,6 +20,10 @@ in the modules that know them (:mod:`Functions.data.medical_io`,
 order, in :data:`LAYOUTS`; their readers are listed in :data:`READERS`.
 :class:`Sample` itself lives in :mod:`Functions.data.samples`.
 
+Folders reached through symbolic links (a Drive mount, a shared data folder)
+are followed, each real folder once, so a link loop cannot hang the search
+(:func:`Functions.base.paths.walk_folders`).
+
 Every image without a mask and every mask without an image is listed in one
 :class:`~Functions.errors.UserError`.
 """
@@ -36,6 +40,7 @@ from typing import Callable
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.base.paths import walk_folders
 from Functions.data import medical_io, public_layouts
 from Functions.data.imaging import is_image_file, read_image, read_mask
 from Functions.data.samples import (IMAGE_DIR_NAMES, INSTANCE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key,
@@ -76,7 +81,8 @@ def _files(folder: Path) -> list[Path]:
 def _per_sample_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Path], list[Path]]:
     """Layout 3: <id>/images/<one image> + <id>/masks/<instance masks>."""
     samples, lonely_images, lonely_masks = [], [], []
-    for img_dir in sorted(root.rglob("images")):
+    found = sorted(Path(d) / "images" for d, dirnames, _ in walk_folders(root) if "images" in dirnames)
+    for img_dir in found:
         if not img_dir.is_dir() or img_dir in claimed:
             continue
         parent = img_dir.parent
@@ -110,7 +116,7 @@ def _instance_file(folder: Path, stem: str) -> Path | None:
 def _paired_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Path], list[Path]]:
     """Layout 1: images/ beside masks/ (or the other accepted names), matched by stem."""
     samples, lonely_images, lonely_masks = [], [], []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, _ in walk_folders(root):
         d = Path(dirpath)
         names = {n.lower(): n for n in dirnames}
         img_name = next((names[n] for n in IMAGE_DIR_NAMES if n in names), None)
@@ -142,7 +148,7 @@ def _paired_folders(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[
 def _suffix_masks(root: Path, claimed: set[Path]) -> tuple[list[Sample], list[Path], list[Path]]:
     """Layout 2: name.ext + name_mask.ext (+ name_mask_1.ext ...) in one folder."""
     samples, lonely_images, lonely_masks = [], [], []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk_folders(root):
         d = Path(dirpath)
         if d in claimed or any(p in claimed for p in d.parents):
             dirnames[:] = []

@@ -14,6 +14,13 @@ dark fan) apart.
   the 8x8 lowest frequencies (DC term included) compared with their median.
 * :func:`duplicate_clusters` - connected components of the "near-duplicate"
   relation (transitively: a~b and b~c puts a, b, c in one cluster).
+* :func:`is_blank` - a blank frame (:data:`BLANK_LEVEL`) has no picture to
+  hash: constant frames hash alike (a black frame of any size: all 128 bits
+  zero; a grey one: at most the DC bit, or rounding noise of the resizing),
+  so hashing would put the blank frames of a data set in one
+  "near-duplicate" group and a split would move them together.  Blank images
+  are left out of hashing (each stays a group of its own) and counted, so the
+  notice can say how many.
 
 Data sets: BUSI is known to contain the same scan more than once; a split
 that puts the copies in training and test inflates the test score.
@@ -28,6 +35,13 @@ import numpy as np
 #: Bits (of 64) in which two hashes of the same picture may differ.
 MAX_DISTANCE = 10
 
+#: An image is blank when its grey values (channel mean) span at most this fraction of their largest
+#: magnitude - one grey level of 255 - or at most one step in an integer image (see :func:`is_blank`).
+BLANK_LEVEL = 1 / 255
+
+#: What :func:`sample_hashes` gives a blank image instead of its hashes.
+BLANK = "blank"
+
 
 def _gray(image: np.ndarray) -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` -> ``(H, W)`` float32 (channel mean; volumes not accepted)."""
@@ -37,6 +51,24 @@ def _gray(image: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"a perceptual hash needs a 2-D image (H, W) or (H, W, C), got shape {np.shape(image)}")
     return x
+
+
+def is_blank(image: np.ndarray) -> bool:
+    """True when ``image`` ``(H, W[, C])`` is blank: constant or nearly so.
+
+    Its grey values ``g`` (the channel mean) span ``max(g) - min(g)`` at most
+    ``BLANK_LEVEL * max(|g|)`` (one grey level of 255 of its brightest value),
+    or at most 1 in an integer image (a constant frame with one step of
+    noise or dithering).  Empty images and images without a finite value are
+    blank too.  Its hashes would be those of every other blank frame.
+    """
+    g = _gray(image).astype(np.float64)
+    g = g[np.isfinite(g)]
+    if not g.size:
+        return True
+    lo, hi = float(g.min()), float(g.max())
+    step = 1.0 if np.issubdtype(np.asarray(image).dtype, np.integer) else 0.0
+    return hi - lo <= max(BLANK_LEVEL * max(abs(lo), abs(hi)), step)
 
 
 def _bits_to_int(bits: np.ndarray) -> int:
@@ -119,30 +151,35 @@ def duplicate_clusters(hashes: Sequence[tuple[int, int]], max_distance: int = MA
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
-def sample_hashes(samples, workers: int = 4) -> list[tuple[int, int] | None]:
-    """``(dhash, phash)`` per :class:`~Functions.data.discovery.Sample` (``None`` for volumes / unreadable kinds)."""
+def sample_hashes(samples, workers: int = 4) -> list[tuple[int, int] | str | None]:
+    """``(dhash, phash)`` per :class:`~Functions.data.discovery.Sample`; :data:`BLANK` for a blank image
+    (:func:`is_blank`), ``None`` for volumes / unreadable kinds."""
     from concurrent.futures import ThreadPoolExecutor
 
     from Functions.data.discovery import load_sample
 
     def one(sample):
         image = load_sample(sample)[0]
-        return image_hashes(image) if np.ndim(image) in (2, 3) and (np.ndim(image) == 2 or image.shape[-1] <= 4) \
-            else None
+        if not (np.ndim(image) == 2 or (np.ndim(image) == 3 and image.shape[-1] <= 4)):
+            return None
+        return BLANK if is_blank(image) else image_hashes(image)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(one, samples))
 
 
-def near_duplicate_groups(samples, max_distance: int = MAX_DISTANCE, workers: int = 4) -> list[str | None]:
-    """Per sample, ``"duplicate:<id of the first copy>"`` when it has a near-duplicate in ``samples``, else ``None``."""
+def near_duplicate_groups(samples, max_distance: int = MAX_DISTANCE,
+                          workers: int = 4) -> tuple[list[str | None], int]:
+    """``(groups, blank)``: per sample, ``"duplicate:<id of the first copy>"`` when it has a near-duplicate in
+    ``samples``, else ``None``; and how many blank images (:func:`is_blank`) were left out (their group: ``None``)."""
     samples = list(samples)
     hashes = sample_hashes(samples, workers)
-    known = [i for i, h in enumerate(hashes) if h is not None]
+    blank = sum(1 for h in hashes if h is BLANK)
+    known = [i for i, h in enumerate(hashes) if h is not None and h is not BLANK]
     clusters = duplicate_clusters([hashes[i] for i in known], max_distance)
     sizes = np.bincount(clusters, minlength=len(known)) if len(known) else np.zeros(0, int)
     out: list[str | None] = [None] * len(samples)
     for k, i in enumerate(known):
         if sizes[clusters[k]] > 1:
             out[i] = f"duplicate:{samples[known[clusters[k]]].id}"
-    return out
+    return out, blank

@@ -35,6 +35,7 @@ import numpy as np
 
 from Functions.data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES, Sample
 from Functions.base.errors import UserError
+from Functions.base.paths import walk_folders
 from Functions.data.imaging import IMAGE_EXTENSIONS, is_image_file
 
 #: Folder names taken for predefined splits rather than classes.
@@ -54,7 +55,7 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def _images_in(folder: Path, recursive: bool = True) -> list[Path]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
+    files = (Path(d) / f for d, _, names in walk_folders(folder) for f in names) if recursive else folder.iterdir()
     return sorted(p for p in files if p.is_file() and is_image_file(p) and not is_mask_name(p)
                   and not any(part.startswith(".") or part.lower() in IGNORED_DIR_NAMES
                               for part in p.relative_to(folder).parts[:-1]))

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.base.paths import walk_folders
 from Functions.data.imaging import is_image_file, read_mask
 from Functions.data.samples import IMAGE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key, merge_masks
 
@@ -427,7 +428,7 @@ def detect_medical(root: Path) -> list[Sample] | None:
     samples: list[Sample] = []
     lonely_images: list[Path] = []
     lonely_masks: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, _ in walk_folders(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         names = {n.lower(): n for n in dirnames}
         img_name = next((names[n] for n in _IMAGE_DIRS if n in names), None)

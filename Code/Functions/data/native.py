@@ -9,13 +9,15 @@ image exactly as the resize path does - and returns lists of arrays:
   (``max_memory`` bytes, default :func:`default_max_memory`, half of the RAM
   available now);
 * otherwise **as ``.npy`` memory maps** under ``cache_dir/native-<key>/``
-  (the key hashes the sample files and the settings): each image and
-  mask is written once (``image-00012.npy``, ``mask-00012.npy``) and read
-  back with ``numpy.load(mmap_mode="r")``, so a patch reads only its own
-  bytes from disk and the operating system keeps what fits in its page cache.
-  A data set of 20 GB then trains in 12 GB of RAM.  A ``manifest.json``
-  records the samples and settings; a later run with the same data and
-  settings reuses the cache instead of decoding again.
+  (:mod:`Functions.data.array_cache`: the key hashes the contents of the
+  image *and* mask files and the settings; an entry is written once, whole,
+  under a lock): each image and mask is written once (``image-00012.npy``,
+  ``mask-00012.npy``) and read back with ``numpy.load(mmap_mode="r")``, so a
+  patch reads only its own bytes from disk and the operating system keeps
+  what fits in its page cache.  A data set of 20 GB then trains in 12 GB of
+  RAM.  A ``manifest.json`` records the samples and settings; a later run
+  with the same files and settings reuses the cache instead of decoding
+  again, and a run on edited files (a corrected mask) decodes them anew.
 
 Resampling: ``scale`` multiplies both sides (0.5 halves them); ``spacing``
 (a pixel size, e.g. in mm) resamples every image whose format stores its
@@ -27,8 +29,6 @@ metrics.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.data.array_cache import cached_entry, files_key
 from Functions.data.discovery import Sample, load_sample
 from Functions.data.imaging import read_image
 from Functions.data.pipeline import bounded_map
@@ -235,12 +236,18 @@ def estimate_bytes(samples: Sequence[Sample], channels: int, factors: Sequence, 
     return int(total)
 
 
-def _cache_key(samples: Sequence[Sample], settings: dict) -> str:
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+#: Bumped when decoding changes what a cache entry holds, so older entries are not reused.
+CACHE_VERSION = 2
+
+
+def native_cache_key(samples: Sequence[Sample], settings: dict) -> str:
+    """The cache key of ``samples`` decoded with ``settings``: the settings, each sample's reader, slice and
+    paths, and the contents of its image, mask and instance files (:func:`Functions.data.array_cache.files_key`)."""
+    items = []
     for s in samples:
-        st = os.stat(s.image) if Path(s.image).exists() else None
-        h.update(f"{s.image}|{s.index}|{s.masks}|{st.st_size if st else 0}|{st.st_mtime_ns if st else 0}".encode())
-    return h.hexdigest()
+        files = [s.image, *s.masks] + ([s.instances] if getattr(s, "instances", None) else [])
+        items.append(([s.kind, s.index, [str(f) for f in files]], files))
+    return files_key(items, {**settings, "version": CACHE_VERSION})
 
 
 def load_native(samples: Sequence[Sample], channels: int, normalization: str = "minmax", use_clahe: bool = False,
@@ -294,32 +301,22 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
         spacings.append((sp[0] / fr, sp[1] / fc) if sp else None)
 
     settings = {"channels": channels, "normalization": normalization, "clahe": bool(use_clahe), "scale": scale,
-                "spacing": spacing, "mask_mode": mask_mode, "version": 1}
+                "spacing": spacing, "mask_mode": mask_mode}
     if mask_spec is not None:
         settings["masks"] = mask_spec.key
     images: list = []
     masks: list = []
     if cache is not None:
-        key = _cache_key(samples, settings)
-        cache = cache / f"native-{key[:16]}"          # one folder per data set and settings: runs never clash
-        manifest = cache / "manifest.json"
-        reuse = False
-        if manifest.is_file():
-            try:
-                reuse = json.loads(manifest.read_text()).get("key") == key
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                reuse = False
-        if not reuse:
-            cache.mkdir(parents=True, exist_ok=True)
-            if manifest.exists():
-                manifest.unlink()
+        def build(folder: Path) -> dict:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 for i, (image, mask) in enumerate(bounded_map(pool, one, list(zip(samples, factors)),
                                                                2 * max(1, workers))):
-                    np.save(cache / f"image-{i:05d}.npy", image)
-                    np.save(cache / f"mask-{i:05d}.npy", mask)
-            manifest.write_text(json.dumps({"key": key, "n": len(samples), "settings": settings,
-                                            "samples": [str(s.image) for s in samples]}, indent=1))
+                    np.save(folder / f"image-{i:05d}.npy", image)
+                    np.save(folder / f"mask-{i:05d}.npy", mask)
+            return {"settings": settings, "samples": [str(s.image) for s in samples]}
+
+        # one folder per file contents and settings, written once: runs never clash
+        cache, reuse = cached_entry(cache, native_cache_key(samples, settings), len(samples), build)
         for i in range(len(samples)):
             images.append(np.load(cache / f"image-{i:05d}.npy", mmap_mode="r"))
             masks.append(np.load(cache / f"mask-{i:05d}.npy", mmap_mode="r"))

@@ -10,8 +10,11 @@ fixed size from the full-resolution images each epoch:
   all positions.  An image smaller than the patch along an axis is padded to
   the patch size: the **image by reflection** (``numpy.pad`` mode
   ``"reflect"``, so the network sees plausible texture, not a black band) and
-  the **mask with zeros** (background) - or with ``mask_pad_value`` (e.g. an
-  ignore label) when given.  With ``pad=False`` such an image is an error.
+  the **mask by the same reflection** (same mode, same widths), so a nucleus
+  mirrored into the padding is labelled as the nucleus it mirrors - zeros
+  there would teach the network that a visible object is background.  An
+  integer ``mask_pad_value`` (e.g. an ignore label the loss skips) fills the
+  mask's padding instead.  With ``pad=False`` such an image is an error.
 * :class:`PatchDataset` is a :class:`keras.utils.PyDataset` over a list of
   full-resolution arrays (sizes may differ; ``numpy.memmap`` arrays work and
   only the patch is read).  Patch ``j`` of epoch ``e`` comes from a generator
@@ -26,6 +29,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from Functions.base.errors import UserError
+
+#: ``numpy.pad`` modes in which the mask is padded exactly as the image (the others invent intensities: mask 0).
+MASK_PAD_MODES = ("reflect", "symmetric", "edge", "wrap", "constant")
 
 #: How many foreground coordinates are kept per image to draw centres from (a random subset when more);
 #: int32, so 8 KB per 2-D image however large the data set.
@@ -64,7 +70,7 @@ def check_patch_fits(shapes: Sequence[tuple[int, ...]], patch_size, pad: bool = 
         who = "every image" if len(small) == len(shapes) else f"{len(small)} of {len(shapes)} images"
         raise UserError(f"{flag} {'x'.join(map(str, patch))} is larger than {who} (smallest "
                         f"{'x'.join(map(str, smallest))}) and padding is off; choose a patch size no larger than "
-                        "the smallest image, or allow padding (reflect for the image, zero for the mask)")
+                        "the smallest image, or allow padding (image and mask reflected alike)")
     return patch
 
 
@@ -87,14 +93,18 @@ def foreground_points(mask: np.ndarray, rng: np.random.Generator | None = None,
 
 def sample_patch(image: np.ndarray, mask: np.ndarray | None, patch_size, rng: np.random.Generator,
                  foreground_probability: float = 1 / 3, *, points: np.ndarray | None = None, pad: bool = True,
-                 pad_mode: str = "reflect", mask_pad_value: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+                 pad_mode: str = "reflect", mask_pad_value: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """One random patch: ``image (*spatial, C)``, ``mask (*spatial)`` or ``(*spatial, 1)`` ->
     ``(image (*patch, C), mask (*patch[, 1]))``, same dtypes (mask ``None`` -> ``None``).
 
     ``points`` are precomputed foreground coordinates (:func:`foreground_points`);
     without them they are found in ``mask`` when needed.  Axes shorter than the
-    patch are padded (centred): image with ``pad_mode``, mask with
-    ``mask_pad_value``; with ``pad=False`` they raise :class:`UserError`.
+    patch are padded (centred) with ``pad_mode``: the image, and the mask with
+    the same mode and widths (:data:`MASK_PAD_MODES`; other modes, which
+    invent intensities, pad the mask with 0), so padded image and mask agree
+    pixel by pixel.  ``mask_pad_value`` (e.g. an ignore label): fill the
+    mask's padding with it instead.  With ``pad=False`` they raise
+    :class:`UserError`.
     """
     image = np.asarray(image) if not isinstance(image, np.memmap) else image
     ndim = image.ndim - 1
@@ -131,8 +141,11 @@ def sample_patch(image: np.ndarray, mask: np.ndarray | None, patch_size, rng: np
     if mask is not None:
         msk = np.asarray(mask[src])
         if any(a or b for a, b in need):
-            extra = [(0, 0)] * (msk.ndim - ndim)
-            msk = np.pad(msk, need + extra, mode="constant", constant_values=mask_pad_value)
+            widths = need + [(0, 0)] * (msk.ndim - ndim)
+            if mask_pad_value is None and pad_mode in MASK_PAD_MODES:
+                msk = np.pad(msk, widths, mode=pad_mode)          # exactly as the image: labels follow pixels
+            else:
+                msk = np.pad(msk, widths, mode="constant", constant_values=mask_pad_value or 0)
     return img, msk
 
 

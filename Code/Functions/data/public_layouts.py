@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from Functions.base.errors import UserError
+from Functions.base.paths import walk_folders
 from Functions.data.imaging import is_image_file
 from Functions.data.samples import Sample
 
@@ -58,7 +59,7 @@ def detect_drive(root: Path) -> list[Sample] | None:
     holding only such splits is refused rather than trained on FOV masks.
     """
     splits, fov_only = [], []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, _ in walk_folders(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         d = Path(dirpath)
         if len(d.relative_to(root).parts) > 4:
@@ -164,7 +165,7 @@ def detect_brain_tumor(root: Path) -> list[Sample] | None:
     ``"patient:<PID>"`` from ``cjdata.PID`` (233 patients for 3,064 slices), so splits keep a patient together.
     """
     mats = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk_folders(root):
         dirnames[:] = [d for d in dirnames if not d.startswith((".", "__MACOSX"))]
         mats += [Path(dirpath) / f for f in filenames if f.lower().endswith(".mat") and not f.startswith(".")]
     samples = []

@@ -119,21 +119,26 @@ def _split_groups(keys: list[str], val_fraction: float, test_fraction: float, se
     return tuple(np.sort(np.asarray(p, dtype=int)) for p in parts)  # type: ignore[return-value]
 
 
-def sample_groups(samples: Sequence, near_duplicates: bool = False, max_distance: int | None = None) -> list[str | None]:
+def sample_groups(samples: Sequence, near_duplicates: bool = False, max_distance: int | None = None,
+                  notes: list[str] | None = None) -> list[str | None]:
     """The group of each sample (``Sample.group``; ``None``: a group of its own).
 
     With ``near_duplicates`` the images are also hashed
     (:func:`Functions.data.duplicates.near_duplicate_groups`) and every
     cluster of near-duplicates is merged with the groups of its members, so
     the copies of one picture - and everything grouped with any copy - stay
-    together.
+    together.  Blank images are not hashed (every blank frame would match
+    every other); when ``notes`` is a list, a line saying how many were left
+    out is appended to it.
     """
     groups: list[str | None] = [getattr(s, "group", None) for s in samples]
     if not near_duplicates:
         return groups
     from Functions.data.duplicates import MAX_DISTANCE, near_duplicate_groups
 
-    dups = near_duplicate_groups(samples, MAX_DISTANCE if max_distance is None else max_distance)
+    dups, blank = near_duplicate_groups(samples, MAX_DISTANCE if max_distance is None else max_distance)
+    if blank and notes is not None:
+        notes.append(f"{blank} blank image(s) left out of the near-duplicate check (each stays a group of its own)")
     if not any(dups):
         return groups
     # components of "same group" or "same duplicate cluster", named by their smallest real name
@@ -203,7 +208,8 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
 
     if split_by not in SPLIT_BY:
         raise UserError(f"--split-by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
-    groups = sample_groups(samples, near_duplicates=near_duplicates)
+    notes: list[str] = []
+    groups = sample_groups(samples, near_duplicates=near_duplicates, notes=notes)
     grouped = known_groups(groups)
     if split_by == "image" and grouped and not allow_shared_groups:
         keys = [g for g in groups if g]
@@ -218,4 +224,4 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
         message = f"Split {how}, " + describe_groups(groups, idx)
     else:
         message = f"Split: no groups known ({len(samples)} independent samples)"
-    return idx, groups, message
+    return idx, groups, "; ".join([message, *notes])

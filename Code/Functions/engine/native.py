@@ -10,8 +10,8 @@
 * **batches** (:func:`patch_batches`): ``--patches-per-image`` random
   ``P x P`` patches per training image and epoch, ``--foreground-fraction``
   of them centred on a foreground pixel, images smaller than a patch padded
-  (reflect for the image, zero for the mask; ``--no-pad-patches`` makes that
-  an error); validation on a fixed, seeded set of patches.
+  (image and mask reflected alike, so a mirrored nucleus keeps its label;
+  ``--no-pad-patches`` makes that an error); validation on a fixed, seeded set of patches.
 * **scoring** (:func:`finish_native`): each test image is predicted whole by
   sliding window (``--overlap``, Gaussian weights) and scored at its original
   resolution (HD95/ASSD in mm where the pixel spacing is known).

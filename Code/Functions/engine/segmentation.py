@@ -76,7 +76,7 @@ class TrainConfig(RunConfig):
     foreground_fraction: float = 1 / 3  # share of training patches centred on a foreground pixel (nnU-Net)
     patches_per_image: int = 1         # random training patches per image and epoch
     patch_sampling: str = "image"      # "image": every image equally often; "area": in proportion to its pixels
-    pad_patches: bool = True           # pad images smaller than a patch (reflect image, zero mask); False: error
+    pad_patches: bool = True           # pad images smaller than a patch (image and mask reflected alike); False: error
     scale: float | None = None         # patch training: resample every image by this factor first
     spacing: float | None = None       # patch training: resample to this pixel size (formats that store spacing)
     max_memory: str | None = None      # budget for decoded training data ("4G", "0.5" of RAM); None: half the RAM

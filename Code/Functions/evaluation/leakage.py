@@ -30,6 +30,8 @@ class LeakageReport:
     ``shared``: ``{"train/test": [group, ...]}``; ``duplicates``:
     ``{"train/test": [(file_a, file_b, bits), ...]}``; ``hashed``: how many
     images were hashed (``None`` when the near-duplicate check was off);
+    ``blank``: how many blank images were left out of it (every blank frame
+    hashes alike, see :func:`Functions.data.duplicates.is_blank`);
     ``group_source``: where the groups came from.
     """
 
@@ -38,6 +40,7 @@ class LeakageReport:
     shared: dict = field(default_factory=dict)
     duplicates: dict = field(default_factory=dict)
     hashed: int | None = None
+    blank: int = 0
     group_source: str = ""
 
     @property
@@ -65,7 +68,8 @@ class LeakageReport:
             if len(dups) > 10:
                 out.append(f"  ... ({len(dups) - 10} more pairs)")
         if self.hashed is not None:
-            out.append(f"near-duplicate check: {self.hashed} images hashed (dHash + pHash)")
+            out.append(f"near-duplicate check: {self.hashed} images hashed (dHash + pHash)"
+                       + (f", {self.blank} blank image(s) left out" if self.blank else ""))
         out.append("result: " + ("LEAKAGE - the test score is optimistic; retrain with a group-aware split "
                                  "(train --split-by group)" if self.test_leaks else "no group or near-duplicate "
                                  "shared with the test split"))
@@ -101,7 +105,7 @@ def _recover_groups(settings: dict, split: dict) -> tuple[dict, str]:
 
 def check_split(run_dir, near_duplicates: bool = True, max_distance: int | None = None) -> LeakageReport:
     """Check the ``split.json`` of ``run_dir`` for groups and near-duplicates shared between splits."""
-    from Functions.data.duplicates import MAX_DISTANCE, near_duplicate_pairs, image_hashes
+    from Functions.data.duplicates import MAX_DISTANCE, image_hashes, is_blank, near_duplicate_pairs
     from Functions.data.imaging import is_image_file, read_image
 
     run_dir = Path(run_dir).expanduser()
@@ -144,7 +148,11 @@ def check_split(run_dir, near_duplicates: bool = True, max_distance: int | None 
             hashes[k], names[k] = [], []
             for f in dict.fromkeys(fs):
                 if is_image_file(f) and Path(f).is_file():
-                    hashes[k].append(image_hashes(read_image(f)))
+                    image = read_image(f)
+                    if is_blank(image):                 # would match every other blank frame
+                        report.blank += 1
+                        continue
+                    hashes[k].append(image_hashes(image))
                     names[k].append(f)
         report.hashed = sum(len(v) for v in hashes.values())
         for a, b in PAIRS:

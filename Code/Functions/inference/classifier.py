@@ -42,6 +42,7 @@ def load_classifier(path: str | Path):
 def list_images(path: str | Path) -> list[Path]:
     """One image file, or every image under a folder (recursively, ``*_mask*`` files skipped)."""
     from Functions.data.labelled import is_mask_name
+    from Functions.base.paths import walk_folders
     from Functions.data.imaging import is_image_file
 
     path = Path(path).expanduser()
@@ -49,7 +50,8 @@ def list_images(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise UserError(f"--images {path} does not exist; pass an image file or a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p) and not is_mask_name(p))
+    found = (Path(d) / f for d, _, names in walk_folders(path) for f in names)   # linked folders too
+    files = sorted(p for p in found if p.is_file() and is_image_file(p) and not is_mask_name(p))
     if not files:
         raise UserError(f"--images {path} holds no image files")
     return files
