@@ -7,7 +7,8 @@ the search goes a few levels down).  Its *kind* decides how the page uses it:
 * ``"2-D"`` - semantic segmentation of images (binary or several classes);
 * ``"instance"`` - ``train --task instance`` (one label per object);
 * ``"3-D"`` - ``train --dims 3`` (NIfTI / DICOM volumes);
-* ``"classifier"`` - ``classify-train`` (a ``classes.json`` beside the model).
+* ``"classifier"`` - ``classify-train`` (a ``classes.json`` listing ``"classes"`` beside the model; a
+  multi-class segmentation run's ``classes.json`` holds ``"class_names"`` instead).
 
 :func:`report_card` is a short markdown summary read from the run's own
 files (``config.json``, ``split.json``, ``metrics.json``, ``report.md``):
@@ -56,7 +57,7 @@ def read_json(path: Path) -> dict:
 def run_kind(run_dir: str | os.PathLike) -> str:
     """The kind of a run folder (:data:`KINDS`), from its ``classes.json`` and ``config.json``."""
     run_dir = Path(run_dir)
-    if (run_dir / "classes.json").is_file():
+    if isinstance(read_json(run_dir / "classes.json").get("classes"), list):   # classify-train's class names
         return "classifier"
     config = read_json(run_dir / "config.json")
     if int(config.get("dims") or 2) == 3:
@@ -183,4 +184,4 @@ def report_card(run_dir: str | os.PathLike) -> str:
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     note = "" if (run_dir / "model.keras").is_file() else "\n\n**No model.keras in this folder: it cannot predict.**"
     summary = summary_line(run_dir)
-    return f"**{run_dir.name}**" + (f" - {summary}" if summary else "") + f"\n\n| | |\n|---|---|\n{table}{note}"
+    return f"**{run_dir.name}**" + (f" - {summary}" if summary else "") + f"\n\n| setting | value |\n|---|---|\n{table}{note}"

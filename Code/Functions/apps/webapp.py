@@ -85,10 +85,10 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
          workdir=None):
     """Everything the page shows for one request, as plain values:
 
-    ``(message, picture_a, picture_b, disagreement_picture, table, files)`` - ``message`` markdown (one
-    ``**error:**`` line for bad input, never an exception), pictures uint8 RGB arrays or ``None``, ``table``
-    a DataFrame (objects, class probabilities or labelled pixels of run A, and of B when chosen), ``files``
-    the downloads (masks and overlays) written under ``workdir``.
+    ``(message, picture_a, picture_b, disagreement_picture, table_a, table_b, files)`` - ``message`` markdown
+    (one ``**error:**`` line for bad input, never an exception), pictures uint8 RGB arrays or ``None``, tables
+    DataFrames (objects, class probabilities or labelled pixels per class) or ``None``, ``files`` the
+    downloads (masks and overlays) written under ``workdir``.
     """
     from Functions.apps import live
 
@@ -111,9 +111,7 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
             preds.append((pred, t))
             picture = live.render(pred, t, position)
             pictures.append(live.caption(picture, caption_text(tag, pred, t)))
-            table = live.summary_table(pred, t)
-            table.insert(0, "run", tag)
-            tables.append(table)
+            tables.append(live.summary_table(pred, t))
             files += live.export(pred, out, f"{tag}-{Path(run).name}", t, position)
         lines = [f"**{item.name}**" + (" (sample)" if not paths else "") + (" with TTA" if tta else "")]
         lines += [describe(tag, p, t) for (tag, _), (p, t) in zip(runs, preds)]
@@ -129,12 +127,17 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
 
                 write_image(files[-1], diff)
     except UserError as exc:
-        return f"**error:** {exc}", None, None, None, None, None
-    import pandas as pd
+        return f"**error:** {exc}", None, None, None, None, None, None
+    except Exception as exc:  # noqa: BLE001 - the page stays up; the traceback goes to the server's log
+        import logging
 
-    table = pd.concat(tables, ignore_index=True) if tables else None
-    return ("  \n".join(lines), pictures[0], pictures[1] if len(pictures) > 1 else None, diff, table,
-            [str(f) for f in files])
+        logging.getLogger("Functions").exception("the page could not process this input")
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        return (f"**error:** this input could not be processed ({type(exc).__name__}: {first}); check that it "
+                "is an image or volume the run can read", None, None, None, None, None, None)
+    second = len(pictures) > 1
+    return ("  \n".join(lines), pictures[0], pictures[1] if second else None, diff, tables[0],
+            tables[1] if second else None, [str(f) for f in files])
 
 
 def caption_text(tag: str, pred, threshold) -> str:
@@ -201,11 +204,16 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
                 sagittal = gr.Slider(0, 100, value=50, step=1, label="sagittal", elem_id="sagittal")
         message = gr.Markdown("", elem_id="message")
         with gr.Row():
-            pic_a = gr.Image(label="run A", type="numpy", format="png", interactive=False, elem_id="picture-a")
-            pic_b = gr.Image(label="run B", type="numpy", format="png", interactive=False, elem_id="picture-b")
+            pic_a = gr.Image(label="run A", type="numpy", format="png", interactive=False, show_label=False,
+                             elem_id="picture-a")
+            pic_b = gr.Image(label="run B", type="numpy", format="png", interactive=False, show_label=False,
+                             elem_id="picture-b")
             pic_diff = gr.Image(label="where A and B disagree", type="numpy", format="png", interactive=False,
-                                elem_id="picture-diff")
-        table = gr.Dataframe(label="objects / classes / labelled pixels", interactive=False, elem_id="table")
+                                show_label=False, elem_id="picture-diff")
+        with gr.Row():
+            table_a = gr.Dataframe(label="run A: objects / classes / labelled pixels", interactive=False,
+                                   elem_id="table-a")
+            table_b = gr.Dataframe(label="run B", interactive=False, elem_id="table-b")
         downloads = gr.File(label="downloads: masks and overlays", file_count="multiple", interactive=False,
                             elem_id="downloads")
 
@@ -224,7 +232,7 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
         run_a.change(choose_run, run_a, [card_a, threshold])
         run_b.change(do_card, run_b, card_b)
         inputs = [run_a, run_b, upload, sample, tta, threshold, axial, coronal, sagittal]
-        outputs = [message, pic_a, pic_b, pic_diff, table, downloads]
+        outputs = [message, pic_a, pic_b, pic_diff, table_a, table_b, downloads]
         go.click(do_show, inputs, outputs)
         for slider in (threshold, axial, coronal, sagittal):
             slider.release(do_show, inputs, outputs)
