@@ -352,7 +352,7 @@ def test_page_in_headless_chromium_returns_predicts_mask_and_survives_bad_input(
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
             page.wait_for_selector("#segment")
-            assert "binary (2-D)" in page.inner_text("#run-a")
+            assert page.input_value("#run-a input") == "binary (2-D)"
             page.set_input_files("#upload input[type=file]", str(image))
             page.wait_for_selector("#upload >> text=upload.png")
             page.click("#segment")

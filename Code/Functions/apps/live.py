@@ -486,7 +486,8 @@ def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None,
             return None, "a classifier and a segmentation run give different kinds of answer: nothing to compare"
         top_a, top_b = max(a.scores, key=a.scores.get), max(b.scores, key=b.scores.get)
         same = "agree" if top_a == top_b else "disagree"
-        return None, f"the classifiers {same}: A says {top_a} ({a.scores[top_a]:.0%}), B {top_b} ({b.scores[top_b]:.0%})"
+        return None, (f"the classifiers {same}: A says {top_a} ({a.scores[top_a]:.0%}), "
+                      f"B {top_b} ({b.scores[top_b]:.0%})")
     la, lb = foreground_labels(a, threshold_a), foreground_labels(b, threshold_b)
     differ = la != lb
     n, total = int(differ.sum()), int(differ.size)

@@ -184,4 +184,5 @@ def report_card(run_dir: str | os.PathLike) -> str:
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     note = "" if (run_dir / "model.keras").is_file() else "\n\n**No model.keras in this folder: it cannot predict.**"
     summary = summary_line(run_dir)
-    return f"**{run_dir.name}**" + (f" - {summary}" if summary else "") + f"\n\n| setting | value |\n|---|---|\n{table}{note}"
+    head = f"**{run_dir.name}**" + (f" - {summary}" if summary else "")
+    return f"{head}\n\n| setting | value |\n|---|---|\n{table}{note}"
