@@ -242,6 +242,23 @@ def test_volume_run_gives_predicts_nifti_with_the_input_affine_and_planes_at_the
     assert live.enlarge(np.zeros((12, 20, 3), np.uint8), 3.0, 1.0, least=60).shape == (108, 60, 3)
 
 
+def test_dicom_series_uploaded_as_files_is_predicted_like_its_folder(runs, tmp_path):
+    import nibabel as nib
+    from test_volumes import _write_series
+
+    rng = np.random.default_rng(2)
+    stored = (rng.normal(900, 40, (10, 18, 20)) + 300 * (np.mgrid[:10, :18, :20][1] > 9)).astype(np.uint16)
+    files = _write_series(tmp_path / "series", stored, spacing=(1.2, 0.8), dz=2.0)
+    predict_cli(runs / "volumes", tmp_path / "series", tmp_path / "p")
+    want = nib.load(str(tmp_path / "p" / "series.nii.gz"))
+    message, pic, _, _, _, _, out = webapp.show(str(runs / "volumes"), None, [str(f) for f in files], None,
+                                                workdir=tmp_path / "w")
+    assert message.startswith(f"**DICOM series ({len(files)} files)**"), message
+    got = nib.load(next(f for f in out if f.endswith("_mask.nii.gz")))
+    np.testing.assert_allclose(got.affine, want.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(got.dataobj), np.asarray(want.dataobj))
+
+
 def test_classifier_run_gives_the_probabilities_of_classify_predict_and_a_grad_cam(runs, tmp_path):
     from Functions.inference.classifier import predict_images
 

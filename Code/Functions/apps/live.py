@@ -34,7 +34,7 @@ from Functions.base.errors import UserError
 #: Probabilities kept for quick redraws (threshold, slices): this many (run, input, TTA) triples.
 CACHE_SIZE = 8
 #: Smallest side (pixels) a picture is drawn at; small images and volumes are enlarged (nearest neighbour).
-MIN_DISPLAY = 256
+MIN_DISPLAY = 320
 DIFF_COLOR = (1.0, 0.85, 0.0)    # yellow: pixels where two runs disagree
 
 _LOCK = threading.Lock()
@@ -70,8 +70,9 @@ def file_hash(paths) -> str:
 
 
 def read_input(paths, workdir: str | os.PathLike | None = None) -> Input:
-    """One input from uploaded files: an image, a NIfTI volume, one DICOM image, or the ``.dcm`` files of one
-    series (copied into a folder under ``workdir``).  :class:`UserError` with one line for anything else."""
+    """One input from uploaded files: an image, a NIfTI volume, one DICOM image, or the files of one DICOM
+    series (``.dcm`` or no extension; copied into a folder under ``workdir``).  :class:`UserError` with one
+    line for anything else."""
     from Functions.data import volumes as V
     from Functions.data.imaging import IMAGE_EXTENSIONS, is_image_file, read_image
     from Functions.data.medical_io import is_dicom
@@ -82,8 +83,8 @@ def read_input(paths, workdir: str | os.PathLike | None = None) -> Input:
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise UserError(f"{missing[0]} does not exist; upload the file again")
-    if len(paths) > 1:
-        if not all(is_dicom(p) for p in paths):
+    if len(paths) > 1:             # the slices of one DICOM series (any file names; others are skipped)
+        if any(is_image_file(p) or V.is_nifti_path(p) for p in paths):
             raise UserError(f"{len(paths)} files uploaded: upload one image or volume, or all the .dcm files of "
                             "one DICOM series")
         folder = Path(tempfile.mkdtemp(prefix="series-", dir=workdir))

@@ -142,8 +142,7 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
 
 def caption_text(tag: str, pred, threshold) -> str:
     name = Path(pred.run.path).name
-    extra = f", threshold {threshold:.2f}" if threshold is not None else ""
-    return f"{tag}: {name} ({pred.kind}{extra})"
+    return f"{tag}: {name}, threshold {threshold:.2f}" if threshold is not None else f"{tag}: {name} ({pred.kind})"
 
 
 def describe(tag: str, pred, threshold) -> str:
@@ -204,12 +203,11 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
                 sagittal = gr.Slider(0, 100, value=50, step=1, label="sagittal", elem_id="sagittal")
         message = gr.Markdown("", elem_id="message")
         with gr.Row():
-            pic_a = gr.Image(label="run A", type="numpy", format="png", interactive=False, show_label=False,
-                             elem_id="picture-a")
-            pic_b = gr.Image(label="run B", type="numpy", format="png", interactive=False, show_label=False,
-                             elem_id="picture-b")
-            pic_diff = gr.Image(label="where A and B disagree", type="numpy", format="png", interactive=False,
-                                show_label=False, elem_id="picture-diff")
+            picture = {"type": "numpy", "format": "png", "interactive": False, "show_label": False,
+                       "buttons": ["fullscreen"]}
+            pic_a = gr.Image(label="run A", elem_id="picture-a", **picture)
+            pic_b = gr.Image(label="run B", elem_id="picture-b", **picture)
+            pic_diff = gr.Image(label="where A and B disagree", elem_id="picture-diff", **picture)
         with gr.Row():
             table_a = gr.Dataframe(label="run A: objects / classes / labelled pixels", interactive=False,
                                    elem_id="table-a")
