@@ -53,7 +53,8 @@ def tiny_3d(path: Path) -> Path:
     model = keras.Sequential([keras.Input((8, 16, 16, 1)), keras.layers.Conv3D(2, 3, padding="same", activation="relu"),
                               keras.layers.Conv3D(1, 1, activation="sigmoid")])
     return save_run(path, model, {"dims": 3, "patch_size": [8, 16, 16], "intensity": "ct", "num_classes": 1,
-                                  "threshold": 0.5, "overlap": 0.5, "channels": 1, "model": "tiny3d"})
+                                  "threshold": 0.5, "overlap": 0.5, "channels": 1, "model": "tiny3d",
+                                  "target_spacing": [2.0, 1.25, 1.5]})   # resampled: back to the file by interpolation
 
 
 def tiny_classifier(path: Path) -> Path:
@@ -170,6 +171,7 @@ def test_show_gives_the_mask_predict_writes_and_redraws_a_threshold_without_the_
     assert int(table_a["pixels"].iloc[0]) == int((want > 0).sum())
 
     # another threshold: the kept probabilities, thresholded again (the network does not run twice)
+    assert live.load_run(runs / "binary") is live.load_run(runs / "binary")       # loaded once
     first = live.predict(runs / "binary", live.read_input([image]))
     files = webapp.show(str(runs / "binary"), None, [str(image)], None, threshold=0.3, workdir=tmp_path / "w")[-1]
     assert live.predict(runs / "binary", live.read_input([image])) is first
