@@ -1,0 +1,402 @@
+"""The classroom page (``python -m Functions app``): its callbacks as plain Python functions, and the page
+driven end to end in a real headless Chromium (skipped, with the reason, where no browser is found)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from Functions.apps import live, webapp
+from Functions.apps.run_catalog import find_runs, report_card, run_kind
+from Functions.base.errors import UserError
+from Functions.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# ----------------------------------------------------------------------------- tiny runs written by hand
+def save_run(path: Path, model, config: dict, extra: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    model.save(path / "model.keras")
+    (path / "config.json").write_text(json.dumps(config))
+    for name, value in (extra or {}).items():
+        (path / name).write_text(json.dumps(value))
+    return path
+
+
+def tiny_2d(path: Path, seed: int = 0, channels: int = 1, config: dict | None = None) -> Path:
+    """A two-layer segmentation model on 16x16 grey images, saved as a run folder."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(channels, 1, activation="softmax" if channels > 1 else "sigmoid")])
+    return save_run(path, model, {"task": "semantic", "normalization": "minmax", "threshold": 0.5, **(config or {})})
+
+
+def tiny_3d(path: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 16, 16, 1)), keras.layers.Conv3D(2, 3, padding="same", activation="relu"),
+                              keras.layers.Conv3D(1, 1, activation="sigmoid")])
+    return save_run(path, model, {"dims": 3, "patch_size": [8, 16, 16], "intensity": "ct", "num_classes": 1,
+                                  "threshold": 0.5, "overlap": 0.5, "channels": 1, "model": "tiny3d",
+                                  "target_spacing": [2.0, 1.25, 1.5]})   # resampled: back to the file by interpolation
+
+
+def tiny_classifier(path: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
+                              keras.layers.Activation("softmax")])
+    return save_run(path, model, {"model": "tiny", "image_size": 16, "epochs": 2},
+                    {"classes.json": {"classes": ["cat", "dog"], "image_size": 16, "channels": 1,
+                                      "normalization": "minmax", "clahe": False}})
+
+
+def grey_image(path: Path, shape=(20, 24), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    disc = (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (min(shape) / 3) ** 2
+    cv2.imwrite(str(path), np.clip(60 + 120 * disc + rng.normal(0, 25, shape), 0, 255).astype(np.uint8))
+    return path
+
+
+def nifti(path: Path, shape=(18, 20, 12), affine=None, ndim: int = 3) -> Path:
+    """A CT-like volume (i, j, k) = ``shape`` with a bright box, anisotropic and flipped (LPS-like) affine."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(-100, 60, shape).astype(np.float32)
+    data[4:12, 5:15, 3:9] += 250
+    if ndim == 2:
+        data = data[:, :, 0]
+    affine = np.diag([-1.5, -1.0, 3.0, 1.0]) if affine is None else affine
+    affine[:3, 3] = (12.0, -7.0, 30.0)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("app_runs")
+    tiny_2d(root / "binary", seed=0)
+    tiny_2d(root / "binary_b", seed=1)
+    tiny_2d(root / "objects", seed=2, channels=3, config={"task": "instance"})
+    tiny_3d(root / "volumes")
+    tiny_classifier(root / "classes")
+    return root
+
+
+def read_png(path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def predict_cli(run: Path, image: Path, out: Path, *extra) -> Path:
+    assert main(["predict", "--model", str(run), "--images", str(image), "--out", str(out), *extra]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- the run catalog
+def test_find_runs_names_each_kind_and_the_card_reads_the_run_files(tmp_path):
+    root = tmp_path / "runs"
+    (root / "seg").mkdir(parents=True)
+    (root / "seg" / "config.json").write_text(json.dumps({"model": "unet", "epochs": 5, "data": "/data/nuclei",
+                                                          "image_size": 128, "batch_size": 8, "threshold": 0.4}))
+    (root / "seg" / "model.keras").write_bytes(b"")
+    (root / "seg" / "split.json").write_text(json.dumps({"train": ["a"] * 7, "val": ["b"] * 2, "test": ["c"] * 3}))
+    (root / "seg" / "metrics.json").write_text(json.dumps({"dice": 0.8125, "iou": 0.5, "hd95": 12.25, "n_images": 3,
+                                                           "epochs_trained": 4, "train_seconds": 61.4,
+                                                           "parameters": 12345}))
+    (root / "seg" / "report.md").write_text("# Run seg\n\n**unet**: Dice 0.8125 on 3 test images.\n\n## Settings\n")
+    (root / "inst").mkdir()          # a multi-class segmentation's classes.json is not a classifier's
+    (root / "inst" / "config.json").write_text(json.dumps({"task": "instance", "num_classes": 3}))
+    (root / "inst" / "classes.json").write_text(json.dumps({"num_classes": 3, "class_names": ["bg", "in", "edge"]}))
+    (root / "compare" / "vol").mkdir(parents=True)
+    (root / "compare" / "vol" / "config.json").write_text(json.dumps({"dims": 3, "patch_size": [16, 32, 32]}))
+    (root / "cls").mkdir()
+    (root / "cls" / "config.json").write_text(json.dumps({"model": "resnet18"}))
+    (root / "cls" / "classes.json").write_text(json.dumps({"classes": ["a", "b"], "image_size": 64}))
+    (root / "seg" / "backup").mkdir()                                   # never listed as a run
+    (root / "seg" / "backup" / "config.json").write_text("{}")
+
+    found = {r.name: r for r in find_runs(root)}
+    assert sorted(found) == ["cls", "compare/vol", "inst", "seg"]
+    assert {n: r.kind for n, r in found.items()} == {"cls": "classifier", "compare/vol": "3-D", "inst": "instance",
+                                                      "seg": "2-D"}
+    assert found["seg"].has_model and not found["inst"].has_model
+    assert found["inst"].label == "inst (instance, no model)"
+
+    card = report_card(root / "seg")
+    for text in ("Dice 0.8125 on 3 test images", "| data set | nuclei |", "| split (train / val / test) | 7 / 2 / 3 |",
+                 "dice 0.812, iou 0.500, hd95 12.2 on 3 test images", "4 of 5 epochs", "61 s of training",
+                 "12,345 parameters", "| input size | 128 |"):
+        assert text in card, (text, card)
+    assert "cannot predict" in report_card(root / "inst")
+    assert "| patch | 16 x 32 x 32 |" in report_card(root / "compare" / "vol")
+    assert "| classes | a, b |" in report_card(root / "cls") and "not scored yet" in report_card(root / "cls")
+    assert webapp.choose_run(str(root / "seg"))[1] == pytest.approx(0.4)
+    with pytest.raises(UserError, match="does not exist"):
+        find_runs(tmp_path / "missing")
+    assert webapp.refresh_runs(tmp_path / "missing")[1].startswith("**error:**")
+
+
+# ----------------------------------------------------------------------------- the callbacks, no browser
+def test_show_gives_the_mask_predict_writes_and_redraws_a_threshold_without_the_network(runs, tmp_path):
+    image = grey_image(tmp_path / "cells.png")
+    want = read_png(predict_cli(runs / "binary", image, tmp_path / "pred") / "cells.png")
+    assert 0 < (want > 0).mean() < 1                                  # a mask with both values: a real check
+
+    message, pic_a, pic_b, diff, table_a, table_b, files = webapp.show(str(runs / "binary"), None, [str(image)],
+                                                                        None, workdir=tmp_path / "w")
+    assert message.startswith("**cells.png**") and pic_b is None and diff is None and table_b is None
+    mask = next(f for f in files if f.endswith("_mask.png"))
+    np.testing.assert_array_equal(read_png(mask), want)
+    assert read_png(next(f for f in files if f.endswith("_overlay.png"))).shape == (20, 24, 3)
+    assert int(table_a["pixels"].iloc[0]) == int((want > 0).sum())
+
+    # another threshold: the kept probabilities, thresholded again (the network does not run twice)
+    assert live.load_run(runs / "binary") is live.load_run(runs / "binary")       # loaded once
+    first = live.predict(runs / "binary", live.read_input([image]))
+    files = webapp.show(str(runs / "binary"), None, [str(image)], None, threshold=0.3, workdir=tmp_path / "w")[-1]
+    assert live.predict(runs / "binary", live.read_input([image])) is first
+    low = read_png(predict_cli(runs / "binary", image, tmp_path / "pred03", "--threshold", "0.3") / "cells.png")
+    np.testing.assert_array_equal(read_png(next(f for f in files if f.endswith("_mask.png"))), low)
+    assert (low > 0).sum() > (want > 0).sum()
+
+
+def test_two_runs_side_by_side_count_the_pixels_where_they_disagree(runs, tmp_path):
+    image = grey_image(tmp_path / "two.png", seed=4)
+    a = read_png(predict_cli(runs / "binary", image, tmp_path / "a") / "two.png") > 0
+    b = read_png(predict_cli(runs / "binary_b", image, tmp_path / "b") / "two.png") > 0
+    message, pic_a, pic_b, diff, _, _, files = webapp.show(str(runs / "binary"), str(runs / "binary_b"), [str(image)],
+                                                           None, workdir=tmp_path / "w")
+    n = int((a != b).sum())
+    assert 0 < n < a.size
+    assert f"disagree on {n:,} of {a.size:,} pixels" in message
+    assert pic_a.shape == pic_b.shape and diff is not None
+    assert sum(f.endswith("_mask.png") for f in files) == 2 and any(f.endswith("_disagreement.png") for f in files)
+    # the marked pixels of the picture are those: drawn without enlarging, yellow exactly where they differ
+    from Functions.data.imaging import read_image
+
+    rgb = live.mark(np.repeat(read_image(image)[..., :1] / 255.0, 3, axis=-1), a != b)
+    yellowish = (rgb[..., 0] > rgb[..., 2] + 0.3) & (rgb[..., 1] > rgb[..., 2] + 0.3)
+    np.testing.assert_array_equal(yellowish, a != b)
+
+
+def test_object_table_of_a_hand_made_label_map():
+    labels = np.zeros((10, 12), np.int32)
+    labels[1:4, 2:6] = 1               # 3 x 4 = 12 pixels, centre (2, 3.5)
+    labels[6:9, 8:9] = 2               # 3 x 1 = 3 pixels, centre (7, 8)
+    table = live.object_table(labels)
+    assert table.to_dict("records") == [
+        {"id": 1, "area_px": 12, "centre_y": 2.0, "centre_x": 3.5, "height": 3, "width": 4},
+        {"id": 2, "area_px": 3, "centre_y": 7.0, "centre_x": 8.0, "height": 3, "width": 1}]
+    assert live.object_table(np.zeros((4, 4), np.int32)).empty
+
+
+def test_instance_run_gives_the_label_map_of_predict_and_one_row_per_object(runs, tmp_path):
+    image = grey_image(tmp_path / "nuc.png", shape=(32, 40), seed=2)
+    want = read_png(predict_cli(runs / "objects", image, tmp_path / "p") / "nuc.png")
+    message, pic, _, _, table, _, files = webapp.show(str(runs / "objects"), None, [str(image)], None,
+                                                      workdir=tmp_path / "w")
+    got = read_png(next(f for f in files if f.endswith("_mask.png")))
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
+    assert len(table) == int(want.max()) and f"{int(want.max())} objects" in message
+    assert table["area_px"].sum() == int((want > 0).sum())
+
+
+def test_volume_run_gives_predicts_nifti_with_the_input_affine_and_planes_at_the_true_aspect(runs, tmp_path):
+    import nibabel as nib
+
+    volume = nifti(tmp_path / "ct.nii.gz")
+    predict_cli(runs / "volumes", volume, tmp_path / "p")
+    want = nib.load(str(tmp_path / "p" / "ct.nii.gz"))
+    message, pic, _, _, table, _, files = webapp.show(str(runs / "volumes"), None, [str(volume)], None,
+                                                      workdir=tmp_path / "w", axial=0, coronal=100, sagittal=50)
+    assert not message.startswith("**error"), message
+    got = nib.load(next(f for f in files if f.endswith("_mask.nii.gz")))
+    np.testing.assert_allclose(got.affine, nib.load(str(volume)).affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(got.dataobj), np.asarray(want.dataobj))
+    voxels = int(np.count_nonzero(np.asarray(want.dataobj)))
+    assert int(table["voxels"].iloc[0]) == voxels and table["ml"].iloc[0] == pytest.approx(voxels * 4.5 / 1000, 1e-3)
+    # RAS volume (D, H, W) = (12, 20, 18) at (3, 1, 1.5) mm: coronal rows are 3 mm, columns 1.5 mm
+    pred = live.predict(runs / "volumes", live.read_input([volume]))
+    assert pred.image.shape == (12, 20, 18) and pred.spacing == (3.0, 1.0, 1.5)
+    assert live.slice_point(pred.image.shape, (0, 100, 50)) == (0, 19, 8)
+    assert live.enlarge(np.zeros((12, 18, 3), np.uint8), 3.0, 1.5, least=1).shape == (24, 18, 3)
+    assert live.enlarge(np.zeros((12, 20, 3), np.uint8), 3.0, 1.0, least=60).shape == (108, 60, 3)
+
+
+def test_dicom_series_uploaded_as_files_is_predicted_like_its_folder(runs, tmp_path):
+    import nibabel as nib
+    from test_volumes import _write_series
+
+    rng = np.random.default_rng(2)
+    stored = (rng.normal(900, 40, (10, 18, 20)) + 300 * (np.mgrid[:10, :18, :20][1] > 9)).astype(np.uint16)
+    files = _write_series(tmp_path / "series", stored, spacing=(1.2, 0.8), dz=2.0)
+    predict_cli(runs / "volumes", tmp_path / "series", tmp_path / "p")
+    want = nib.load(str(tmp_path / "p" / "series.nii.gz"))
+    message, pic, _, _, _, _, out = webapp.show(str(runs / "volumes"), None, [str(f) for f in files], None,
+                                                workdir=tmp_path / "w")
+    assert message.startswith(f"**DICOM series ({len(files)} files)**"), message
+    got = nib.load(next(f for f in out if f.endswith("_mask.nii.gz")))
+    np.testing.assert_allclose(got.affine, want.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(got.dataobj), np.asarray(want.dataobj))
+
+
+def test_classifier_run_gives_the_probabilities_of_classify_predict_and_a_grad_cam(runs, tmp_path):
+    from Functions.inference.classifier import predict_images
+
+    image = grey_image(tmp_path / "pet.png", shape=(16, 16))
+    want = predict_images(runs / "classes", [image])
+    message, pic, _, _, table, _, files = webapp.show(str(runs / "classes"), str(runs / "classes"), [str(image)],
+                                                      None, workdir=tmp_path / "w")
+    assert list(table["class"]) == ["cat", "dog"]
+    np.testing.assert_allclose(table["probability"], [want["prob_cat"][0], want["prob_dog"][0]], atol=1e-4)
+    assert f"A **classes**: {want['predicted'][0]}" in message and "the classifiers agree" in message
+    assert pic.shape[2] == 3 and [Path(f).name for f in files] == ["pet_A-classes_gradcam.png",
+                                                                    "pet_B-classes_gradcam.png"]
+
+
+def test_bad_input_gives_one_message_and_no_exception(runs, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    readme = tmp_path / "readme.txt"
+    readme.write_text("hello")
+    flat = nifti(tmp_path / "flat.nii.gz", ndim=2)
+    image = grey_image(tmp_path / "ok.png")
+    empty_run = tmp_path / "runs" / "unfinished"
+    empty_run.mkdir(parents=True)
+    (empty_run / "config.json").write_text("{}")
+    cases = [
+        ((str(runs / "binary"), None, [str(text)], None), ("cannot read image", "notes.png")),
+        ((str(runs / "binary"), None, [str(readme)], None), ("readme.txt is neither an image",)),
+        ((str(runs / "volumes"), None, [str(image)], None), ("segments 3-D volumes", "ok.png is a 2-D image")),
+        ((str(runs / "volumes"), None, [str(flat)], None), ("flat.nii.gz", "2-D array")),
+        ((str(runs / "binary"), None, [str(nifti(tmp_path / "v.nii.gz"))], None), ("v.nii.gz is a volume",)),
+        ((str(empty_run), None, [str(image)], None), ("unfinished has no model.keras",)),
+        ((str(runs / "binary"), None, [str(image), str(readme)], None), ("2 files uploaded",)),
+        ((str(runs / "binary"), None, None, None), ("no input",)),
+        ((None, None, [str(image)], None), ("choose a run first",)),
+    ]
+    for args, needles in cases:
+        out = webapp.show(*args, workdir=tmp_path / "w")
+        message = out[0]
+        assert message.startswith("**error:** ") and "\n" not in message, message
+        assert all(x is None for x in out[1:])
+        for needle in needles:
+            assert needle in message, (needle, message)
+
+
+def test_app_command_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from helpers import cli_fails
+
+    cli_fails(capsys, ["app", "--runs", str(tmp_path / "nowhere")], "--runs", "nowhere", "is not a folder")
+    cli_fails(capsys, ["app", "--runs", str(tmp_path), "--port", "70000"], "--port")
+    monkeypatch.setitem(sys.modules, "gradio", None)                    # as if the [app] extra were missing
+    cli_fails(capsys, ["app", "--runs", str(tmp_path)], "pip install -e .[app]")
+
+
+# ----------------------------------------------------------------------------- the page in a real browser
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(runs: Path, port: int, log: Path) -> subprocess.Popen:
+    """``python -m Functions app`` in a new process; returns once it serves the page (or fails the test)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "Code"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "Functions", "app", "--runs", str(runs), "--port", str(port)],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the app stopped (exit {proc.returncode}):\n{log.read_text()}")
+        if f"http://127.0.0.1:{port}" in log.read_text():
+            return proc
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"the app did not start within 240 s:\n{log.read_text()}")
+
+
+def test_page_in_headless_chromium_returns_predicts_mask_and_survives_bad_input(runs, tmp_path):
+    pytest.importorskip("gradio", reason="the page needs Gradio: pip install -e .[app]")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no Playwright: pip install playwright")
+    browser_path = chromium_path()
+    if browser_path is None:
+        pytest.skip("no Chromium found (apt-get install -y chromium); the page was not driven in a browser")
+    only = tmp_path / "runs"
+    shutil.copytree(runs / "binary", only / "binary")
+    image = grey_image(tmp_path / "upload.png", shape=(36, 44), seed=7)
+    want = read_png(predict_cli(only / "binary", image, tmp_path / "pred") / "upload.png")
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image at all")
+
+    port = free_port()
+    proc = start_app(only, port, tmp_path / "app.log")
+    try:
+        # bound to 127.0.0.1 only: another address of this machine is refused
+        other = socket.gethostbyname(socket.gethostname())
+        if other != "127.0.0.1":
+            with pytest.raises(OSError):
+                socket.create_connection((other, port), timeout=3).close()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+            page.wait_for_selector("#segment")
+            assert page.input_value("#run-a input") == "binary (2-D)"
+            page.set_input_files("#upload input[type=file]", str(image))
+            page.wait_for_selector("#upload >> text=upload.png")
+            page.click("#segment")
+            page.wait_for_selector("#downloads a[href*='_mask.png']", timeout=180_000)
+            href = page.get_attribute("#downloads a[href*='_mask.png']", "href")
+            body = page.request.get(href if href.startswith("http") else f"http://127.0.0.1:{port}{href}").body()
+            got = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(got, want)
+            assert "upload.png" in page.inner_text("#message")
+
+            # bad input: one clear message in the page, and the page keeps working
+            page.click("#upload button[aria-label='Clear']")
+            page.set_input_files("#upload input[type=file]", str(bad))
+            page.wait_for_selector("#upload >> text=broken.png")
+            page.click("#segment")
+            page.wait_for_selector("#message >> text=error:", timeout=60_000)
+            message = page.inner_text("#message")
+            assert "broken.png" in message and "not an image" in message, message
+            page.click("#upload button[aria-label='Clear']")
+            page.set_input_files("#upload input[type=file]", str(image))
+            page.wait_for_selector("#upload >> text=upload.png")
+            page.click("#segment")
+            page.wait_for_selector("#message >> text=foreground pixels", timeout=60_000)
+            browser.close()
+        assert proc.poll() is None, "the app stopped"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
