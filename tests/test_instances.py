@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from Functions.base.errors import UserError
 from Functions.data.discovery import find_samples
@@ -182,6 +183,77 @@ def test_small_markers_are_dropped_so_a_spurious_seed_does_not_split_a_nucleus()
     assert loose.max() == 2
     strict = probabilities_to_labels(probs, interior_threshold=0.9, min_size=1, min_marker_size=4)
     assert strict.max() == 1 and (strict > 0).sum() == 80
+
+
+def faint_blob_case():
+    """16x16 background/interior/boundary probabilities: two marked nuclei (6x5 px with a confident 4x3
+    interior) and, between them in raster order, a faint 3x4 blob whose interior stays below the marker
+    threshold (P(interior) 0.45), plus a faint 1x3 speck.  Returns ``(probs, pixels of each object)``."""
+    probs = np.zeros((16, 16, 3), np.float32)
+    probs[..., 0] = 1.0
+    first, blob, second, speck = (np.zeros((16, 16), bool) for _ in range(4))
+    first[1:7, 1:6] = True
+    blob[3:6, 9:13] = True
+    second[9:15, 2:7] = True
+    speck[14, 11:14] = True
+    for nucleus in (first, second):
+        probs[nucleus] = [0.0, 0.2, 0.8]                          # rim: boundary
+        inner = ndimage.binary_erosion(nucleus)
+        probs[inner] = [0.0, 0.9, 0.1]                            # confident interior: the marker
+    probs[blob] = [0.3, 0.45, 0.25]                               # foreground 0.7, interior 0.45 < 0.5
+    probs[speck] = [0.3, 0.45, 0.25]
+    return probs, {"first": first, "blob": blob, "second": second, "speck": speck}
+
+
+def test_unmarked_foreground_blob_is_kept_as_an_object_hand_case():
+    probs, px = faint_blob_case()
+    out = three_class_to_labels(probs, interior_threshold=0.5, foreground_threshold=0.5, min_size=4,
+                                min_marker_size=2)
+    # three objects numbered in raster order of their first pixel: first (1, 1), blob (3, 9), second (9, 2);
+    # the 3-px speck is unmarked too, but smaller than min_size 4: dropped as before
+    assert out.max() == 3
+    np.testing.assert_array_equal(out == 1, px["first"])          # marked nuclei: their whole pixel sets
+    np.testing.assert_array_equal(out == 2, px["blob"])           # the faint blob: exactly its 12 pixels
+    np.testing.assert_array_equal(out == 3, px["second"])
+    assert (out[px["speck"]] == 0).all()
+    kept = three_class_to_labels(probs, min_size=3)               # min_size 3: the speck is an object too
+    assert kept.max() == 4 and np.array_equal(kept == 4, px["speck"])
+    # the same through probabilities_to_labels (the path predict and evaluate take)
+    np.testing.assert_array_equal(probabilities_to_labels(probs, min_size=4), out)
+
+
+def test_marked_objects_are_unchanged_by_keeping_unmarked_ones():
+    """The marked nuclei decode as the watershed alone decodes them: the same label map as with the faint blob
+    made background, apart from the blob's own pixels."""
+    probs, px = faint_blob_case()
+    without = probs.copy()
+    without[px["blob"] | px["speck"]] = [1.0, 0.0, 0.0]
+    before = three_class_to_labels(without, min_size=4)
+    assert before.max() == 2
+    after = three_class_to_labels(probs, min_size=4)
+    np.testing.assert_array_equal(after == 1, before == 1)
+    np.testing.assert_array_equal(after == 3, before == 2)
+    # a touching pair split by the watershed stays split (no unmarked pixels left to relabel)
+    lab = touching_discs()
+    np.testing.assert_array_equal(three_class_to_labels(np.eye(3, dtype=np.float32)[three_class_target(lab)]),
+                                  lab)
+
+
+def test_no_marker_at_all_still_gives_the_foreground_pieces():
+    probs = np.zeros((8, 10, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[1:4, 1:4] = [0.2, 0.4, 0.4]                             # foreground, no confident interior anywhere
+    probs[5:7, 5:9] = [0.2, 0.4, 0.4]
+    out = three_class_to_labels(probs, min_size=4)
+    expected = np.zeros((8, 10), np.int32)
+    expected[1:4, 1:4], expected[5:7, 5:9] = 1, 2
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.int32
+    # the distance decoder too: a piece whose distance never rises h above its surroundings has no peak
+    fg = (expected > 0).astype(np.float32)
+    dist = np.where(expected == 1, 0.05, 0.0).astype(np.float32)
+    dist[5:7, 5:9] = [[0.2, 0.6, 0.6, 0.2]] * 2                  # the second piece has a peak; the first none
+    np.testing.assert_array_equal(distance_to_labels(fg, dist, h=0.2, min_size=4), expected)
 
 
 def test_colour_and_overlay_shapes():

@@ -127,6 +127,48 @@ def test_interrupted_ema_run_resumes_to_the_uninterrupted_result(data_dir, tmp_p
     assert "moving average was validated and kept (--ema 0.7)" in (out / "report.md").read_text()
 
 
+class FakeClock:
+    """``time`` for the schedule module: every ``perf_counter()`` call advances 10 s (3 calls per epoch: its
+    start, the end of its first batch, its end), so each epoch takes 20 s whatever the machine does."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self):
+        self.t += 10.0
+        return self.t
+
+
+def test_resumed_time_budget_run_continues_the_same_learning_rate_curve(data_dir, tmp_path, monkeypatch):
+    """--time-budget fits the cosine schedule to fewer epochs than --epochs; that plan is part of the resume
+    state, so a run interrupted and resumed has, epoch by epoch, the learning rates of the uninterrupted run
+    (before, the resumed run re-planned from all --epochs and jumped back up the curve)."""
+    from Functions.engine import schedules
+    from Functions.engine.schedules import cosine_learning_rate
+
+    monkeypatch.setattr(schedules, "time", FakeClock())
+    # 5 epochs at most, 70 s.  8 training images in batches of 2: 4 steps an epoch; warm-up min(1, 0.1 x 5)
+    # = 0.5 epoch.  The first epoch's pace is estimated from its last 3 batches (10 s -> 13.3 s an epoch),
+    # later ones are measured (20 s); the plan keeps a 5 % margin.  After epoch 0: 20 s used, 50 // 14 = 3
+    # more fit -> 4 epochs; after epoch 1: 40 s used, 30 // 21 = 1 more -> 3; after epoch 2: 10 // 21 = 0 -> stop.
+    # The learning rate logged for an epoch is that of its last step under the plan of its time:
+    total = [5, 4, 3]                          # the plan while epochs 0, 1, 2 trained
+    uninterrupted = [cosine_learning_rate(4 * e + 3, 4 * total[e], 1e-2, warmup_steps=2, final_fraction=0.01)
+                     for e in range(3)]
+    kw = dict(epochs=5, time_budget=70 / 60, lr_schedule="cosine", reduce_lr_patience=0, patience=0,
+              learning_rate=1e-2, augment=None)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data_dir, out, **kw), callbacks=[InterruptAt(epoch=2)])
+    saved = json.loads((out / "backup" / "state.json").read_text())
+    assert saved["epochs_done"] == 2 and saved["callbacks"]["schedule"]["planned_epochs"] == 3
+    train(resume_config(out), resume=True)
+    hist = pd.read_csv(out / "history.csv")
+    assert hist["epoch"].tolist() == [0, 1, 2]                  # the budget still stops after the third epoch
+    # a resume that re-planned from all 5 epochs logs cosine(step 11 of 20) = 0.0050 for epoch 2, not 0.00034
+    np.testing.assert_allclose(hist["learning_rate"], uninterrupted, atol=1e-7, rtol=0)
+
+
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="is not a folder"):
         resume_config(tmp_path / "nope")

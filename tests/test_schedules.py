@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import pytest
 
 from Functions.engine import schedules
@@ -93,6 +94,54 @@ def test_resumed_budget_counts_earlier_time(monkeypatch):
     clock["t"] += 15
     cb.on_epoch_end(5)
     assert model.stop_training and cb.planned_epochs == 6
+
+
+def _run_epochs(cb, model, clock, epochs, first_batch=5.0, seconds=20.0):
+    """Drive ``cb`` through ``epochs`` (a range) of a fit on the fake clock; the logged rate of each epoch."""
+    rates = []
+    cb.on_train_begin()
+    for epoch in epochs:
+        cb.on_epoch_begin(epoch)
+        for batch in range(cb.steps_per_epoch):
+            cb.on_train_batch_begin(batch)
+            clock["t"] += first_batch if batch == 0 else (seconds - first_batch) / (cb.steps_per_epoch - 1)
+            cb.on_train_batch_end(batch)
+        rates.append(_lr(model))                   # the rate of the epoch's last step, as history.csv logs it
+        cb.on_epoch_end(epoch)
+        if model.stop_training:
+            break
+    return rates
+
+
+def test_saved_plan_resumes_on_the_same_curve(monkeypatch):
+    """A schedule rebuilt from the run's settings and given the saved state continues the budget-fitted plan:
+    the same learning rates, epoch by epoch, and the same stop as the uninterrupted schedule."""
+    import json
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(schedules.time, "perf_counter", lambda: clock["t"])
+
+    def make():
+        return CosineSchedule(1.0, epochs=50, steps_per_epoch=4, time_budget=210.0)
+
+    whole, model = make(), _Model()
+    whole.set_model(model)
+    expected = _run_epochs(whole, model, clock, range(50))
+    assert len(expected) == 10 and whole.planned_epochs == 10      # 210 s at 20 s an epoch + a 5 % margin
+
+    first, model = make(), _Model()
+    first.set_model(model)
+    rates = _run_epochs(first, model, clock, range(4))             # killed after epoch 3
+    state = json.loads(json.dumps(first.get_state()))               # through state.json
+    assert state["planned_epochs"] == first.planned_epochs < 50
+    resumed, model = make(), _Model()
+    resumed.set_model(model)
+    resumed.set_state(state)
+    rates += _run_epochs(resumed, model, clock, range(4, 50))
+    np.testing.assert_allclose(rates, expected, atol=1e-12, rtol=0)
+    assert model.stop_training and resumed.planned_epochs == 10 and resumed.elapsed == pytest.approx(200.0)
+    # the resumed fit's first epoch recompiles: its pace is an estimate, kept apart from the measured ones
+    assert resumed.measured == [False, True, True, True, False, True, True, True, True, True]
 
 
 def test_bad_arguments():

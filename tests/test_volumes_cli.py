@@ -102,12 +102,22 @@ def test_resume_continues_an_interrupted_volume_run(volumes_dir, tmp_path):
             if epoch == 0:
                 raise KeyboardInterrupt
 
+    from dataclasses import asdict
+
+    from Functions.base.runs import read_run_settings
+    from Functions.inference.volumes import VolumeSettings
+
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train_volumes(tiny(volumes_dir, out), callbacks=[Stop()])
+        train_volumes(tiny(volumes_dir, out, overlap=0.0), callbacks=[Stop()])
     assert not (out / "metrics.json").exists()
     cfg = resume_volume_config(out)
     assert isinstance(cfg, VolumeConfig) and cfg.patch_size == [16, 32, 32]
+    # --overlap 0 is a valid setting: the resumed run scores (and predict / evaluate tile) with it, not with 0.5
+    assert cfg.overlap == 0.0
+    assert VolumeSettings.from_config(asdict(cfg)).overlap == 0.0
+    assert VolumeSettings.from_config(read_run_settings(out)).overlap == 0.0
+    assert VolumeSettings.from_config({"patch_size": [16, 32, 32]}).overlap == 0.5        # only a missing one
     res = train_volumes(cfg, resume=True)
     hist = pd.read_csv(out / "history.csv")
     assert hist["epoch"].tolist() == [0, 1] and (out / "metrics.json").is_file()

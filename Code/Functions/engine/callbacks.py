@@ -22,7 +22,7 @@ or the new version of each file, never half of one.
   resumed run needs: model and optimizer weights (learning rate and step
   count included), the epoch count, the history rows and the state of the
   other callbacks (best value, early-stopping and learning-rate-plateau
-  counters).  It must be the last callback in the list, so that it records
+  counters, the learning-rate schedule's plan).  It must be the last callback in the list, so that it records
   what the others did in the same epoch.
 """
 

@@ -172,7 +172,7 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
         n_train = len(data["train"][0])
         schedule = make_schedule(config, n_train, replicas, elapsed=sum(r.get("seconds", 0.0) for r in rows))
         run_callbacks, guard = make_callbacks(task, config, model, run_dir, data, rows=rows, state=state,
-                                              extra=[c for c in (schedule,) if c] + list(callbacks or []))
+                                              schedule=schedule, extra=callbacks)
         verbose = verbose_level(config)
         t0 = time.time()
         if start < config.epochs and not finished:
@@ -265,8 +265,11 @@ def make_schedule(config, n_train: int, replicas: int = 1, elapsed: float = 0.0)
 
 
 def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: list | None = None,
-                   state: dict | None = None, extra: list | None = None):
+                   state: dict | None = None, extra: list | None = None, schedule=None):
     """The run's callbacks in the order they must run, and the NaN guard (to ask after ``fit``).
+
+    ``schedule``: the learning-rate callback (:func:`make_schedule`) or ``None``; its plan is part of the
+    resume state, so a resumed run continues the same learning-rate curve.  ``extra``: the caller's callbacks.
 
     Order matters: the NaN guard first; with ``--ema`` the averaged weights
     next, so that validation and every later callback see them; the history
@@ -301,6 +304,9 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
             raise UserError("--tensorboard needs the tensorflow package; `pip install tensorflow` "
                             "or drop --tensorboard") from None
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    if schedule is not None:
+        stateful["schedule"] = schedule
+        cbs.append(schedule)
     cbs += list(extra or [])
     cbs.append(TrainingState(run_dir / "backup", history, stateful=stateful, nan_guard=guard,
                              total_epochs=config.epochs, restore=state))

@@ -7,8 +7,13 @@ object) lets the schedule follow a *time* budget: after every epoch it
 re-plans how many epochs still fit in the budget, anneals to the end of
 that plan, and stops training when the next epoch would not fit.
 
-The learning rate depends only on the epoch, the batch index and the plan,
-so a resumed run (``train --resume``) continues the same curve.
+The learning rate depends only on the epoch, the batch index and the plan;
+the plan (the epochs fitted to the budget, the warm-up, the time spent and
+the measured epoch times) is part of the resume state
+(:meth:`CosineSchedule.get_state`, kept by
+:class:`~Functions.engine.callbacks.TrainingState`), so a resumed run
+(``train --resume``) continues the same curve rather than re-planning from
+the full ``--epochs`` (which would put it back near the peak rate).
 """
 
 from __future__ import annotations
@@ -66,9 +71,27 @@ class CosineSchedule(keras.callbacks.Callback):
         self.planned_epochs = self.max_epochs
         self.epoch_seconds: list[float] = []
         self.paces: list[float] = []               # estimated seconds per epoch, one per finished epoch
+        self.measured: list[bool] = []             # per pace: False for the first epoch of a fit (compilation)
         self._epoch = 0
         self._t_epoch = None
         self._t_first_batch = None
+        self._first_of_fit = True
+
+    def get_state(self) -> dict:
+        """The plan, for the resume state: ``planned_epochs``, ``warmup_epochs``, ``elapsed`` and the
+        measured epoch times (``epoch_seconds``, ``paces``, ``measured``)."""
+        return {"planned_epochs": self.planned_epochs, "warmup_epochs": self.warmup_epochs,
+                "elapsed": self.elapsed, "epoch_seconds": list(self.epoch_seconds), "paces": list(self.paces),
+                "measured": list(self.measured)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue the plan saved by :meth:`get_state` (a resumed run)."""
+        self.planned_epochs = max(1, min(self.max_epochs, int(state.get("planned_epochs", self.planned_epochs))))
+        self.warmup_epochs = float(state.get("warmup_epochs", self.warmup_epochs))
+        self.elapsed = float(state.get("elapsed", self.elapsed))
+        self.epoch_seconds = [float(v) for v in state.get("epoch_seconds", [])]
+        self.paces = [float(v) for v in state.get("paces", [])]
+        self.measured = [bool(v) for v in state.get("measured", [i > 0 for i in range(len(self.paces))])]
 
     def learning_rate(self, epoch: int, batch: int = 0) -> float:
         """The learning rate for ``batch`` of ``epoch`` under the current plan."""
@@ -80,6 +103,7 @@ class CosineSchedule(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(value)
 
     def on_train_begin(self, logs=None):
+        self._first_of_fit = True
         self._set(self.learning_rate(self._epoch))
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -100,15 +124,19 @@ class CosineSchedule(keras.callbacks.Callback):
             now = time.perf_counter()
             seconds = now - self._t_epoch
             pace = seconds
-            if not self.epoch_seconds and self._t_first_batch is not None and self.steps_per_epoch > 1:
-                # the first batch of a fit also traces/compiles the step: time the others and scale up
+            if self._first_of_fit and self._t_first_batch is not None and self.steps_per_epoch > 1:
+                # the first batch of a fit (a resumed one too) also traces/compiles the step: time the others
+                # and scale up
                 pace = (now - self._t_first_batch) * self.steps_per_epoch / (self.steps_per_epoch - 1)
             self.epoch_seconds.append(seconds)
             self.paces.append(pace)
+            self.measured.append(not self._first_of_fit)
             self.elapsed += seconds
+        self._first_of_fit = False
         done = int(epoch) + 1
         if self.time_budget is not None and self.paces:
-            recent = self.paces[1:] or self.paces     # the first epoch's is an estimate: prefer measured ones
+            # a fit's first epoch gives an estimate only: prefer the measured ones
+            recent = [p for p, m in zip(self.paces, self.measured) if m] or self.paces
             per_epoch = sorted(recent)[len(recent) // 2]
             fit = int((self.time_budget - self.elapsed) // max(1.05 * per_epoch, 1e-9))   # 5 % margin
             self.planned_epochs = max(done, min(self.max_epochs, done + fit))

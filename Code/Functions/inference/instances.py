@@ -6,7 +6,9 @@
   softmax ``(H, W, 3)``: markers are the connected pieces of the confident
   interior, and a marker-controlled **watershed** (scikit-image) on the
   interior probability grows them over the foreground (interior + boundary),
-  so a boundary band between two touching objects is split between them.
+  so a boundary band between two touching objects is split between them;
+  a foreground piece that holds no marker (a faint or small nucleus) is kept
+  as an object of its own.
 * :func:`distance_to_labels` - for a foreground probability plus a predicted
   distance map: markers at the distance peaks (regional maxima after an
   ``h``-maximum transform), watershed on the negative distance.
@@ -67,7 +69,9 @@ def three_class_to_labels(probabilities: np.ndarray, *, interior_threshold: floa
     ``interior_threshold``: interior probability a marker pixel needs;
     ``foreground_threshold``: ``1 - P(background)`` a pixel needs to belong
     to any object; markers smaller than ``min_marker_size`` pixels are
-    dropped, as are final objects smaller than ``min_size``.  A one-hot
+    dropped, as are final objects smaller than ``min_size``.  A connected piece of the foreground that
+    holds no marker (a faint or small nucleus) becomes an object of its own rather than vanishing
+    (:func:`with_unmarked_components`).  A one-hot
     class map (the ideal target) works as well as probabilities.
     """
     from skimage.segmentation import watershed
@@ -85,10 +89,8 @@ def three_class_to_labels(probabilities: np.ndarray, *, interior_threshold: floa
     if min_marker_size > 1 and markers.max() > 0:
         sizes = np.bincount(markers.ravel())
         markers = np.where(sizes[markers] < min_marker_size, 0, markers)
-    if markers.max() == 0:
-        return np.zeros(p.shape[:2], np.int32)
-    labels = watershed(-interior, markers=markers, mask=foreground)
-    return _finish(labels, min_size)
+    labels = watershed(-interior, markers=markers, mask=foreground) if markers.max() > 0 else markers
+    return _finish(with_unmarked_components(labels, foreground), min_size)
 
 
 def distance_to_labels(foreground: np.ndarray, distance: np.ndarray, *, threshold: float = 0.5, h: float = 0.2,
@@ -105,10 +107,24 @@ def distance_to_labels(foreground: np.ndarray, distance: np.ndarray, *, threshol
     d = np.where(fg, np.asarray(distance, np.float32), 0.0)
     peaks = h_maxima(d.astype(np.float64), h) > 0
     markers, _ = ndimage.label(peaks & fg, structure=ndimage.generate_binary_structure(2, 2))
-    if markers.max() == 0:
-        return np.zeros(d.shape, np.int32)
-    labels = watershed(-d, markers=markers, mask=fg)
-    return _finish(labels, min_size)
+    labels = watershed(-d, markers=markers, mask=fg) if markers.max() > 0 else markers
+    return _finish(with_unmarked_components(labels, fg), min_size)
+
+
+def with_unmarked_components(labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """``labels`` (a marker-controlled watershed inside ``foreground``) plus, as objects of their own, the
+    connected pieces of ``foreground`` that it left unlabelled.
+
+    The watershed only grows markers: a foreground piece without one (a faint or small nucleus whose interior
+    never reached the marker threshold) would otherwise vanish.  Pieces are 4-connected, as the watershed's
+    flooding is, so a piece that touches a labelled object is never split off from it.
+    """
+    lab = np.asarray(labels, np.int64)
+    rest, n = ndimage.label(np.asarray(foreground, bool) & (lab == 0),
+                            structure=ndimage.generate_binary_structure(2, 1))
+    if n == 0:
+        return lab
+    return np.where(rest > 0, rest + lab.max(initial=0), lab)
 
 
 def colour_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -81,6 +81,11 @@ class VolumeSettings:
     @classmethod
     def from_config(cls, config) -> "VolumeSettings":
         get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+
+        def or_default(key, default):               # only a missing value takes the default: overlap 0 stays 0
+            value = get(key)
+            return default if value is None else value
+
         patch = get("patch_size")
         if not patch:
             raise UserError("the run has no patch_size in its config.json; it was not trained on volumes")
@@ -88,7 +93,7 @@ class VolumeSettings:
                    spacing=tuple(float(s) for s in get("target_spacing")) if get("target_spacing") else None,
                    intensity=get("intensity") or "ct", window=tuple(get("window")) if get("window") else None,
                    channels=int(get("channels") or 1), num_classes=int(get("num_classes") or 1),
-                   threshold=float(get("threshold", 0.5) or 0.5), overlap=float(get("overlap", 0.5) or 0.5))
+                   threshold=float(or_default("threshold", 0.5)), overlap=float(or_default("overlap", 0.5)))
 
 
 def load_for_model(path, settings: VolumeSettings, *, label_path=None) -> tuple[V.Volume, V.Volume | None]:
