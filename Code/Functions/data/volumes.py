@@ -25,7 +25,7 @@ series, a label of another shape or affine than its image.
 Geometry: :func:`to_canonical` reorients to RAS (nibabel's
 ``as_closest_canonical``: array axis ``W`` runs Right, ``H`` Anterior, ``D``
 Superior); :func:`resample` to a target spacing (trilinear for images,
-nearest for labels, :func:`scipy.ndimage.zoom`); :func:`crop_foreground`.
+nearest for labels, through :func:`to_grid`); :func:`crop_foreground`.
 Every one returns a new :class:`Volume` with its affine updated, so
 :func:`to_grid` can map any array on one grid onto another by world
 coordinates - that is how a prediction made on a canonical, resampled, cropped
@@ -410,7 +410,7 @@ def resample(vol: Volume, spacing, *, order: int | None = None) -> Volume:
 
     ``order=1`` trilinear (images), ``0`` nearest (labels; the default for
     integer arrays).  The new shape is ``round(shape * old / new)``; voxel
-    boxes keep their outer edges aligned (``grid_mode``), and the affine is
+    boxes keep their outer edges aligned (the new grid spans the old box), and the affine is
     updated to match.  ``(D, H, W, C) -> (D', H', W', C)``.
     """
     target = _check_spacing(spacing)
@@ -422,21 +422,14 @@ def resample(vol: Volume, spacing, *, order: int | None = None) -> Volume:
 
 
 def resample_to_shape(vol: Volume, shape, *, order: int = 1) -> Volume:
-    """Resample ``vol`` to the spatial ``shape`` ``(D, H, W)`` covering the same box; affine updated."""
+    """Resample ``vol`` to the spatial ``shape`` ``(D, H, W)`` covering the same box; affine updated.
+
+    Values come from :func:`to_grid` (the one grid-mapping rule: every new voxel centre lies in the old box,
+    the half-voxel rim takes the nearest edge value).
+    """
     shape = tuple(int(s) for s in shape)
     if shape == vol.shape:
         return vol
-    factors = [n / o for n, o in zip(shape, vol.shape)]
-    array = vol.array
-    dtype = array.dtype
-    channels = []
-    for c in range(array.shape[3]):
-        src = array[..., c]
-        if order > 0 and not np.issubdtype(dtype, np.floating):
-            src = src.astype(np.float32)
-        out = ndimage.zoom(src, factors, order=order, mode="nearest", grid_mode=True, prefilter=False)
-        channels.append(out[: shape[0], : shape[1], : shape[2]])
-    new = np.stack(channels, axis=-1).astype(dtype if order == 0 else np.float32, copy=False)
     # voxel d' covers [d' * s, (d' + 1) * s) of the old grid, s = old/new: centre at (d' + 0.5) s - 0.5
     scale_dhw = np.array([o / n for o, n in zip(vol.shape, shape)])
     scale_ijk = scale_dhw[::-1]
@@ -444,6 +437,7 @@ def resample_to_shape(vol: Volume, shape, *, order: int = 1) -> Volume:
     step[:3, :3] = np.diag(scale_ijk)
     step[:3, 3] = (scale_ijk - 1.0) / 2.0
     affine = vol.affine @ step
+    new = to_grid(vol.array, vol.affine, affine, shape, order=order)   # the one grid-mapping rule
     return replace(vol, array=new, affine=affine, spacing=spacing_of(affine))
 
 
@@ -493,8 +487,14 @@ def to_grid(array: np.ndarray, from_affine: np.ndarray, to_affine: np.ndarray, t
 
     ``to_shape`` is ``(D, H, W)``.  Each target voxel centre is located in
     world coordinates and looked up in ``array`` (``order=0`` nearest for
-    labels, ``1`` linear for probabilities); voxels outside ``array`` get
-    ``fill``.  Flips and axis swaps are exact.  Returns ``(*to_shape[, C])``.
+    labels, ``1`` linear for probabilities).  The one rule for every grid
+    change here (:func:`resample` too): a target centre inside the source
+    *box* - the box bounded by the source voxels' outer faces, half a voxel
+    beyond the first and last centres - takes a value, the nearest edge value
+    in that half-voxel rim; only centres outside the box get ``fill``.  So a
+    volume resampled to another spacing and mapped back keeps its border
+    voxels.  Flips, axis swaps and whole-voxel shifts are exact.  Returns
+    ``(*to_shape[, C])``.
     """
     array = np.asarray(array)
     squeeze = array.ndim == 3
@@ -509,15 +509,43 @@ def to_grid(array: np.ndarray, from_affine: np.ndarray, to_affine: np.ndarray, t
         for c in range(a4.shape[3]):
             out.append(_index_map(_to_ijk(a4[..., c]), rounded, np.rint(m[:3, 3]), to_shape[::-1], fill))
     else:
+        outside = _outside_box(m, to_shape[::-1], a4.shape[2::-1])
         for c in range(a4.shape[3]):
             src = _to_ijk(a4[..., c])
             src = src.astype(np.float32) if order > 0 and not np.issubdtype(src.dtype, np.floating) else src
+            # mode="nearest": coordinates in the half-voxel rim take the edge value; the box test sets the fill
             res = ndimage.affine_transform(src, m[:3, :3], m[:3, 3], output_shape=to_shape[::-1], order=order,
-                                           mode="constant", cval=fill, prefilter=False)
+                                           mode="nearest", prefilter=False)
+            if outside is not None:
+                res[outside] = fill
             out.append(res)
     result = np.stack([_to_dhw(o)[..., 0] for o in out], axis=-1).astype(array.dtype if order == 0 else np.float32,
                                                                           copy=False)
     return result[..., 0] if squeeze else result
+
+
+#: How far (in voxels) a target centre may lie beyond the source box and still count as inside it: float32
+#: headers put a centre that lies on a face a hair outside.
+BOX_TOLERANCE = 1e-3
+
+
+def _outside_box(m: np.ndarray, out_shape, src_shape) -> np.ndarray | None:
+    """Boolean ``out_shape`` (ijk) mask of the target voxels whose centre (source index ``m @ ijk``) lies
+    outside the source box ``[-0.5, n - 0.5]`` per axis; None when every one is inside (checked at the
+    8 corners: the map is affine)."""
+    lo, hi = -0.5 - BOX_TOLERANCE, np.asarray(src_shape, float) - 0.5 + BOX_TOLERANCE
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in out_shape], indexing="ij")).reshape(3, -1)
+    coords = m[:3, :3] @ corners + m[:3, 3:4]
+    if np.all((coords >= lo) & (coords <= hi[:, None])):
+        return None
+    outside = np.zeros(out_shape, bool)
+    j = np.arange(out_shape[1])[:, None]
+    k = np.arange(out_shape[2])[None, :]
+    for i in range(out_shape[0]):                       # one slab at a time: no full coordinate arrays in memory
+        for r in range(3):
+            x = m[r, 0] * i + m[r, 1] * j + m[r, 2] * k + m[r, 3]
+            outside[i] |= (x < lo) | (x > hi[r])
+    return outside
 
 
 def _index_map(src: np.ndarray, rot: np.ndarray, shift: np.ndarray, out_shape, fill) -> np.ndarray:

@@ -205,10 +205,10 @@ def predict_volume_files(model_path, images, out, *, threshold: float | None = N
     Also writes ``out/predictions.csv`` (name, shape, spacing, foreground
     voxels and millilitres per label).  Returns that table.
     """
-    import keras
     import pandas as pd
 
     from Functions.base.runs import read_run_settings
+    from Functions.inference.loading import load_keras_model
 
     model_path = Path(model_path)
     run_dir = model_path.parent if model_path.suffix == ".keras" else model_path
@@ -226,7 +226,7 @@ def predict_volume_files(model_path, images, out, *, threshold: float | None = N
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out} already exists and is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    model = keras.saving.load_model(model_file, safe_mode=True)
+    model = load_keras_model(model_file)
     rows = []
     for path in volumes:
         target = out / output_name(path)
