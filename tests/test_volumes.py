@@ -441,7 +441,7 @@ def test_downsampled_random_labels_fill_nothing_inside_the_box():
     (0.3, [10, 20, 30, 40, 50]),              # last centre at 4.3: in the rim, nearest edge
     (0.45, [10, 20, 30, 40, 50]),             # last centre at 4.45: in the rim
     (0.55, [20, 30, 40, 50, -1]),             # last centre at 4.55: just outside the box (> 4.5): fill
-    (-0.45, [10, 10, 20, 30, 40]),            # first centre at -0.45: in the rim
+    (-0.45, [10, 20, 30, 40, 50]),            # first centre at -0.45: in the rim
     (0.7, [20, 30, 40, 50, -1]),              # last centre at 4.7: outside the box (> 4.5): fill
     (-0.7, [-1, 10, 20, 30, 40]),             # first centre at -0.7: outside: fill
 ])
