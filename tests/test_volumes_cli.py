@@ -7,6 +7,10 @@ fixture trains once, 10 s); under a load average of 14 it took 2.5 min.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import nibabel as nib
@@ -130,12 +134,45 @@ CLI_TINY = ["--epochs", "1", "--patch-size", "16", "32", "32", "--patches-per-vo
             "--val-fraction", "0.2", "--test-fraction", "0.2"]
 
 
+def run_cli(*argv) -> subprocess.CompletedProcess:
+    """``python -m Functions ARGV`` in a NEW process (nothing of this test process imported there)."""
+    code = str(Path(__file__).resolve().parents[1] / "Code")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([code, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "Functions", *argv], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
 @pytest.fixture(scope="module")
 def cli_run(volumes_dir, tmp_path_factory):
-    """``train`` on a Decathlon folder without --dims: detected as volumes, 3-D defaults for untouched flags."""
+    """``train`` on a Decathlon folder without --dims, in its own process: detected as volumes, 3-D defaults
+    for untouched flags."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert cli.main(["train", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY]) == 0
+    proc = run_cli("train", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return out
+
+
+def test_a_3d_run_predicts_and_evaluates_in_new_processes(cli_run, volumes_dir, tmp_path):
+    # the run's model.keras names BCEDiceLoss and the U-Net blocks: a fresh process must register them before
+    # loading (it stopped on "Could not locate class 'BCEDiceLoss'" when only these commands were run)
+    case = V.read_decathlon(volumes_dir).cases[1]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "vol.nii.gz").write_bytes(case.image.read_bytes())
+    proc = run_cli("predict", "--model", str(cli_run), "--images", str(inputs), "--out", str(tmp_path / "pred"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    written, source = nib.load(str(tmp_path / "pred" / "vol.nii.gz")), nib.load(str(case.image))
+    np.testing.assert_array_equal(written.affine, source.affine)
+    assert written.shape == source.shape and set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+    proc = run_cli("evaluate", "--run", str(cli_run), "--split", "test", "--out", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "ev" / "metrics.csv")
+    split = json.loads((cli_run / "split.json").read_text())
+    assert list(table["id"]) == [V.volume_stem(p) for p in split["test"]]
+    assert table["dice"].between(0, 1).all() and table["iou"].between(0, 1).all()
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert 0 <= summary["dice"] <= 1 and summary["dice"] == pytest.approx(table["dice"].mean())
 
 
 def test_cli_train_detects_volumes_and_uses_3d_defaults(cli_run):
