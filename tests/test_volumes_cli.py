@@ -230,3 +230,45 @@ def test_cli_errors_are_one_line_naming_the_file_or_flag(cli_run, volumes_dir, t
     assert cli.main(["predict", "--model", str(cli_run), "--images", str(four_d), "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "fourd.nii.gz holds a 4-D array" in err and "\n" not in err
+
+
+# ----------------------------------------------------------------------------- one foreground setting, no silent flags
+def test_foreground_fraction_sets_what_the_3d_patch_sampler_draws():
+    from types import SimpleNamespace
+
+    from Functions.engine.volumes import VOLUMES
+
+    image = np.zeros((32, 32, 32, 1), np.float32)
+    label = np.zeros((32, 32, 32, 1), np.uint8)
+    label[2:5, 3:6, 25:28] = 1                              # 27 labelled voxels of 32768
+    case = SimpleNamespace(id="v")
+    data = {"train": ([image] * 2, [label] * 2, [case] * 2), "val": ([image], [label], [case]), "patch": (8, 8, 8)}
+    model = SimpleNamespace(outputs=[None])
+
+    def foreground_patches(fraction: float) -> int:
+        config = VolumeConfig(foreground_fraction=fraction, patches_per_volume=20, augment=None, seed=4)
+        train, _ = VOLUMES.batches(config, data, model, batch_size=8)
+        return sum(int((y.reshape(len(y), -1) > 0).any(axis=1).sum()) for _, y in (train[b] for b in range(len(train))))
+
+    everywhere, centred = foreground_patches(0.0), foreground_patches(1.0)
+    assert centred == 40                                   # every patch centred on a labelled voxel holds one
+    assert everywhere < 20                                 # a random 8^3 patch reaches the 3^3 block rarely
+
+
+def test_old_run_config_with_foreground_probability_still_loads(tmp_path):
+    cfg = json.loads(VolumeConfig(foreground_fraction=0.25).to_json())
+    cfg["foreground_probability"] = cfg.pop("foreground_fraction")    # how runs before the shared field saved it
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = VolumeConfig.load(tmp_path)
+    assert loaded.foreground_fraction == 0.25 and not hasattr(loaded, "foreground_probability")
+
+
+@pytest.mark.parametrize("flags,flag", [(["--image-size", "64"], "--image-size"), (["--clahe"], "--clahe"),
+                                        (["--patches-per-image", "4"], "--patches-per-image"),
+                                        (["--normalization", "minmax"], "--normalization")])
+def test_cli_refuses_a_2d_flag_that_3d_runs_would_ignore(volumes_dir, tmp_path, capsys, flags, flag):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dims", "3", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {flag} is a 2-D setting that 3-D runs do not read") and "\n" not in err
+    assert not out.exists()

@@ -14,8 +14,9 @@ is the :class:`VolumeTask` on it - what is particular to volumes:
   volumes, as nnU-Net does) and normalised (CT window or MRI z-score, from
   the ``modality`` of ``dataset.json`` or the intensities);
 * **batches**: random patches of ``patch_size`` with foreground oversampling
-  (:func:`Functions.data.patches.patch_dataset`, one third of the patches
-  centred on a labelled voxel) and 3-D augmentation
+  (:func:`Functions.data.patches.patch_dataset`, ``foreground_fraction`` -
+  by default one third - of the patches centred on a labelled voxel) and 3-D
+  augmentation
   (:class:`Functions.data.augmentation3d.Augment3D`); validation on a fixed
   set of patches (two per validation volume, drawn once from the seed);
 * **scoring** (:func:`finish_volumes`): each test volume is predicted whole
@@ -57,8 +58,13 @@ class VolumeConfig(TrainConfig):
     ``target_spacing`` ``[z, y, x]`` mm (None: the median of the training
     volumes); ``intensity`` ``auto``/``ct``/``mri``/``none``; ``window``
     ``[center, width]`` HU for CT; ``patches_per_volume`` training patches
-    drawn from each training volume per epoch; ``overlap`` of the sliding
-    windows at test time.  ``num_classes`` is set from the labels.
+    drawn from each training volume per epoch, ``foreground_fraction`` of
+    them centred on a labelled voxel (the 2-D field and flag); ``overlap`` of
+    the sliding windows at test time.  ``num_classes`` is set from the labels.
+
+    The 2-D settings that volumes do not read (:data:`TWO_D_ONLY`) must keep
+    their defaults: a run that sets one is refused with a message naming it,
+    rather than trained as if it had not been given.
     """
 
     dims: int = 3
@@ -73,7 +79,6 @@ class VolumeConfig(TrainConfig):
     intensity: str = "auto"
     window: list | None = None
     patches_per_volume: int = 2
-    foreground_probability: float = 1 / 3
     overlap: float = 0.5
     num_classes: int | None = None
     progress_every: int = 0
@@ -98,11 +103,41 @@ class VolumeConfig(TrainConfig):
             (self.window is None or (len(self.window) == 2 and float(self.window[1]) > 0), "window",
              f"must be a center and a positive width in HU, got {self.window}"),
             (self.patches_per_volume >= 1, "patches_per_volume", f"must be at least 1, got {self.patches_per_volume}"),
-            (0 <= self.foreground_probability <= 1, "foreground_probability",
-             f"must be in [0, 1], got {self.foreground_probability}"),
             (0 <= self.overlap < 1, "overlap", f"must be in [0, 1), got {self.overlap}"),
             (self.augment in (None, "3d"), "augment", f"must be 3d or none for volumes, got {self.augment!r}"),
-        ]
+        ] + [(getattr(self, name) == VolumeConfig.__dataclass_fields__[name].default, name,
+              f"is a 2-D setting that 3-D runs do not read ({why}); leave it out")
+             for name, why in TWO_D_ONLY.items()]
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """As :meth:`RunConfig.from_dict`; a ``config.json`` written before 3-D runs shared the 2-D field
+        ``foreground_fraction`` names it ``foreground_probability``, which is read as that field."""
+        values = dict(values)
+        if "foreground_probability" in values:
+            values["foreground_fraction"] = values.pop("foreground_probability")
+        return super().from_dict(values)
+
+
+#: The 2-D settings (fields of :class:`TrainConfig`) that 3-D runs do not read, and why.
+TWO_D_ONLY = {
+    "image_size": "volumes keep their voxels at --target-spacing; --patch-size sets the model's input",
+    "normalization": "volume intensities follow --intensity (and --window for CT)",
+    "clahe": "volume intensities follow --intensity (and --window for CT)",
+    "patches_per_image": "use --patches-per-volume",
+    "patch_sampling": "every training volume gives --patches-per-volume patches",
+    "pad_patches": "volumes smaller than a patch are always padded",
+    "scale": "use --target-spacing Z Y X",
+    "spacing": "use --target-spacing Z Y X",
+    "max_memory": "volumes are held in memory",
+    "split_by": "volumes are split by patient (DICOM) or by volume",
+    "allow_shared_groups": "volumes are split by patient (DICOM) or by volume",
+    "near_duplicates": "volumes are split by patient (DICOM) or by volume",
+    "task": "3-D runs are semantic segmentation",
+    "class_map": "the label volumes' values are the classes",
+    "class_weights": "3-D runs weigh every class alike",
+    "progress_every": "3-D runs draw no progress.png",
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -262,7 +297,7 @@ class VolumeTask(Task):
         n_out = len(model.outputs)
         train = patch_dataset(images, labels, data["patch"], batch_size=batch_size,
                               patches_per_epoch=len(images) * config.patches_per_volume,
-                              foreground_probability=config.foreground_probability,
+                              foreground_probability=config.foreground_fraction,
                               augmenter=Augment3D() if config.augment else None, seed=config.seed,
                               num_outputs=n_out, workers=config.workers)
         xs, ys = [], []
