@@ -154,6 +154,29 @@ def test_intensity_normalisation_hand_computed():
     np.testing.assert_allclose(clipped[[10, 11, -1]], [0, 0, 1])
 
 
+def test_one_ct_window_default_and_one_convention_center_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from Functions.inference.volumes import normalize
+    from Functions.viz.volumes import plot_planes
+
+    hu = np.array([-1000.0, -160.0, 40.0, 240.0, 3000.0]).reshape(5, 1, 1, 1)
+    # training and prediction (inference.normalize) use the same soft-tissue default as normalize_ct: 40 / 400
+    np.testing.assert_allclose(normalize(hu, "ct").ravel(), [0.0, 0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(normalize(hu, "ct", (40, 400)), normalize(hu, "ct"))
+    # plot_planes reads window as (center, width) too: 50 / 500 shows -200 HU black and 300 HU white
+    volume = np.linspace(-1000, 1000, 6 * 7 * 8).reshape(6, 7, 8)
+    fig = plot_planes(volume, window=(50, 500))
+    assert all(ax.images[0].get_clim() == (-200, 300) for ax in fig.axes[:3])
+    plt.close(fig)
+    fig = plot_planes(volume, window="brain")                           # a preset: center 40, width 80
+    assert fig.axes[0].images[0].get_clim() == (0, 80)
+    plt.close(fig)
+
+
 def test_four_d_nifti_is_one_clear_error(tmp_path):
     path = _write_nifti(tmp_path / "fourd.nii.gz", np.zeros((4, 5, 6, 2), np.float32), np.eye(4))
     with pytest.raises(UserError, match=r"fourd\.nii\.gz holds a 4-D array") as err:

@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ct: Hounsfield window to [0, 1]; mri: percentile clip + z-score (%(default)s: from "
                         "dataset.json's modality, else from the intensities)")
     v.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
-                   help="CT window in HU for --intensity ct (default 40 500)")
+                   help="CT window in HU for --intensity ct (default 40 400: the soft-tissue window)")
     v.add_argument("--patches-per-volume", type=int, default=2, metavar="N",
                    help="random training patches per training volume and epoch (%(default)s)")
     v.add_argument("--overlap", type=float, default=0.5, metavar="F",

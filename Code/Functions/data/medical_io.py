@@ -58,6 +58,11 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "abdomen": (40.0, 400.0),
 }
 
+#: The one default CT window, ``(center, width)`` HU, wherever none is given (3-D training and prediction,
+#: :func:`Functions.data.volumes.normalize_ct`): the standard soft-tissue window, center 40 HU and width
+#: 400 HU (-160 to 240 HU: fat, fluid, muscle and organs apart; bone and contrast white, air black).
+DEFAULT_CT_WINDOW: tuple[float, float] = WINDOWS["abdomen"]
+
 _AXIS_KIND = {0: "nifti_axis0", 1: "nifti_axis1", 2: "nifti"}
 _AXIS_LETTER = {0: "x", 1: "y", 2: "z"}
 

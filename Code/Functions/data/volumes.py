@@ -47,7 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from Functions.base.errors import UserError
-from Functions.data.medical_io import apply_window, load_nifti, resolve_window
+from Functions.data.medical_io import DEFAULT_CT_WINDOW, apply_window, load_nifti, resolve_window
 
 log = logging.getLogger("Functions")
 
@@ -566,12 +566,13 @@ def to_source(array: np.ndarray, vol: Volume, *, order: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- intensities
-def normalize_ct(array: np.ndarray, window=(40.0, 400.0)) -> np.ndarray:
+def normalize_ct(array: np.ndarray, window=None) -> np.ndarray:
     """Hounsfield units to [0, 1] through a display window ``(center, width)`` or a preset name.
 
-    Default: the abdomen window (40, 400) HU.  Same shape, float32.
+    Default (None): :data:`~Functions.data.medical_io.DEFAULT_CT_WINDOW`, the
+    standard soft-tissue window, center 40 HU and width 400 HU.  Same shape, float32.
     """
-    center, width = resolve_window(window)
+    center, width = resolve_window(DEFAULT_CT_WINDOW if window is None else window)
     return apply_window(array, center, width)
 
 

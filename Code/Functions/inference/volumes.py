@@ -30,8 +30,6 @@ from Functions.base.errors import UserError
 from Functions.data import volumes as V
 
 INTENSITIES = ("auto", "ct", "mri", "none")
-#: The CT window used when none is given: wide enough for soft tissue and bone edges, (center, width) HU.
-DEFAULT_CT_WINDOW = (40.0, 500.0)
 
 
 def intensity_for(modality: str | None, array: np.ndarray | None = None) -> str:
@@ -50,11 +48,15 @@ def intensity_for(modality: str | None, array: np.ndarray | None = None) -> str:
 
 
 def normalize(array: np.ndarray, intensity: str, window=None) -> np.ndarray:
-    """Normalise a ``(D, H, W, C)`` image: ``"ct"`` window to [0, 1], ``"mri"`` z-score, ``"none"`` as is."""
+    """Normalise a ``(D, H, W, C)`` image: ``"ct"`` window to [0, 1], ``"mri"`` z-score, ``"none"`` as is.
+
+    ``window``: ``(center, width)`` HU for CT; None: the soft-tissue default (center 40, width 400,
+    :data:`Functions.data.medical_io.DEFAULT_CT_WINDOW`).
+    """
     if intensity not in ("ct", "mri", "none"):
         raise UserError(f"intensity must be ct, mri or none, got {intensity!r}")
     if intensity == "ct":
-        return V.normalize_ct(array, tuple(window) if window is not None else DEFAULT_CT_WINDOW)
+        return V.normalize_ct(array, tuple(window) if window is not None else None)
     if intensity == "mri":
         return V.normalize_mri(array)
     return np.asarray(array, np.float32)
