@@ -205,10 +205,12 @@ def test_label_with_other_shape_or_affine_names_the_label(tmp_path, lsa_case):
 
 # ----------------------------------------------------------------------------- DICOM series
 def _write_series(folder: Path, stored: np.ndarray, *, z0=-50.0, dz=2.5, spacing=(0.7, 0.9), slope=2.0,
-                  intercept=-1024.0, orientation=(1, 0, 0, 0, 1, 0), series_uid=None, order=None) -> list[Path]:
+                  intercept=-1024.0, orientation=(1, 0, 0, 0, 1, 0), series_uid=None, order=None,
+                  tags=None) -> list[Path]:
     """One DICOM file per slice of ``stored`` ``(D, H, W)`` uint16, positions z0 + d*dz along the normal.
 
     Files are written in ``order`` (default reversed) with unrelated names, so sorting by name is wrong.
+    ``tags``: header values to set (None: delete the tag), e.g. a blank ``PatientID``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     template = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
@@ -230,6 +232,12 @@ def _write_series(folder: Path, stored: np.ndarray, *, z0=-50.0, dz=2.5, spacing
         ds.SeriesInstanceUID = uid
         ds.SOPInstanceUID = generate_uid()
         ds.InstanceNumber = n + 1
+        for tag, value in (tags or {}).items():             # None deletes the tag
+            if value is None:
+                if tag in ds:
+                    delattr(ds, tag)
+            else:
+                setattr(ds, tag, value)
         p = folder / f"IM{n * 7 % 13:04d}"
         ds.save_as(p)
         paths.append(p)
@@ -288,6 +296,92 @@ def test_dicom_folder_mixing_two_series_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no DICOM image slices"):
         V.read_volume(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- DICOM groups and several series
+def test_dicom_group_is_patient_else_study_else_series():
+    from pydicom.dataset import Dataset
+
+    from Functions.data.medical_io import dicom_group
+
+    ds = Dataset()
+    ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "P7", "1.2.9", "1.2.9.1"
+    assert dicom_group(ds) == "patient:P7"
+    ds.PatientID = "  "                                      # blank (anonymised): the study
+    assert dicom_group(ds) == "study:1.2.9"
+    del ds.PatientID
+    ds.StudyInstanceUID = ""
+    assert dicom_group(ds) == "series:1.2.9.1"
+    del ds.SeriesInstanceUID
+    assert dicom_group(ds) is None
+
+
+def test_dicom_slices_with_blank_patient_id_stay_together_by_series(tmp_path):
+    from Functions.data.discovery import find_samples
+    from Functions.data.imaging import write_mask
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    stored = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    for scan in ("a", "b"):                                 # two scans, PatientID blanked, no StudyInstanceUID
+        files = _write_series(tmp_path / scan, stored, tags={"PatientID": "", "StudyInstanceUID": None})
+        for n, f in enumerate(files):
+            f.rename(root / "images" / f"{scan}{n}.dcm")
+            write_mask(root / "masks" / f"{scan}{n}.png", (np.eye(8) * 255).astype(np.uint8))
+    samples = find_samples(root)
+    groups = {s.id: s.group for s in samples}
+    assert len(samples) == 8 and all(g and g.startswith("series:") for g in groups.values())
+    assert len({groups[f"a{n}"] for n in range(4)}) == 1 and len({groups[f"b{n}"] for n in range(4)}) == 1
+    assert groups["a0"] != groups["b0"]                     # before: no group at all, slices split one by one
+
+
+def test_volume_groups_fall_back_and_one_dominant_group_is_named(tmp_path, caplog):
+    import logging
+
+    from Functions.data.splits import split_indices
+
+    stored = np.ones((4, 8, 8), np.uint16)
+    blank = _write_series(tmp_path / "blank", stored, tags={"PatientID": "", "StudyInstanceUID": "1.2.3.77"})
+    assert V.volume_group(tmp_path / "blank") == "study:1.2.3.77" and blank
+    _write_series(tmp_path / "bare", stored, series_uid="1.2.3.88", tags={"PatientID": None, "StudyInstanceUID": None})
+    assert V.volume_group(tmp_path / "bare") == "series:1.2.3.88"
+    assert V.volume_group(tmp_path / "nowhere.nii.gz") is None
+    # an anonymiser's constant ID across studies: one group; the split warns and names it
+    for k in range(5):
+        _write_series(tmp_path / f"anon{k}", stored, tags={"PatientID": "ANON", "StudyInstanceUID": f"1.2.{k}"})
+    groups = [V.volume_group(tmp_path / f"anon{k}") for k in range(5)] + ["volume:x", "volume:y"]
+    assert groups[:5] == ["patient:ANON"] * 5
+    with caplog.at_level(logging.WARNING, logger="Functions"):
+        train, val, test = split_indices(7, 0.2, 0.2, seed=0, groups=groups)
+    assert "one group (patient:ANON) holds 5 of 7 samples" in caplog.text
+    assert set(range(5)) <= set(train) or set(range(5)) <= set(val) or set(range(5)) <= set(test)
+
+
+def test_a_folder_holding_several_series_is_read_series_by_series(tmp_path):
+    from Functions.inference.volumes import list_volumes, output_name
+
+    study = tmp_path / "study"
+    _write_series(study, np.full((4, 8, 8), 100, np.uint16), series_uid="1.2.3.2", dz=2.5, spacing=(0.7, 0.7),
+                  tags={"SeriesNumber": 2})
+    _write_series(tmp_path / "t2", np.full((3, 6, 5), 300, np.uint16), series_uid="1.2.3.1", dz=4.0, z0=-10.0,
+                  spacing=(0.9, 1.1), orientation=(0, 1, 0, 0, 0, -1), tags={"SeriesNumber": 1})
+    for p in (tmp_path / "t2").iterdir():
+        p.rename(study / f"T2_{p.name}")
+    refs = list_volumes(study)
+    assert [(r.uid, r.name) for r in refs] == [("1.2.3.1", "study_series1"), ("1.2.3.2", "study_series2")]
+    assert [output_name(r) for r in refs] == ["study_series1.nii.gz", "study_series2.nii.gz"]
+    first, second = (V.read_volume(r, canonical=False) for r in refs)
+    assert first.shape == (3, 6, 5) and first.spacing == pytest.approx((4.0, 0.9, 1.1)) and first.orientation != "LPS"
+    assert second.shape == (4, 8, 8) and second.spacing == pytest.approx((2.5, 0.7, 0.7))
+    assert np.all(first.array == 300 * 2 - 1024) and np.all(second.array == 100 * 2 - 1024)   # nothing merged
+    assert V.volume_group(refs[0]) == V.volume_group(refs[1]) == "patient:" + str(
+        pydicom.dcmread(next(study.iterdir())).PatientID)                                       # one patient
+    outer = tmp_path / "two"                                # sub-folders: one volume each, as before
+    (study).rename(tmp_path / "two_study")
+    outer.mkdir()
+    (tmp_path / "two_study").rename(outer / "s")
+    assert [getattr(v, "name", None) for v in list_volumes(outer)] == ["s_series1", "s_series2"]
 
 
 # ----------------------------------------------------------------------------- Decathlon layout and registry

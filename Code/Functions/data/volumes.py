@@ -47,7 +47,8 @@ import numpy as np
 from scipy import ndimage
 
 from Functions.base.errors import UserError
-from Functions.data.medical_io import DEFAULT_CT_WINDOW, apply_window, load_nifti, resolve_window
+from Functions.data.medical_io import (DEFAULT_CT_WINDOW, apply_window, dicom_file_group, dicom_group, load_nifti,
+                                       resolve_window)
 
 log = logging.getLogger("Functions")
 
@@ -144,8 +145,10 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def volume_stem(path: str | os.PathLike) -> str:
-    """``case_001.nii.gz`` -> ``case_001``; a DICOM folder keeps its name."""
+def volume_stem(path) -> str:
+    """``case_001.nii.gz`` -> ``case_001``; a DICOM folder keeps its name; a :class:`SeriesRef` its ``name``."""
+    if isinstance(path, SeriesRef):
+        return path.name
     name = Path(path).name
     for suffix in NIFTI_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -228,7 +231,62 @@ def _dicom_headers(folder: Path) -> list:
     return headers
 
 
-def read_dicom_series(folder: str | os.PathLike) -> Volume:
+@dataclass(frozen=True)
+class SeriesRef:
+    """One series (``SeriesInstanceUID`` ``uid``) of a DICOM folder that holds several: a volume of its own.
+
+    ``number`` (1, 2 ...) orders the folder's series by ``SeriesNumber``, then UID; ``name`` is
+    ``<folder>_series<number>``.  :func:`read_volume` reads it like a folder of one series.
+    """
+
+    folder: Path
+    uid: str
+    number: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.folder.name}_series{self.number}"
+
+
+def dicom_series_in(folder: str | os.PathLike) -> list[SeriesRef]:
+    """The series of the DICOM slices in ``folder`` (one :class:`SeriesRef` each; empty without slices).
+
+    A study exported into one folder holds several series (localiser, T1, T2 ...), each with its own
+    geometry: read them one by one, never merged.
+    """
+    folder = Path(folder)
+    numbers: dict[str, float] = {}
+    for _, ds in _dicom_headers(folder):
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        try:
+            number = float(getattr(ds, "SeriesNumber", None))
+        except (TypeError, ValueError):
+            number = float("inf")
+        numbers[uid] = min(numbers.get(uid, number), number)
+    order = sorted(numbers, key=lambda u: (numbers[u], u))
+    return [SeriesRef(folder=folder, uid=uid, number=n + 1) for n, uid in enumerate(order)]
+
+
+def volume_group(path) -> str | None:
+    """The split group of a volume: for a DICOM series (folder or :class:`SeriesRef`) the
+    :func:`~Functions.data.medical_io.dicom_group` of its first slice - the patient, else the study, else
+    the series; None for a NIfTI file (no header names a patient: a group of its own)."""
+    if isinstance(path, SeriesRef):
+        headers = [ds for _, ds in _dicom_headers(path.folder) if str(getattr(ds, "SeriesInstanceUID", "") or "")
+                   == path.uid]
+        return dicom_group(headers[0]) if headers else None
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for p in sorted(path.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR":
+            group = dicom_file_group(p)
+            if group is not None:
+                return group
+    return None
+
+
+def read_dicom_series(folder: str | os.PathLike, series: str | None = None) -> Volume:
     """Read a folder holding the slices of one DICOM series as a :class:`Volume`.
 
     Slices are sorted by their position (``ImagePositionPatient``) along the
@@ -241,7 +299,8 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
     the slices in position order, ``H`` the rows, ``W`` the columns.
 
     UserError naming the folder: no DICOM slices with a position, slices of
-    more than one series (``SeriesInstanceUID``), differing orientations or
+    more than one series (``SeriesInstanceUID``; pass ``series`` = the UID
+    of one, or see :func:`dicom_series_in`), differing orientations or
     sizes, two slices at one position.
     """
     folder = Path(folder)
@@ -249,6 +308,8 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
         raise UserError(f"DICOM series folder {folder} does not exist or is not a folder; give the folder that "
                         "holds the slice files")
     headers = _dicom_headers(folder)
+    if series is not None:
+        headers = [(p, ds) for p, ds in headers if str(getattr(ds, "SeriesInstanceUID", "") or "") == series]
     if not headers:
         raise UserError(f"{folder} holds no DICOM image slices with ImagePositionPatient; give a folder with "
                         "the .dcm files of one series")
@@ -317,12 +378,16 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
 # ----------------------------------------------------------------------------- one entry point
 def read_volume(path: str | os.PathLike, *, label: bool = False, channels: bool = False,
                 canonical: bool = True, spacing=None) -> Volume:
-    """Read a NIfTI file or a DICOM series folder; optionally reorient to RAS and resample.
+    """Read a NIfTI file, a DICOM series folder or one :class:`SeriesRef`; optionally reorient to RAS and resample.
 
     ``canonical=True`` applies :func:`to_canonical`; ``spacing=(z, y, x)`` mm
     applies :func:`resample` (nearest neighbour for ``label=True``).
     Returns ``(D, H, W, C)``.
     """
+    if isinstance(path, SeriesRef):
+        vol = read_dicom_series(path.folder, series=path.uid)
+        vol = to_canonical(vol) if canonical else vol
+        return resample(vol, spacing, order=0 if label else 1) if spacing is not None else vol
     path = Path(path)
     if path.is_dir():
         if label:

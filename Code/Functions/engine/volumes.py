@@ -9,7 +9,9 @@ is the :class:`VolumeTask` on it - what is particular to volumes:
   Decathlon task folder or ``images/`` + ``labels/``), a registered data set
   (``--dataset msd-hippocampus``) or the offline sample ``Data/sample/volumes``.
   Split **by volume** (all of a patient's series on one side when DICOM
-  ``PatientID`` tells them apart), each volume reoriented to RAS, resampled to
+  headers tell them apart: ``PatientID``, else ``StudyInstanceUID``, else
+  ``SeriesInstanceUID``, :func:`Functions.data.volumes.volume_group`), each
+  volume reoriented to RAS, resampled to
   one voxel spacing (``target_spacing``; default the median of the training
   volumes, as nnU-Net does) and normalised (CT window or MRI z-score, from
   the ``modality`` of ``dataset.json`` or the intensities);
@@ -159,22 +161,6 @@ def volume_source(config: VolumeConfig):
     return find_volumes(sample_dir("volumes"))
 
 
-def _patient(case) -> str:
-    """The patient a case belongs to: DICOM ``PatientID`` for a series folder, else the case id."""
-    if Path(case.image).is_dir():
-        try:
-            import pydicom
-
-            for p in sorted(Path(case.image).iterdir()):
-                if p.is_file() and not p.name.startswith("."):
-                    ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["PatientID"])
-                    if getattr(ds, "PatientID", None):
-                        return str(ds.PatientID)
-        except Exception:  # noqa: BLE001 - no usable header: the case is its own group
-            pass
-    return case.id
-
-
 def auto_patch(shapes, depth: int = 3, cap=MAX_AUTO_PATCH) -> tuple[int, int, int]:
     """Median volume shape, capped at ``cap``, rounded down to multiples of ``2**depth`` (at least one)."""
     factor = 2 ** depth
@@ -192,8 +178,8 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     ``patch`` and ``n_samples``.
     """
     from Functions.data.sources import seeded_subset
-    from Functions.data.splits import split_indices
-    from Functions.data.volumes import read_case, read_volume
+    from Functions.data.splits import dominant_group, split_indices
+    from Functions.data.volumes import read_case, read_volume, volume_group
     from Functions.inference.volumes import intensity_for, normalize
 
     dataset = dataset if dataset is not None else volume_source(config)
@@ -202,7 +188,7 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     if len(cases) < 3:
         raise UserError(f"only {len(cases)} labelled volume(s) in {dataset.root}; training needs at least 3 "
                         "(train, validation, test)")
-    groups = [_patient(c) for c in cases]
+    groups = [volume_group(c.image) or f"volume:{c.id}" for c in cases]
     idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed,
                         groups=groups if len(set(groups)) < len(groups) else None)
     channels = dataset.channels if dataset.modality else (config.channels or 1)
@@ -228,6 +214,12 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
             subset.append(cases[i])
         data[name] = (images, labels, subset)
     if not data["train"][0] or not data["val"][0]:
+        top = dominant_group(groups)
+        if top is not None:
+            raise UserError(f"the split left no training or validation volumes: one group ({top[0]}) holds {top[1]} "
+                            f"of {len(cases)} volumes and a group never spans two splits; give the series their "
+                            "patients' own PatientIDs (blank ones fall back to StudyInstanceUID, then "
+                            "SeriesInstanceUID)")
         raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
     n_labels = max(len(dataset.labels), max(labels_seen) + 1) if dataset.labels else max(labels_seen) + 1
     data["num_classes"] = 1 if n_labels <= 2 else int(n_labels)

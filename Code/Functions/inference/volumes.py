@@ -160,9 +160,10 @@ def score_volume(truth: np.ndarray, pred: np.ndarray, spacing, num_classes: int 
     return out
 
 
-def output_name(path: str | os.PathLike) -> str:
-    """The NIfTI name a prediction of ``path`` gets: ``case1.nii.gz`` for ``case1.nii`` or a DICOM folder ``case1/``."""
-    return f"{V.volume_stem(Path(path))}.nii.gz"
+def output_name(path) -> str:
+    """The NIfTI name a prediction of ``path`` gets: ``case1.nii.gz`` for ``case1.nii`` or a DICOM folder ``case1/``,
+    ``study_series2.nii.gz`` for the second series of a folder ``study/`` that holds several."""
+    return f"{V.volume_stem(path)}.nii.gz"
 
 
 # ----------------------------------------------------------------------------- predict command
@@ -179,9 +180,11 @@ def is_volume_run(model_or_run) -> bool:
     return isinstance(settings, dict) and int(settings.get("dims") or 2) == 3
 
 
-def list_volumes(path) -> list[Path]:
+def list_volumes(path) -> list:
     """The volumes at ``path``: one NIfTI file, one DICOM series folder, or a folder of NIfTI files and
-    DICOM series sub-folders (hidden and ``._*`` files skipped)."""
+    DICOM series sub-folders (hidden and ``._*`` files skipped).  A DICOM folder holding several series
+    (one study exported into one folder) gives one :class:`~Functions.data.volumes.SeriesRef` per series:
+    each is its own volume with its own geometry."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"--images {path} does not exist; give a .nii/.nii.gz file, a DICOM series folder or a "
@@ -194,8 +197,14 @@ def list_volumes(path) -> list[Path]:
     niftis = [p for p in entries if p.is_file() and V.is_nifti_path(p)]
     series = [p for p in entries if p.is_dir()]
     if not niftis and not series:
-        return [path]                       # the folder itself is one DICOM series (read_volume says if not)
-    return niftis + series
+        series = [path]                     # the folder itself is a DICOM series (read_volume says if not)
+    return niftis + [ref for folder in series for ref in _series_of(folder)]
+
+
+def _series_of(folder: Path) -> list:
+    """``[folder]`` for a folder of one DICOM series, one SeriesRef per series when it holds several."""
+    refs = V.dicom_series_in(folder)
+    return refs if len(refs) > 1 else [folder]
 
 
 def predict_volume_files(model_path, images, out, *, threshold: float | None = None, batch_size: int = 2,
