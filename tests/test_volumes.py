@@ -535,8 +535,9 @@ def test_resampled_labels_map_back_without_losing_the_border(spacing, target, or
 @pytest.mark.parametrize("spacing,target", [((2.5, 0.98, 0.98), (0.9, 0.5, 0.5)), ((2.0, 2.0, 2.0), (1.0, 1.0, 1.0)),
                                             ((1.3, 0.9, 3.1), (0.85, 0.45, 0.7))])
 def test_upsampled_random_labels_round_trip_exactly(spacing, target, orientation):
-    # every target voxel is smaller than a source voxel along every axis (whatever the reorientation), so the nearest resampled voxel to a source centre
-    # lies inside that source voxel: the nearest-neighbour round trip must give back the very same labels
+    # every target voxel is smaller than a source voxel along every axis (whatever the reorientation), so the
+    # resampled voxel nearest a source centre lies inside that source voxel: the nearest-neighbour round trip
+    # must give back the very same labels
     lab = np.random.default_rng(7).integers(0, 4, (9, 11, 10)).astype(np.uint8)
     vol = _volume(lab, _affine(spacing, orientation))
     moved = V.resample(V.to_canonical(vol), target, order=0)
