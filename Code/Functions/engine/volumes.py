@@ -191,6 +191,14 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     groups = [volume_group(c.image) or f"volume:{c.id}" for c in cases]
     idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed,
                         groups=groups if len(set(groups)) < len(groups) else None)
+    if not len(idx[0]) or not len(idx[1]):
+        top = dominant_group(groups)
+        if top is not None:
+            raise UserError(f"the split left no training or validation volumes: one group ({top[0]}) holds {top[1]} "
+                            f"of {len(cases)} volumes and a group never spans two splits; give the series their "
+                            "patients' own PatientIDs (blank ones fall back to StudyInstanceUID, then "
+                            "SeriesInstanceUID)")
+        raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
     channels = dataset.channels if dataset.modality else (config.channels or 1)
     multi = channels > 1
     spacing = config.target_spacing
@@ -213,14 +221,6 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
             labels_seen |= set(np.unique(label.array).tolist())
             subset.append(cases[i])
         data[name] = (images, labels, subset)
-    if not data["train"][0] or not data["val"][0]:
-        top = dominant_group(groups)
-        if top is not None:
-            raise UserError(f"the split left no training or validation volumes: one group ({top[0]}) holds {top[1]} "
-                            f"of {len(cases)} volumes and a group never spans two splits; give the series their "
-                            "patients' own PatientIDs (blank ones fall back to StudyInstanceUID, then "
-                            "SeriesInstanceUID)")
-        raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
     n_labels = max(len(dataset.labels), max(labels_seen) + 1) if dataset.labels else max(labels_seen) + 1
     data["num_classes"] = 1 if n_labels <= 2 else int(n_labels)
     data["intensity"] = intensity
