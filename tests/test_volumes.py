@@ -154,6 +154,29 @@ def test_intensity_normalisation_hand_computed():
     np.testing.assert_allclose(clipped[[10, 11, -1]], [0, 0, 1])
 
 
+def test_one_ct_window_default_and_one_convention_center_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from Functions.inference.volumes import normalize
+    from Functions.viz.volumes import plot_planes
+
+    hu = np.array([-1000.0, -160.0, 40.0, 240.0, 3000.0]).reshape(5, 1, 1, 1)
+    # training and prediction (inference.normalize) use the same soft-tissue default as normalize_ct: 40 / 400
+    np.testing.assert_allclose(normalize(hu, "ct").ravel(), [0.0, 0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(normalize(hu, "ct", (40, 400)), normalize(hu, "ct"))
+    # plot_planes reads window as (center, width) too: 50 / 500 shows -200 HU black and 300 HU white
+    volume = np.linspace(-1000, 1000, 6 * 7 * 8).reshape(6, 7, 8)
+    fig = plot_planes(volume, window=(50, 500))
+    assert all(ax.images[0].get_clim() == (-200, 300) for ax in fig.axes[:3])
+    plt.close(fig)
+    fig = plot_planes(volume, window="brain")                           # a preset: center 40, width 80
+    assert fig.axes[0].images[0].get_clim() == (0, 80)
+    plt.close(fig)
+
+
 def test_four_d_nifti_is_one_clear_error(tmp_path):
     path = _write_nifti(tmp_path / "fourd.nii.gz", np.zeros((4, 5, 6, 2), np.float32), np.eye(4))
     with pytest.raises(UserError, match=r"fourd\.nii\.gz holds a 4-D array") as err:
@@ -182,10 +205,12 @@ def test_label_with_other_shape_or_affine_names_the_label(tmp_path, lsa_case):
 
 # ----------------------------------------------------------------------------- DICOM series
 def _write_series(folder: Path, stored: np.ndarray, *, z0=-50.0, dz=2.5, spacing=(0.7, 0.9), slope=2.0,
-                  intercept=-1024.0, orientation=(1, 0, 0, 0, 1, 0), series_uid=None, order=None) -> list[Path]:
+                  intercept=-1024.0, orientation=(1, 0, 0, 0, 1, 0), series_uid=None, order=None,
+                  tags=None) -> list[Path]:
     """One DICOM file per slice of ``stored`` ``(D, H, W)`` uint16, positions z0 + d*dz along the normal.
 
     Files are written in ``order`` (default reversed) with unrelated names, so sorting by name is wrong.
+    ``tags``: header values to set (None: delete the tag), e.g. a blank ``PatientID``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     template = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
@@ -207,6 +232,12 @@ def _write_series(folder: Path, stored: np.ndarray, *, z0=-50.0, dz=2.5, spacing
         ds.SeriesInstanceUID = uid
         ds.SOPInstanceUID = generate_uid()
         ds.InstanceNumber = n + 1
+        for tag, value in (tags or {}).items():             # None deletes the tag
+            if value is None:
+                if tag in ds:
+                    delattr(ds, tag)
+            else:
+                setattr(ds, tag, value)
         p = folder / f"IM{n * 7 % 13:04d}"
         ds.save_as(p)
         paths.append(p)
@@ -265,6 +296,92 @@ def test_dicom_folder_mixing_two_series_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no DICOM image slices"):
         V.read_volume(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- DICOM groups and several series
+def test_dicom_group_is_patient_else_study_else_series():
+    from pydicom.dataset import Dataset
+
+    from Functions.data.medical_io import dicom_group
+
+    ds = Dataset()
+    ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "P7", "1.2.9", "1.2.9.1"
+    assert dicom_group(ds) == "patient:P7"
+    ds.PatientID = "  "                                      # blank (anonymised): the study
+    assert dicom_group(ds) == "study:1.2.9"
+    del ds.PatientID
+    ds.StudyInstanceUID = ""
+    assert dicom_group(ds) == "series:1.2.9.1"
+    del ds.SeriesInstanceUID
+    assert dicom_group(ds) is None
+
+
+def test_dicom_slices_with_blank_patient_id_stay_together_by_series(tmp_path):
+    from Functions.data.discovery import find_samples
+    from Functions.data.imaging import write_mask
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    stored = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    for scan in ("a", "b"):                                 # two scans, PatientID blanked, no StudyInstanceUID
+        files = _write_series(tmp_path / scan, stored, tags={"PatientID": "", "StudyInstanceUID": None})
+        for n, f in enumerate(files):
+            f.rename(root / "images" / f"{scan}{n}.dcm")
+            write_mask(root / "masks" / f"{scan}{n}.png", (np.eye(8) * 255).astype(np.uint8))
+    samples = find_samples(root)
+    groups = {s.id: s.group for s in samples}
+    assert len(samples) == 8 and all(g and g.startswith("series:") for g in groups.values())
+    assert len({groups[f"a{n}"] for n in range(4)}) == 1 and len({groups[f"b{n}"] for n in range(4)}) == 1
+    assert groups["a0"] != groups["b0"]                     # before: no group at all, slices split one by one
+
+
+def test_volume_groups_fall_back_and_one_dominant_group_is_named(tmp_path, caplog):
+    import logging
+
+    from Functions.data.splits import split_indices
+
+    stored = np.ones((4, 8, 8), np.uint16)
+    blank = _write_series(tmp_path / "blank", stored, tags={"PatientID": "", "StudyInstanceUID": "1.2.3.77"})
+    assert V.volume_group(tmp_path / "blank") == "study:1.2.3.77" and blank
+    _write_series(tmp_path / "bare", stored, series_uid="1.2.3.88", tags={"PatientID": None, "StudyInstanceUID": None})
+    assert V.volume_group(tmp_path / "bare") == "series:1.2.3.88"
+    assert V.volume_group(tmp_path / "nowhere.nii.gz") is None
+    # an anonymiser's constant ID across studies: one group; the split warns and names it
+    for k in range(5):
+        _write_series(tmp_path / f"anon{k}", stored, tags={"PatientID": "ANON", "StudyInstanceUID": f"1.2.{k}"})
+    groups = [V.volume_group(tmp_path / f"anon{k}") for k in range(5)] + ["volume:x", "volume:y"]
+    assert groups[:5] == ["patient:ANON"] * 5
+    with caplog.at_level(logging.WARNING, logger="Functions"):
+        train, val, test = split_indices(7, 0.2, 0.2, seed=0, groups=groups)
+    assert "one group (patient:ANON) holds 5 of 7 samples" in caplog.text
+    assert set(range(5)) <= set(train) or set(range(5)) <= set(val) or set(range(5)) <= set(test)
+
+
+def test_a_folder_holding_several_series_is_read_series_by_series(tmp_path):
+    from Functions.inference.volumes import list_volumes, output_name
+
+    study = tmp_path / "study"
+    _write_series(study, np.full((4, 8, 8), 100, np.uint16), series_uid="1.2.3.2", dz=2.5, spacing=(0.7, 0.7),
+                  tags={"SeriesNumber": 2})
+    _write_series(tmp_path / "t2", np.full((3, 6, 5), 300, np.uint16), series_uid="1.2.3.1", dz=4.0, z0=-10.0,
+                  spacing=(0.9, 1.1), orientation=(0, 1, 0, 0, 0, -1), tags={"SeriesNumber": 1})
+    for p in (tmp_path / "t2").iterdir():
+        p.rename(study / f"T2_{p.name}")
+    refs = list_volumes(study)
+    assert [(r.uid, r.name) for r in refs] == [("1.2.3.1", "study_series1"), ("1.2.3.2", "study_series2")]
+    assert [output_name(r) for r in refs] == ["study_series1.nii.gz", "study_series2.nii.gz"]
+    first, second = (V.read_volume(r, canonical=False) for r in refs)
+    assert first.shape == (3, 6, 5) and first.spacing == pytest.approx((4.0, 0.9, 1.1)) and first.orientation != "LPS"
+    assert second.shape == (4, 8, 8) and second.spacing == pytest.approx((2.5, 0.7, 0.7))
+    assert np.all(first.array == 300 * 2 - 1024) and np.all(second.array == 100 * 2 - 1024)   # nothing merged
+    assert V.volume_group(refs[0]) == V.volume_group(refs[1]) == "patient:" + str(
+        pydicom.dcmread(next(study.iterdir())).PatientID)                                       # one patient
+    outer = tmp_path / "two"                                # sub-folders: one volume each, as before
+    (study).rename(tmp_path / "two_study")
+    outer.mkdir()
+    (tmp_path / "two_study").rename(outer / "s")
+    assert [getattr(v, "name", None) for v in list_volumes(outer)] == ["s_series1", "s_series2"]
 
 
 # ----------------------------------------------------------------------------- Decathlon layout and registry
@@ -354,3 +471,109 @@ def test_prediction_keeps_a_source_whose_qform_differs_from_its_sform(tmp_path):
     np.testing.assert_allclose(out.header.get_qform(), src.header.get_qform())
     assert int(out.header["sform_code"]) == 2 and int(out.header["qform_code"]) == 1
     np.testing.assert_array_equal(np.argwhere(np.asarray(out.dataobj) == 1), [[1, 2, 3]])
+
+
+# ----------------------------------------------------------------------------- the grid-mapping rule
+def _volume(array_dhw: np.ndarray, affine: np.ndarray) -> V.Volume:
+    src = V.Source(shape=array_dhw.shape[::-1], affine=affine.copy())
+    return V.Volume(array=array_dhw[..., None], spacing=V.spacing_of(affine), affine=affine, source=src)
+
+
+def _affine(spacing_zyx, orientation: str) -> np.ndarray:
+    """A voxel-to-world affine with ``spacing_zyx`` (per array axis D, H, W) and axis codes ``orientation``
+    for (i, j, k) = (W, H, D): e.g. RAS, LPS (DICOM), or permuted axes such as SLA / PIR."""
+    world = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}
+    affine = np.eye(4)
+    affine[:3, :3] = 0
+    for axis, (code, size) in enumerate(zip(orientation, spacing_zyx[::-1])):
+        row, sign = world[code]
+        affine[row, axis] = sign * size
+    affine[:3, 3] = [12.3, -45.6, 7.8]
+    return affine
+
+
+def _faces_labels(shape) -> np.ndarray:
+    """Labels 1 and 2 fill the volume, both touching five of its six faces; the one internal boundary lies
+    across H."""
+    lab = np.ones(shape, np.uint8)
+    lab[:, shape[1] // 2:, :] = 2
+    return lab
+
+
+ROUND_TRIPS = [                       # (source spacing z y x, target spacing)
+    ((2.5, 0.98, 0.98), (1.0, 1.0, 1.0)),
+    ((2.5, 0.98, 0.98), (2.0, 2.0, 2.0)),
+    ((0.98, 0.98, 0.98), (1.0, 1.0, 1.0)),
+    ((0.98, 0.98, 0.98), (2.0, 2.0, 2.0)),
+    ((3.0, 0.7, 1.3), (1.7, 1.1, 0.9)),         # anisotropic, up in some axes and down in others
+]
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "SLA", "PIR"])
+@pytest.mark.parametrize("spacing,target", ROUND_TRIPS)
+def test_resampled_labels_map_back_without_losing_the_border(spacing, target, orientation):
+    shape = (30, 40, 40)
+    lab = _faces_labels(shape)
+    vol = _volume(lab, _affine(spacing, orientation))
+    moved = V.resample(V.to_canonical(vol), target, order=0)
+    back = V.to_grid(moved.array, moved.affine, vol.source.affine, shape, order=0, fill=255)[..., 0]
+    assert not np.any(back == 255), "a voxel centre inside the resampled box was treated as outside"
+    # away from the one internal boundary (more than one coarse voxel), every voxel keeps its label,
+    # including every voxel on the six faces (the old constant-mode lookup lost up to 13% of them)
+    from scipy import ndimage
+
+    reach = max(max(spacing), max(target))
+    for value in (1, 2):
+        far = ndimage.distance_transform_edt(lab == value, sampling=spacing) > reach + 1e-6
+        assert np.array_equal(back[far], lab[far]), f"label {value} lost {np.count_nonzero(back[far] != value)}"
+    assert np.count_nonzero(back == 1) > 0.4 * lab.size and np.count_nonzero(back == 2) > 0.4 * lab.size
+    probs = V.to_grid(moved.array.astype(np.float32), moved.affine, vol.source.affine, shape, order=1, fill=-1.0)
+    assert probs.min() >= 1.0                  # linear (probabilities): the rim takes the edge value, never the fill
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "SLA"])
+@pytest.mark.parametrize("spacing,target", [((2.5, 0.98, 0.98), (0.9, 0.5, 0.5)), ((2.0, 2.0, 2.0), (1.0, 1.0, 1.0)),
+                                            ((1.3, 0.9, 3.1), (0.85, 0.45, 0.7))])
+def test_upsampled_random_labels_round_trip_exactly(spacing, target, orientation):
+    # every target voxel is smaller than a source voxel along every axis (whatever the reorientation), so the
+    # resampled voxel nearest a source centre lies inside that source voxel: the nearest-neighbour round trip
+    # must give back the very same labels
+    lab = np.random.default_rng(7).integers(0, 4, (9, 11, 10)).astype(np.uint8)
+    vol = _volume(lab, _affine(spacing, orientation))
+    moved = V.resample(V.to_canonical(vol), target, order=0)
+    assert moved.array.size > lab.size
+    np.testing.assert_array_equal(V.to_source(moved.array, moved, order=0)[..., 0], lab)
+
+
+def test_downsampled_random_labels_fill_nothing_inside_the_box():
+    lab = np.random.default_rng(3).integers(1, 5, (30, 40, 40)).astype(np.uint8)
+    vol = _volume(lab, _affine((0.98, 0.98, 0.98), "LPS"))
+    moved = V.resample(V.to_canonical(vol), 2.0, order=0)
+    back = V.to_grid(moved.array, moved.affine, vol.affine, lab.shape, order=0, fill=0)[..., 0]
+    assert np.all(back > 0)                    # labels 1..4 everywhere: no voxel became the fill
+    counts = np.bincount(back.ravel(), minlength=5)[1:]
+    assert np.all(counts > 0.1 * lab.size)
+
+
+@pytest.mark.parametrize("shift,expected", [
+    (0.3, [10, 20, 30, 40, 50]),              # last centre at 4.3: in the rim, nearest edge
+    (0.45, [10, 20, 30, 40, 50]),             # last centre at 4.45: in the rim
+    (0.55, [20, 30, 40, 50, -1]),             # last centre at 4.55: just outside the box (> 4.5): fill
+    (-0.45, [10, 20, 30, 40, 50]),            # first centre at -0.45: in the rim
+    (0.7, [20, 30, 40, 50, -1]),              # last centre at 4.7: outside the box (> 4.5): fill
+    (-0.7, [-1, 10, 20, 30, 40]),             # first centre at -0.7: outside: fill
+])
+def test_off_grid_shift_keeps_the_rim_and_fills_only_outside(shift, expected):
+    values = np.array([10, 20, 30, 40, 50], np.float32)
+    src = np.broadcast_to(values[None, None, :], (3, 4, 5)).copy()           # varies along W (= i)
+    src_affine = np.diag([0.8, 1.2, 2.0, 1.0])
+    to_affine = src_affine.copy()
+    to_affine[0, 3] = shift * 0.8                                             # shift along i, in mm
+    for order in (0, 1):
+        out = V.to_grid(src, src_affine, to_affine, src.shape, order=order, fill=-1)
+        if order == 0:
+            np.testing.assert_array_equal(out[1, 2], expected)
+        else:                                  # linear: inside the centres interpolated, the rim the edge value
+            lin = np.interp(np.arange(5) + shift, np.arange(5), values)
+            lin[np.array(expected) == -1] = -1
+            np.testing.assert_allclose(out[1, 2], lin, atol=1e-5)

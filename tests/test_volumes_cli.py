@@ -7,6 +7,10 @@ fixture trains once, 10 s); under a load average of 14 it took 2.5 min.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import nibabel as nib
@@ -140,12 +144,45 @@ CLI_TINY = ["--epochs", "1", "--patch-size", "16", "32", "32", "--patches-per-vo
             "--val-fraction", "0.2", "--test-fraction", "0.2"]
 
 
+def run_cli(*argv) -> subprocess.CompletedProcess:
+    """``python -m Functions ARGV`` in a NEW process (nothing of this test process imported there)."""
+    code = str(Path(__file__).resolve().parents[1] / "Code")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([code, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "Functions", *argv], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
 @pytest.fixture(scope="module")
 def cli_run(volumes_dir, tmp_path_factory):
-    """``train`` on a Decathlon folder without --dims: detected as volumes, 3-D defaults for untouched flags."""
+    """``train`` on a Decathlon folder without --dims, in its own process: detected as volumes, 3-D defaults
+    for untouched flags."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert cli.main(["train", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY]) == 0
+    proc = run_cli("train", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return out
+
+
+def test_a_3d_run_predicts_and_evaluates_in_new_processes(cli_run, volumes_dir, tmp_path):
+    # the run's model.keras names BCEDiceLoss and the U-Net blocks: a fresh process must register them before
+    # loading (it stopped on "Could not locate class 'BCEDiceLoss'" when only these commands were run)
+    case = V.read_decathlon(volumes_dir).cases[1]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "vol.nii.gz").write_bytes(case.image.read_bytes())
+    proc = run_cli("predict", "--model", str(cli_run), "--images", str(inputs), "--out", str(tmp_path / "pred"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    written, source = nib.load(str(tmp_path / "pred" / "vol.nii.gz")), nib.load(str(case.image))
+    np.testing.assert_array_equal(written.affine, source.affine)
+    assert written.shape == source.shape and set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+    proc = run_cli("evaluate", "--run", str(cli_run), "--split", "test", "--out", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "ev" / "metrics.csv")
+    split = json.loads((cli_run / "split.json").read_text())
+    assert list(table["id"]) == [V.volume_stem(p) for p in split["test"]]
+    assert table["dice"].between(0, 1).all() and table["iou"].between(0, 1).all()
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert 0 <= summary["dice"] <= 1 and summary["dice"] == pytest.approx(table["dice"].mean())
 
 
 def test_cli_train_detects_volumes_and_uses_3d_defaults(cli_run):
@@ -203,3 +240,45 @@ def test_cli_errors_are_one_line_naming_the_file_or_flag(cli_run, volumes_dir, t
     assert cli.main(["predict", "--model", str(cli_run), "--images", str(four_d), "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "fourd.nii.gz holds a 4-D array" in err and "\n" not in err
+
+
+# ----------------------------------------------------------------------------- one foreground setting, no silent flags
+def test_foreground_fraction_sets_what_the_3d_patch_sampler_draws():
+    from types import SimpleNamespace
+
+    from Functions.engine.volumes import VOLUMES
+
+    image = np.zeros((32, 32, 32, 1), np.float32)
+    label = np.zeros((32, 32, 32, 1), np.uint8)
+    label[2:5, 3:6, 25:28] = 1                              # 27 labelled voxels of 32768
+    case = SimpleNamespace(id="v")
+    data = {"train": ([image] * 2, [label] * 2, [case] * 2), "val": ([image], [label], [case]), "patch": (8, 8, 8)}
+    model = SimpleNamespace(outputs=[None])
+
+    def foreground_patches(fraction: float) -> int:
+        config = VolumeConfig(foreground_fraction=fraction, patches_per_volume=20, augment=None, seed=4)
+        train, _ = VOLUMES.batches(config, data, model, batch_size=8)
+        return sum(int((y.reshape(len(y), -1) > 0).any(axis=1).sum()) for _, y in (train[b] for b in range(len(train))))
+
+    everywhere, centred = foreground_patches(0.0), foreground_patches(1.0)
+    assert centred == 40                                   # every patch centred on a labelled voxel holds one
+    assert everywhere < 20                                 # a random 8^3 patch reaches the 3^3 block rarely
+
+
+def test_old_run_config_with_foreground_probability_still_loads(tmp_path):
+    cfg = json.loads(VolumeConfig(foreground_fraction=0.25).to_json())
+    cfg["foreground_probability"] = cfg.pop("foreground_fraction")    # how runs before the shared field saved it
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = VolumeConfig.load(tmp_path)
+    assert loaded.foreground_fraction == 0.25 and not hasattr(loaded, "foreground_probability")
+
+
+@pytest.mark.parametrize("flags,flag", [(["--image-size", "64"], "--image-size"), (["--clahe"], "--clahe"),
+                                        (["--patches-per-image", "4"], "--patches-per-image"),
+                                        (["--normalization", "minmax"], "--normalization")])
+def test_cli_refuses_a_2d_flag_that_3d_runs_would_ignore(volumes_dir, tmp_path, capsys, flags, flag):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dims", "3", "--data", str(volumes_dir), "--out", str(out), *CLI_TINY, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {flag} is a 2-D setting that 3-D runs do not read") and "\n" not in err
+    assert not out.exists()

@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ct: Hounsfield window to [0, 1]; mri: percentile clip + z-score (%(default)s: from "
                         "dataset.json's modality, else from the intensities)")
     v.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
-                   help="CT window in HU for --intensity ct (default 40 500)")
+                   help="CT window in HU for --intensity ct (default 40 400: the soft-tissue window)")
     v.add_argument("--patches-per-volume", type=int, default=2, metavar="N",
                    help="random training patches per training volume and epoch (%(default)s)")
     v.add_argument("--overlap", type=float, default=0.5, metavar="F",
@@ -89,7 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(%(default)s)")
     n = p.add_argument_group("native resolution and group-aware splits (2-D, with --patch-size P)")
     n.add_argument("--foreground-fraction", type=float, default=d.foreground_fraction, metavar="F",
-                   help="share of training patches centred on a random foreground pixel (default 1/3, nnU-Net)")
+                   help="share of training patches centred on a random foreground pixel (2-D patch training) or "
+                        "labelled voxel (--dims 3) (default 1/3, nnU-Net)")
     n.add_argument("--patches-per-image", type=int, default=d.patches_per_image, metavar="N",
                    help="random training patches per image and epoch (%(default)s)")
     n.add_argument("--patch-sampling", choices=("image", "area"), default=d.patch_sampling,

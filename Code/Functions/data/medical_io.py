@@ -59,6 +59,11 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "abdomen": (40.0, 400.0),
 }
 
+#: The one default CT window, ``(center, width)`` HU, wherever none is given (3-D training and prediction,
+#: :func:`Functions.data.volumes.normalize_ct`): the standard soft-tissue window, center 40 HU and width
+#: 400 HU (-160 to 240 HU: fat, fluid, muscle and organs apart; bone and contrast white, air black).
+DEFAULT_CT_WINDOW: tuple[float, float] = WINDOWS["abdomen"]
+
 _AXIS_KIND = {0: "nifti_axis0", 1: "nifti_axis1", 2: "nifti"}
 _AXIS_LETTER = {0: "x", 1: "y", 2: "z"}
 
@@ -149,6 +154,34 @@ def _first_item(ds, *path):
             return None
         item = seq[0]
     return item
+
+
+#: The DICOM tags that name a sample's split group, in order: the patient, else the study, else the series.
+GROUP_TAGS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def dicom_group(ds) -> str | None:
+    """The split group of a DICOM header: ``patient:<PatientID>``, else ``study:<StudyInstanceUID>``, else
+    ``series:<SeriesInstanceUID>`` (blank or missing tags skipped); None when all three are blank.
+
+    The one rule for every DICOM sample (2-D slices and frames, 3-D series folders): an anonymiser that blanks
+    ``PatientID`` still leaves the slices of one scan together; one that writes the same ID for everyone
+    makes one big group, which :func:`Functions.data.splits.split_indices` warns about.
+    """
+    for tag, kind in zip(GROUP_TAGS, ("patient", "study", "series")):
+        value = str(getattr(ds, tag, "") or "").strip()
+        if value:
+            return f"{kind}:{value}"
+    return None
+
+
+def dicom_file_group(path: str | os.PathLike) -> str | None:
+    """:func:`dicom_group` of the DICOM file at ``path`` (header only); None when it is not readable DICOM."""
+    try:
+        ds = _pydicom().dcmread(str(path), stop_before_pixels=True, specific_tags=list(GROUP_TAGS))
+    except Exception:  # noqa: BLE001 - not DICOM or damaged: no group known
+        return None
+    return dicom_group(ds)
 
 
 def _dicom_spacing(ds) -> tuple[float, float] | None:
@@ -407,8 +440,7 @@ def _dicom_samples(image: Path, masks: tuple[Path, ...]) -> list[Sample]:
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     spacing = _dicom_spacing(ds)
     stem = file_stem(image)
-    patient = str(getattr(ds, "PatientID", "") or "").strip()
-    group = f"patient:{patient}" if patient else (f"volume:{stem}" if n_frames > 1 else None)
+    group = dicom_group(ds) or (f"volume:{stem}" if n_frames > 1 else None)
     if n_frames == 1:
         return [Sample(id=stem, image=image, masks=masks, kind="dicom", spacing=spacing, group=group)]
     for m in masks:

@@ -11,9 +11,13 @@ clusters from :mod:`Functions.data.duplicates`).
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+
+log = logging.getLogger("Functions")
 
 
 def split_indices(n: int, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
@@ -46,6 +50,7 @@ def split_indices(n: int, val_fraction: float = 0.15, test_fraction: float = 0.1
             raise ValueError(f"groups has {len(groups)} entries for {n} items")
         keys = group_keys(groups)
         if len(set(keys)) < n:
+            warn_dominant_group(keys)
             return _split_groups(keys, val_fraction, test_fraction, seed, stratify)
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if stratify is None else [
@@ -68,6 +73,25 @@ def _count(m: int, fraction: float) -> int:
     if fraction <= 0 or m < 2:
         return 0
     return min(m - 1, max(1, int(round(m * fraction))))
+
+
+def dominant_group(groups: Sequence) -> tuple[str, int] | None:
+    """``(group, count)`` when one group holds more than half the items (``None`` entries are their own), else None."""
+    keys = group_keys(groups)
+    if not keys:
+        return None
+    name, count = Counter(keys).most_common(1)[0]
+    return (name, count) if count > len(keys) / 2 else None
+
+
+def warn_dominant_group(groups: Sequence) -> None:
+    """Log a warning when one group holds more than half the items: whole groups move, so the split cannot
+    follow the fractions - often an anonymiser's constant DICOM ``PatientID``."""
+    top = dominant_group(groups)
+    if top is not None:
+        log.warning("one group (%s) holds %d of %d samples; whole groups go to one split, so the split cannot "
+                    "follow the fractions (an anonymiser may have written one PatientID for every scan)",
+                    top[0], top[1], len(groups))
 
 
 def group_keys(groups: Sequence) -> list[str]:

@@ -25,7 +25,7 @@ series, a label of another shape or affine than its image.
 Geometry: :func:`to_canonical` reorients to RAS (nibabel's
 ``as_closest_canonical``: array axis ``W`` runs Right, ``H`` Anterior, ``D``
 Superior); :func:`resample` to a target spacing (trilinear for images,
-nearest for labels, :func:`scipy.ndimage.zoom`); :func:`crop_foreground`.
+nearest for labels, through :func:`to_grid`); :func:`crop_foreground`.
 Every one returns a new :class:`Volume` with its affine updated, so
 :func:`to_grid` can map any array on one grid onto another by world
 coordinates - that is how a prediction made on a canonical, resampled, cropped
@@ -47,7 +47,8 @@ import numpy as np
 from scipy import ndimage
 
 from Functions.base.errors import UserError
-from Functions.data.medical_io import apply_window, load_nifti, resolve_window
+from Functions.data.medical_io import (DEFAULT_CT_WINDOW, apply_window, dicom_file_group, dicom_group, load_nifti,
+                                       resolve_window)
 
 log = logging.getLogger("Functions")
 
@@ -144,8 +145,10 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def volume_stem(path: str | os.PathLike) -> str:
-    """``case_001.nii.gz`` -> ``case_001``; a DICOM folder keeps its name."""
+def volume_stem(path) -> str:
+    """``case_001.nii.gz`` -> ``case_001``; a DICOM folder keeps its name; a :class:`SeriesRef` its ``name``."""
+    if isinstance(path, SeriesRef):
+        return path.name
     name = Path(path).name
     for suffix in NIFTI_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -228,7 +231,62 @@ def _dicom_headers(folder: Path) -> list:
     return headers
 
 
-def read_dicom_series(folder: str | os.PathLike) -> Volume:
+@dataclass(frozen=True)
+class SeriesRef:
+    """One series (``SeriesInstanceUID`` ``uid``) of a DICOM folder that holds several: a volume of its own.
+
+    ``number`` (1, 2 ...) orders the folder's series by ``SeriesNumber``, then UID; ``name`` is
+    ``<folder>_series<number>``.  :func:`read_volume` reads it like a folder of one series.
+    """
+
+    folder: Path
+    uid: str
+    number: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.folder.name}_series{self.number}"
+
+
+def dicom_series_in(folder: str | os.PathLike) -> list[SeriesRef]:
+    """The series of the DICOM slices in ``folder`` (one :class:`SeriesRef` each; empty without slices).
+
+    A study exported into one folder holds several series (localiser, T1, T2 ...), each with its own
+    geometry: read them one by one, never merged.
+    """
+    folder = Path(folder)
+    numbers: dict[str, float] = {}
+    for _, ds in _dicom_headers(folder):
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        try:
+            number = float(getattr(ds, "SeriesNumber", None))
+        except (TypeError, ValueError):
+            number = float("inf")
+        numbers[uid] = min(numbers.get(uid, number), number)
+    order = sorted(numbers, key=lambda u: (numbers[u], u))
+    return [SeriesRef(folder=folder, uid=uid, number=n + 1) for n, uid in enumerate(order)]
+
+
+def volume_group(path) -> str | None:
+    """The split group of a volume: for a DICOM series (folder or :class:`SeriesRef`) the
+    :func:`~Functions.data.medical_io.dicom_group` of its first slice - the patient, else the study, else
+    the series; None for a NIfTI file (no header names a patient: a group of its own)."""
+    if isinstance(path, SeriesRef):
+        headers = [ds for _, ds in _dicom_headers(path.folder) if str(getattr(ds, "SeriesInstanceUID", "") or "")
+                   == path.uid]
+        return dicom_group(headers[0]) if headers else None
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for p in sorted(path.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR":
+            group = dicom_file_group(p)
+            if group is not None:
+                return group
+    return None
+
+
+def read_dicom_series(folder: str | os.PathLike, series: str | None = None) -> Volume:
     """Read a folder holding the slices of one DICOM series as a :class:`Volume`.
 
     Slices are sorted by their position (``ImagePositionPatient``) along the
@@ -241,7 +299,8 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
     the slices in position order, ``H`` the rows, ``W`` the columns.
 
     UserError naming the folder: no DICOM slices with a position, slices of
-    more than one series (``SeriesInstanceUID``), differing orientations or
+    more than one series (``SeriesInstanceUID``; pass ``series`` = the UID
+    of one, or see :func:`dicom_series_in`), differing orientations or
     sizes, two slices at one position.
     """
     folder = Path(folder)
@@ -249,6 +308,8 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
         raise UserError(f"DICOM series folder {folder} does not exist or is not a folder; give the folder that "
                         "holds the slice files")
     headers = _dicom_headers(folder)
+    if series is not None:
+        headers = [(p, ds) for p, ds in headers if str(getattr(ds, "SeriesInstanceUID", "") or "") == series]
     if not headers:
         raise UserError(f"{folder} holds no DICOM image slices with ImagePositionPatient; give a folder with "
                         "the .dcm files of one series")
@@ -317,12 +378,16 @@ def read_dicom_series(folder: str | os.PathLike) -> Volume:
 # ----------------------------------------------------------------------------- one entry point
 def read_volume(path: str | os.PathLike, *, label: bool = False, channels: bool = False,
                 canonical: bool = True, spacing=None) -> Volume:
-    """Read a NIfTI file or a DICOM series folder; optionally reorient to RAS and resample.
+    """Read a NIfTI file, a DICOM series folder or one :class:`SeriesRef`; optionally reorient to RAS and resample.
 
     ``canonical=True`` applies :func:`to_canonical`; ``spacing=(z, y, x)`` mm
     applies :func:`resample` (nearest neighbour for ``label=True``).
     Returns ``(D, H, W, C)``.
     """
+    if isinstance(path, SeriesRef):
+        vol = read_dicom_series(path.folder, series=path.uid)
+        vol = to_canonical(vol) if canonical else vol
+        return resample(vol, spacing, order=0 if label else 1) if spacing is not None else vol
     path = Path(path)
     if path.is_dir():
         if label:
@@ -410,7 +475,7 @@ def resample(vol: Volume, spacing, *, order: int | None = None) -> Volume:
 
     ``order=1`` trilinear (images), ``0`` nearest (labels; the default for
     integer arrays).  The new shape is ``round(shape * old / new)``; voxel
-    boxes keep their outer edges aligned (``grid_mode``), and the affine is
+    boxes keep their outer edges aligned (the new grid spans the old box), and the affine is
     updated to match.  ``(D, H, W, C) -> (D', H', W', C)``.
     """
     target = _check_spacing(spacing)
@@ -422,21 +487,14 @@ def resample(vol: Volume, spacing, *, order: int | None = None) -> Volume:
 
 
 def resample_to_shape(vol: Volume, shape, *, order: int = 1) -> Volume:
-    """Resample ``vol`` to the spatial ``shape`` ``(D, H, W)`` covering the same box; affine updated."""
+    """Resample ``vol`` to the spatial ``shape`` ``(D, H, W)`` covering the same box; affine updated.
+
+    Values come from :func:`to_grid` (the one grid-mapping rule: every new voxel centre lies in the old box,
+    the half-voxel rim takes the nearest edge value).
+    """
     shape = tuple(int(s) for s in shape)
     if shape == vol.shape:
         return vol
-    factors = [n / o for n, o in zip(shape, vol.shape)]
-    array = vol.array
-    dtype = array.dtype
-    channels = []
-    for c in range(array.shape[3]):
-        src = array[..., c]
-        if order > 0 and not np.issubdtype(dtype, np.floating):
-            src = src.astype(np.float32)
-        out = ndimage.zoom(src, factors, order=order, mode="nearest", grid_mode=True, prefilter=False)
-        channels.append(out[: shape[0], : shape[1], : shape[2]])
-    new = np.stack(channels, axis=-1).astype(dtype if order == 0 else np.float32, copy=False)
     # voxel d' covers [d' * s, (d' + 1) * s) of the old grid, s = old/new: centre at (d' + 0.5) s - 0.5
     scale_dhw = np.array([o / n for o, n in zip(vol.shape, shape)])
     scale_ijk = scale_dhw[::-1]
@@ -444,6 +502,7 @@ def resample_to_shape(vol: Volume, shape, *, order: int = 1) -> Volume:
     step[:3, :3] = np.diag(scale_ijk)
     step[:3, 3] = (scale_ijk - 1.0) / 2.0
     affine = vol.affine @ step
+    new = to_grid(vol.array, vol.affine, affine, shape, order=order)   # the one grid-mapping rule
     return replace(vol, array=new, affine=affine, spacing=spacing_of(affine))
 
 
@@ -493,8 +552,14 @@ def to_grid(array: np.ndarray, from_affine: np.ndarray, to_affine: np.ndarray, t
 
     ``to_shape`` is ``(D, H, W)``.  Each target voxel centre is located in
     world coordinates and looked up in ``array`` (``order=0`` nearest for
-    labels, ``1`` linear for probabilities); voxels outside ``array`` get
-    ``fill``.  Flips and axis swaps are exact.  Returns ``(*to_shape[, C])``.
+    labels, ``1`` linear for probabilities).  The one rule for every grid
+    change here (:func:`resample` too): a target centre inside the source
+    *box* - the box bounded by the source voxels' outer faces, half a voxel
+    beyond the first and last centres - takes a value, the nearest edge value
+    in that half-voxel rim; only centres outside the box get ``fill``.  So a
+    volume resampled to another spacing and mapped back keeps its border
+    voxels.  Flips, axis swaps and whole-voxel shifts are exact.  Returns
+    ``(*to_shape[, C])``.
     """
     array = np.asarray(array)
     squeeze = array.ndim == 3
@@ -509,15 +574,43 @@ def to_grid(array: np.ndarray, from_affine: np.ndarray, to_affine: np.ndarray, t
         for c in range(a4.shape[3]):
             out.append(_index_map(_to_ijk(a4[..., c]), rounded, np.rint(m[:3, 3]), to_shape[::-1], fill))
     else:
+        outside = _outside_box(m, to_shape[::-1], a4.shape[2::-1])
         for c in range(a4.shape[3]):
             src = _to_ijk(a4[..., c])
             src = src.astype(np.float32) if order > 0 and not np.issubdtype(src.dtype, np.floating) else src
+            # mode="nearest": coordinates in the half-voxel rim take the edge value; the box test sets the fill
             res = ndimage.affine_transform(src, m[:3, :3], m[:3, 3], output_shape=to_shape[::-1], order=order,
-                                           mode="constant", cval=fill, prefilter=False)
+                                           mode="nearest", prefilter=False)
+            if outside is not None:
+                res[outside] = fill
             out.append(res)
     result = np.stack([_to_dhw(o)[..., 0] for o in out], axis=-1).astype(array.dtype if order == 0 else np.float32,
                                                                           copy=False)
     return result[..., 0] if squeeze else result
+
+
+#: How far (in voxels) a target centre may lie beyond the source box and still count as inside it: float32
+#: headers put a centre that lies on a face a hair outside.
+BOX_TOLERANCE = 1e-3
+
+
+def _outside_box(m: np.ndarray, out_shape, src_shape) -> np.ndarray | None:
+    """Boolean ``out_shape`` (ijk) mask of the target voxels whose centre (source index ``m @ ijk``) lies
+    outside the source box ``[-0.5, n - 0.5]`` per axis; None when every one is inside (checked at the
+    8 corners: the map is affine)."""
+    lo, hi = -0.5 - BOX_TOLERANCE, np.asarray(src_shape, float) - 0.5 + BOX_TOLERANCE
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in out_shape], indexing="ij")).reshape(3, -1)
+    coords = m[:3, :3] @ corners + m[:3, 3:4]
+    if np.all((coords >= lo) & (coords <= hi[:, None])):
+        return None
+    outside = np.zeros(out_shape, bool)
+    j = np.arange(out_shape[1])[:, None]
+    k = np.arange(out_shape[2])[None, :]
+    for i in range(out_shape[0]):                       # one slab at a time: no full coordinate arrays in memory
+        for r in range(3):
+            x = m[r, 0] * i + m[r, 1] * j + m[r, 2] * k + m[r, 3]
+            outside[i] |= (x < lo) | (x > hi[r])
+    return outside
 
 
 def _index_map(src: np.ndarray, rot: np.ndarray, shift: np.ndarray, out_shape, fill) -> np.ndarray:
@@ -538,12 +631,13 @@ def to_source(array: np.ndarray, vol: Volume, *, order: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- intensities
-def normalize_ct(array: np.ndarray, window=(40.0, 400.0)) -> np.ndarray:
+def normalize_ct(array: np.ndarray, window=None) -> np.ndarray:
     """Hounsfield units to [0, 1] through a display window ``(center, width)`` or a preset name.
 
-    Default: the abdomen window (40, 400) HU.  Same shape, float32.
+    Default (None): :data:`~Functions.data.medical_io.DEFAULT_CT_WINDOW`, the
+    standard soft-tissue window, center 40 HU and width 400 HU.  Same shape, float32.
     """
-    center, width = resolve_window(window)
+    center, width = resolve_window(DEFAULT_CT_WINDOW if window is None else window)
     return apply_window(array, center, width)
 
 

@@ -37,6 +37,7 @@ from Functions.base.runs import (check_same_split, clean_partial_files, is_finis
 from Functions.base.runtime import set_precision, set_seed
 from Functions.engine import distribute as dist
 from Functions.engine.config import RunConfig
+from Functions.inference.loading import load_keras_model
 
 
 class Task:
@@ -201,7 +202,7 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
         hist = pd.read_csv(run_dir / "history.csv")
         if not (run_dir / "model.keras").exists():   # the monitored value was never finite: keep the last state
             model.save(run_dir / "model.keras")
-        best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+        best = load_keras_model(run_dir / "model.keras", compile=True, flag="--out")
     finally:
         scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -9,13 +9,16 @@ is the :class:`VolumeTask` on it - what is particular to volumes:
   Decathlon task folder or ``images/`` + ``labels/``), a registered data set
   (``--dataset msd-hippocampus``) or the offline sample ``Data/sample/volumes``.
   Split **by volume** (all of a patient's series on one side when DICOM
-  ``PatientID`` tells them apart), each volume reoriented to RAS, resampled to
+  headers tell them apart: ``PatientID``, else ``StudyInstanceUID``, else
+  ``SeriesInstanceUID``, :func:`Functions.data.volumes.volume_group`), each
+  volume reoriented to RAS, resampled to
   one voxel spacing (``target_spacing``; default the median of the training
   volumes, as nnU-Net does) and normalised (CT window or MRI z-score, from
   the ``modality`` of ``dataset.json`` or the intensities);
 * **batches**: random patches of ``patch_size`` with foreground oversampling
-  (:func:`Functions.data.patches.patch_dataset`, one third of the patches
-  centred on a labelled voxel) and 3-D augmentation
+  (:func:`Functions.data.patches.patch_dataset`, ``foreground_fraction`` -
+  by default one third - of the patches centred on a labelled voxel) and 3-D
+  augmentation
   (:class:`Functions.data.augmentation3d.Augment3D`); validation on a fixed
   set of patches (two per validation volume, drawn once from the seed);
 * **scoring** (:func:`finish_volumes`): each test volume is predicted whole
@@ -57,8 +60,13 @@ class VolumeConfig(TrainConfig):
     ``target_spacing`` ``[z, y, x]`` mm (None: the median of the training
     volumes); ``intensity`` ``auto``/``ct``/``mri``/``none``; ``window``
     ``[center, width]`` HU for CT; ``patches_per_volume`` training patches
-    drawn from each training volume per epoch; ``overlap`` of the sliding
-    windows at test time.  ``num_classes`` is set from the labels.
+    drawn from each training volume per epoch, ``foreground_fraction`` of
+    them centred on a labelled voxel (the 2-D field and flag); ``overlap`` of
+    the sliding windows at test time.  ``num_classes`` is set from the labels.
+
+    The 2-D settings that volumes do not read (:data:`TWO_D_ONLY`) must keep
+    their defaults: a run that sets one is refused with a message naming it,
+    rather than trained as if it had not been given.
     """
 
     dims: int = 3
@@ -73,7 +81,6 @@ class VolumeConfig(TrainConfig):
     intensity: str = "auto"
     window: list | None = None
     patches_per_volume: int = 2
-    foreground_probability: float = 1 / 3
     overlap: float = 0.5
     num_classes: int | None = None
     progress_every: int = 0
@@ -98,11 +105,41 @@ class VolumeConfig(TrainConfig):
             (self.window is None or (len(self.window) == 2 and float(self.window[1]) > 0), "window",
              f"must be a center and a positive width in HU, got {self.window}"),
             (self.patches_per_volume >= 1, "patches_per_volume", f"must be at least 1, got {self.patches_per_volume}"),
-            (0 <= self.foreground_probability <= 1, "foreground_probability",
-             f"must be in [0, 1], got {self.foreground_probability}"),
             (0 <= self.overlap < 1, "overlap", f"must be in [0, 1), got {self.overlap}"),
             (self.augment in (None, "3d"), "augment", f"must be 3d or none for volumes, got {self.augment!r}"),
-        ]
+        ] + [(getattr(self, name) == VolumeConfig.__dataclass_fields__[name].default, name,
+              f"is a 2-D setting that 3-D runs do not read ({why}); leave it out")
+             for name, why in TWO_D_ONLY.items()]
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """As :meth:`RunConfig.from_dict`; a ``config.json`` written before 3-D runs shared the 2-D field
+        ``foreground_fraction`` names it ``foreground_probability``, which is read as that field."""
+        values = dict(values)
+        if "foreground_probability" in values:
+            values["foreground_fraction"] = values.pop("foreground_probability")
+        return super().from_dict(values)
+
+
+#: The 2-D settings (fields of :class:`TrainConfig`) that 3-D runs do not read, and why.
+TWO_D_ONLY = {
+    "image_size": "volumes keep their voxels at --target-spacing; --patch-size sets the model's input",
+    "normalization": "volume intensities follow --intensity (and --window for CT)",
+    "clahe": "volume intensities follow --intensity (and --window for CT)",
+    "patches_per_image": "use --patches-per-volume",
+    "patch_sampling": "every training volume gives --patches-per-volume patches",
+    "pad_patches": "volumes smaller than a patch are always padded",
+    "scale": "use --target-spacing Z Y X",
+    "spacing": "use --target-spacing Z Y X",
+    "max_memory": "volumes are held in memory",
+    "split_by": "volumes are split by patient (DICOM) or by volume",
+    "allow_shared_groups": "volumes are split by patient (DICOM) or by volume",
+    "near_duplicates": "volumes are split by patient (DICOM) or by volume",
+    "task": "3-D runs are semantic segmentation",
+    "class_map": "the label volumes' values are the classes",
+    "class_weights": "3-D runs weigh every class alike",
+    "progress_every": "3-D runs draw no progress.png",
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -124,22 +161,6 @@ def volume_source(config: VolumeConfig):
     return find_volumes(sample_dir("volumes"))
 
 
-def _patient(case) -> str:
-    """The patient a case belongs to: DICOM ``PatientID`` for a series folder, else the case id."""
-    if Path(case.image).is_dir():
-        try:
-            import pydicom
-
-            for p in sorted(Path(case.image).iterdir()):
-                if p.is_file() and not p.name.startswith("."):
-                    ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["PatientID"])
-                    if getattr(ds, "PatientID", None):
-                        return str(ds.PatientID)
-        except Exception:  # noqa: BLE001 - no usable header: the case is its own group
-            pass
-    return case.id
-
-
 def auto_patch(shapes, depth: int = 3, cap=MAX_AUTO_PATCH) -> tuple[int, int, int]:
     """Median volume shape, capped at ``cap``, rounded down to multiples of ``2**depth`` (at least one)."""
     factor = 2 ** depth
@@ -157,8 +178,8 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     ``patch`` and ``n_samples``.
     """
     from Functions.data.sources import seeded_subset
-    from Functions.data.splits import split_indices
-    from Functions.data.volumes import read_case, read_volume
+    from Functions.data.splits import dominant_group, split_indices
+    from Functions.data.volumes import read_case, read_volume, volume_group
     from Functions.inference.volumes import intensity_for, normalize
 
     dataset = dataset if dataset is not None else volume_source(config)
@@ -167,9 +188,17 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     if len(cases) < 3:
         raise UserError(f"only {len(cases)} labelled volume(s) in {dataset.root}; training needs at least 3 "
                         "(train, validation, test)")
-    groups = [_patient(c) for c in cases]
+    groups = [volume_group(c.image) or f"volume:{c.id}" for c in cases]
     idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed,
                         groups=groups if len(set(groups)) < len(groups) else None)
+    if not len(idx[0]) or not len(idx[1]):
+        top = dominant_group(groups)
+        if top is not None:
+            raise UserError(f"the split left no training or validation volumes: one group ({top[0]}) holds {top[1]} "
+                            f"of {len(cases)} volumes and a group never spans two splits; give the series their "
+                            "patients' own PatientIDs (blank ones fall back to StudyInstanceUID, then "
+                            "SeriesInstanceUID)")
+        raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
     channels = dataset.channels if dataset.modality else (config.channels or 1)
     multi = channels > 1
     spacing = config.target_spacing
@@ -192,8 +221,6 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
             labels_seen |= set(np.unique(label.array).tolist())
             subset.append(cases[i])
         data[name] = (images, labels, subset)
-    if not data["train"][0] or not data["val"][0]:
-        raise UserError("the split left no training or validation volumes; lower --val-fraction/--test-fraction")
     n_labels = max(len(dataset.labels), max(labels_seen) + 1) if dataset.labels else max(labels_seen) + 1
     data["num_classes"] = 1 if n_labels <= 2 else int(n_labels)
     data["intensity"] = intensity
@@ -262,7 +289,7 @@ class VolumeTask(Task):
         n_out = len(model.outputs)
         train = patch_dataset(images, labels, data["patch"], batch_size=batch_size,
                               patches_per_epoch=len(images) * config.patches_per_volume,
-                              foreground_probability=config.foreground_probability,
+                              foreground_probability=config.foreground_fraction,
                               augmenter=Augment3D() if config.augment else None, seed=config.seed,
                               num_outputs=n_out, workers=config.workers)
         xs, ys = [], []

@@ -53,9 +53,8 @@ def evaluate_volume_run(run_dir, *, split: str = "test", out: str | None = None,
     ``predictions/<id>.nii.gz`` into a new folder (``out``, default
     ``RUN_DIR/evaluation-<split>``).  Returns ``{"out", "table", "summary"}``.
     """
-    import keras
-
     from Functions.data.volumes import find_volumes
+    from Functions.inference.loading import load_keras_model
     from Functions.inference.volumes import VolumeSettings
     from Functions.metrics.segmentation import summarize
 
@@ -77,7 +76,7 @@ def evaluate_volume_run(run_dir, *, split: str = "test", out: str | None = None,
     if target.exists():
         raise UserError(f"{target} already exists; pass --out NEW_FOLDER")
     target.mkdir(parents=True)
-    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    model = load_keras_model(run_dir / "model.keras", flag="--run")
     table, _ = score_cases(model, settings, cases, out_dir=target / "predictions", tta=tta, batch_size=batch_size)
     table.to_csv(target / "metrics.csv", index=False)
     summary = summarize(table.drop(columns=["id", "spacing_mm"]))

@@ -24,14 +24,9 @@ def load_classifier(path: str | Path):
         raise UserError(f"no classes.json beside {path}; classify-train writes the class names there - "
                         "copy it with the model")
     info = json.loads(info_path.read_text())
-    import keras
+    from Functions.inference.loading import load_keras_model
 
-    from Functions import models  # noqa: F401 - registers the custom layers before loading
-
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - any load failure is the same user error
-        raise UserError(f"cannot load the model {path} ({type(exc).__name__}: {exc}); is it a Keras .keras file?")
+    model = load_keras_model(path)
     outputs = int(model.outputs[-1].shape[-1])
     if outputs != len(info["classes"]) and not (outputs == 1 and len(info["classes"]) == 2):
         raise UserError(f"{info_path} names {len(info['classes'])} classes but the model has {outputs} outputs; "

@@ -36,9 +36,7 @@ def load_model_file(path: str | os.PathLike, flag: str = "--model"):
     """
     import keras
 
-    from Functions.metrics import streaming as keras_metrics
-    from Functions import losses
-    from Functions import models  # noqa: F401 - registers the custom layers/losses/metrics
+    from Functions.inference.loading import load_keras_model
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -49,12 +47,7 @@ def load_model_file(path: str | os.PathLike, flag: str = "--model"):
         raise UserError(f"{flag} {path} does not exist; pass the model.keras file of a training run")
     if path.suffix != ".keras":
         raise UserError(f"{flag} {path} is not a .keras file; pass the model.keras written by `train`")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to load means the same thing to a user
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{flag} {path} could not be loaded as a Keras model ({reason}); pass the model.keras "
-                        "written by `train` (a complete, uncorrupted file)") from None
+    model = load_keras_model(path, flag=flag)
     if not isinstance(model, keras.Model) or len(model.inputs) != 1:
         raise UserError(f"{flag} {path} is not a one-input image model; pass a segmentation model from `train`")
     return model, path

@@ -30,8 +30,6 @@ from Functions.base.errors import UserError
 from Functions.data import volumes as V
 
 INTENSITIES = ("auto", "ct", "mri", "none")
-#: The CT window used when none is given: wide enough for soft tissue and bone edges, (center, width) HU.
-DEFAULT_CT_WINDOW = (40.0, 500.0)
 
 
 def intensity_for(modality: str | None, array: np.ndarray | None = None) -> str:
@@ -50,11 +48,15 @@ def intensity_for(modality: str | None, array: np.ndarray | None = None) -> str:
 
 
 def normalize(array: np.ndarray, intensity: str, window=None) -> np.ndarray:
-    """Normalise a ``(D, H, W, C)`` image: ``"ct"`` window to [0, 1], ``"mri"`` z-score, ``"none"`` as is."""
+    """Normalise a ``(D, H, W, C)`` image: ``"ct"`` window to [0, 1], ``"mri"`` z-score, ``"none"`` as is.
+
+    ``window``: ``(center, width)`` HU for CT; None: the soft-tissue default (center 40, width 400,
+    :data:`Functions.data.medical_io.DEFAULT_CT_WINDOW`).
+    """
     if intensity not in ("ct", "mri", "none"):
         raise UserError(f"intensity must be ct, mri or none, got {intensity!r}")
     if intensity == "ct":
-        return V.normalize_ct(array, tuple(window) if window is not None else DEFAULT_CT_WINDOW)
+        return V.normalize_ct(array, tuple(window) if window is not None else None)
     if intensity == "mri":
         return V.normalize_mri(array)
     return np.asarray(array, np.float32)
@@ -163,9 +165,10 @@ def score_volume(truth: np.ndarray, pred: np.ndarray, spacing, num_classes: int 
     return out
 
 
-def output_name(path: str | os.PathLike) -> str:
-    """The NIfTI name a prediction of ``path`` gets: ``case1.nii.gz`` for ``case1.nii`` or a DICOM folder ``case1/``."""
-    return f"{V.volume_stem(Path(path))}.nii.gz"
+def output_name(path) -> str:
+    """The NIfTI name a prediction of ``path`` gets: ``case1.nii.gz`` for ``case1.nii`` or a DICOM folder ``case1/``,
+    ``study_series2.nii.gz`` for the second series of a folder ``study/`` that holds several."""
+    return f"{V.volume_stem(path)}.nii.gz"
 
 
 # ----------------------------------------------------------------------------- predict command
@@ -182,9 +185,11 @@ def is_volume_run(model_or_run) -> bool:
     return isinstance(settings, dict) and int(settings.get("dims") or 2) == 3
 
 
-def list_volumes(path) -> list[Path]:
+def list_volumes(path) -> list:
     """The volumes at ``path``: one NIfTI file, one DICOM series folder, or a folder of NIfTI files and
-    DICOM series sub-folders (hidden and ``._*`` files skipped)."""
+    DICOM series sub-folders (hidden and ``._*`` files skipped).  A DICOM folder holding several series
+    (one study exported into one folder) gives one :class:`~Functions.data.volumes.SeriesRef` per series:
+    each is its own volume with its own geometry."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"--images {path} does not exist; give a .nii/.nii.gz file, a DICOM series folder or a "
@@ -197,8 +202,14 @@ def list_volumes(path) -> list[Path]:
     niftis = [p for p in entries if p.is_file() and V.is_nifti_path(p)]
     series = [p for p in entries if p.is_dir()]
     if not niftis and not series:
-        return [path]                       # the folder itself is one DICOM series (read_volume says if not)
-    return niftis + series
+        series = [path]                     # the folder itself is a DICOM series (read_volume says if not)
+    return niftis + [ref for folder in series for ref in _series_of(folder)]
+
+
+def _series_of(folder: Path) -> list:
+    """``[folder]`` for a folder of one DICOM series, one SeriesRef per series when it holds several."""
+    refs = V.dicom_series_in(folder)
+    return refs if len(refs) > 1 else [folder]
 
 
 def predict_volume_files(model_path, images, out, *, threshold: float | None = None, batch_size: int = 2,
@@ -210,10 +221,10 @@ def predict_volume_files(model_path, images, out, *, threshold: float | None = N
     Also writes ``out/predictions.csv`` (name, shape, spacing, foreground
     voxels and millilitres per label).  Returns that table.
     """
-    import keras
     import pandas as pd
 
     from Functions.base.runs import read_run_settings
+    from Functions.inference.loading import load_keras_model
 
     model_path = Path(model_path)
     run_dir = model_path.parent if model_path.suffix == ".keras" else model_path
@@ -231,7 +242,7 @@ def predict_volume_files(model_path, images, out, *, threshold: float | None = N
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out} already exists and is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    model = keras.saving.load_model(model_file, safe_mode=True)
+    model = load_keras_model(model_file)
     rows = []
     for path in volumes:
         target = out / output_name(path)

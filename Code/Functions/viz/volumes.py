@@ -41,10 +41,15 @@ def plot_planes(image: np.ndarray, label=None, pred=None, *, spacing=(1.0, 1.0, 
                 title: str | None = None, window=None):
     """Axial, coronal and sagittal planes of ``image`` ``(D, H, W)`` through ``point`` (default: label centroid).
 
-    ``label`` is outlined in green, ``pred`` in red.  ``window`` ``(low, high)``
-    sets the grey range (default: the 1st-99th percentile).  Returns the figure.
+    ``label`` is outlined in green, ``pred`` in red.  ``window`` sets the grey
+    range as everywhere in the package: ``(center, width)`` (HU for CT; black
+    at ``center - width / 2``, white at ``center + width / 2``) or a preset
+    name of :data:`Functions.data.medical_io.WINDOWS`; default: the 1st-99th
+    percentile of ``image``.  Returns the figure.
     """
     import matplotlib.pyplot as plt
+
+    from Functions.data.medical_io import resolve_window
 
     image = np.asarray(image, np.float32)
     point = point if point is not None else centre_point(label if label is not None else pred, image.shape)
@@ -52,7 +57,11 @@ def plot_planes(image: np.ndarray, label=None, pred=None, *, spacing=(1.0, 1.0, 
         fig, axes = plt.subplots(1, 3, figsize=(11, 4))
     else:
         fig = axes[0].figure
-    lo, hi = window if window is not None else np.percentile(image, [1, 99])
+    if window is None:
+        lo, hi = np.percentile(image, [1, 99])
+    else:
+        center, width = resolve_window(window)
+        lo, hi = center - width / 2, center + width / 2
     for ax, which in zip(axes, PLANES):
         ax.imshow(plane(image, which, point), cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(which, spacing),
                   interpolation="nearest")
