@@ -201,3 +201,87 @@ def test_matches_brute_force_reference(seed):
     for j, v in enumerate(ref["stuff"], start=1):
         assert summ["stuff_iou"][f"stuff_{j}"] == pytest.approx(v, abs=1e-6)
     assert 0.0 < summ["mpq_plus"] < 1.0        # the random cases are neither trivial nor hopeless
+
+
+# --------------------------------------------------------------------------- command line
+def _cli_cases():
+    ta = _boxes([(1, 1, 0, 0, 4, 4), (2, 2, 6, 6, 3, 3)])
+    pa = _boxes([(5, 1, 0, 0, 4, 3), (6, 2, 6, 6, 3, 3), (7, 2, 0, 8, 2, 2)])
+    tb = _boxes([(1, 1, 0, 0, 4, 4)])
+    pb = _boxes([(1, 1, 2, 2, 4, 4), (2, 2, 8, 8, 2, 2)])
+    return {"a": (ta, pa), "b": (tb, pb)}
+
+
+def test_evaluate_panoptic_png_and_npy_layouts(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from Functions.cli import main
+    from Functions.data.panoptic_io import write_panoptic
+
+    cases = _cli_cases()
+    for name, (t, p) in cases.items():
+        write_panoptic(tmp_path / "truth", name, *t)
+    np.save(tmp_path / "pred_a.npy", np.stack(cases["a"][1], -1))       # per-file npy (H, W, 2)
+    (tmp_path / "pred").mkdir()
+    np.save(tmp_path / "pred" / "a.npy", np.stack(cases["a"][1], -1))
+    np.save(tmp_path / "pred" / "b.npy", np.stack(cases["b"][1], -1))
+    out = tmp_path / "scores"
+    rc = main(["evaluate", "--task", "panoptic", "--masks", str(tmp_path / "truth"), "--predictions",
+               str(tmp_path / "pred"), "--num-classes", "2", "--class-names", "neo,inf", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    want = panoptic_scores([cases[n][0] for n in "ab"], [cases[n][1] for n in "ab"], 2)["summary"]
+    assert summary["mpq"] == pytest.approx(want["mpq"]) and summary["mpq_plus"] == pytest.approx(0.4375)
+    assert summary["bpq"] == pytest.approx(0.35)
+    assert summary["per_class"]["inf"]["pq"] == pytest.approx(0.5)
+    images = pd.read_csv(out / "per_image.csv")
+    assert list(images["image"]) == ["a", "b", "mean"] and "pq_neo" in images.columns
+    classes = pd.read_csv(out / "per_class.csv")
+    assert list(classes["class"]) == ["neo", "inf", "mean"]
+    assert "mPQ+" in capsys.readouterr().out
+    # the same scores from a stacked (N, H, W, 2) CoNIC file against the truth stacked the same way
+    np.save(tmp_path / "labels.npy", np.stack([np.stack(cases[n][0], -1) for n in "ab"]))
+    np.save(tmp_path / "preds.npy", np.stack([np.stack(cases[n][1], -1) for n in "ab"]))
+    assert main(["evaluate", "--task", "panoptic", "--masks", str(tmp_path / "labels.npy"), "--predictions",
+                 str(tmp_path / "preds.npy"), "--num-classes", "2", "--out", str(tmp_path / "s2")]) == 2
+    # names differ (labels_0000 vs preds_0000): refused with one line; same stem in two folders works
+    (tmp_path / "t2").mkdir(), (tmp_path / "p2").mkdir()
+    (tmp_path / "labels.npy").rename(tmp_path / "t2" / "x.npy")
+    (tmp_path / "preds.npy").rename(tmp_path / "p2" / "x.npy")
+    assert main(["evaluate", "--task", "panoptic", "--masks", str(tmp_path / "t2"), "--predictions",
+                 str(tmp_path / "p2"), "--num-classes", "2", "--out", str(tmp_path / "s3")]) == 0
+    assert json.loads((tmp_path / "s3" / "summary.json").read_text())["mpq_plus"] == pytest.approx(0.4375)
+
+
+@pytest.mark.parametrize("fault", ["class_too_high", "sizes_differ", "channels", "out_exists"])
+def test_evaluate_panoptic_bad_input_one_line(tmp_path, capsys, fault):
+    from Functions.cli import main
+    from Functions.data.panoptic_io import write_panoptic
+
+    t = _boxes([(1, 1, 0, 0, 4, 4)])
+    write_panoptic(tmp_path / "truth", "a", *t)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    arr = np.stack(t, -1)
+    args = ["evaluate", "--task", "panoptic", "--masks", str(tmp_path / "truth"), "--predictions", str(pred),
+            "--num-classes", "2", "--out", str(tmp_path / "out")]
+    if fault == "class_too_high":
+        arr[0, 0, 1] = 3
+        expect = "a.npy has class id 3"
+    elif fault == "sizes_differ":
+        from Functions.data.instances import write_label_map
+
+        write_label_map(tmp_path / "truth" / "classes" / "a.png", t[1][:, :6])
+        expect = "class map"
+    elif fault == "channels":
+        arr = np.concatenate([arr, arr[..., :1]], -1)
+        expect = "a.npy has shape (12, 12, 3)"
+    else:
+        (tmp_path / "out").mkdir()
+        expect = "already exists"
+    np.save(pred / "a.npy", arr)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and expect in err[0], err
