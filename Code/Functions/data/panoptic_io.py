@@ -125,3 +125,81 @@ def write_panoptic(folder: str | os.PathLike, stem: str, instances: np.ndarray, 
         raise ValueError(f"instance map {np.shape(instances)} and class map {np.shape(classes)} differ in shape")
     write_label_map(folder / INSTANCE_DIR / f"{stem}.png", instances)
     write_label_map(folder / CLASS_DIR / f"{stem}.png", classes)
+
+
+def majority_types(instances, pixel_classes, num_classes: int) -> np.ndarray:
+    """Class map where each object takes the majority type of its pixels (HoVer-Net's rule).
+
+    ``instances`` ``(H, W)`` object ids, ``pixel_classes`` ``(H, W)`` per-pixel
+    classes (0 background, ``1..num_classes`` object types, above: stuff).
+    Votes count only object-type pixels (ties: the lower type; an object
+    with no typed pixel takes type 1).  Pixels outside objects keep their
+    class unless it is an object type, which becomes 0 (object types exist
+    only inside objects).
+    """
+    inst = np.asarray(instances).astype(np.int64)
+    cls = np.asarray(pixel_classes).astype(np.int64)
+    out = np.where((inst == 0) & (cls > num_classes), cls, 0)
+    ids, index = np.unique(inst.ravel(), return_inverse=True)
+    typed = (cls.ravel() >= 1) & (cls.ravel() <= num_classes)
+    votes = np.zeros((len(ids), num_classes + 1), np.int64)
+    np.add.at(votes, (index[typed], cls.ravel()[typed]), 1)
+    best = np.argmax(votes[:, 1:], axis=1) + 1
+    lut = np.where(ids == 0, 0, best)
+    objects = lut[index].reshape(inst.shape)
+    return np.where(inst > 0, objects, out).astype(np.int32)
+
+
+def sample_panoptic_maps(sample, shape=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(instance map, class map)`` of a discovered sample: ``instances/<stem>`` (``Sample.instances``) and the
+    class map of the same stem in the ``classes/`` folder beside it; checked against the image's ``shape``."""
+    inst_path = getattr(sample, "instances", None)
+    if inst_path is None:
+        raise UserError(f"{sample.image} has no instance map; --task panoptic needs {INSTANCE_DIR}/<name>.png "
+                        f"and {CLASS_DIR}/<name>.png beside images/ (see make-sample --kind panoptic)")
+    inst_path = Path(inst_path)
+    cls_dir = inst_path.parent.parent / CLASS_DIR
+    found = sorted(p for p in cls_dir.glob(inst_path.stem + ".*") if is_image_file(p)) if cls_dir.is_dir() else []
+    if not found:
+        raise UserError(f"instance map {inst_path} has no class map {cls_dir / (inst_path.stem + '.png')}; "
+                        f"--task panoptic reads object types and stuff classes from {CLASS_DIR}/")
+    inst, cls = read_label_map(inst_path), read_label_map(found[0])
+    if inst.shape != cls.shape:
+        raise UserError(f"instance map {inst_path} is {inst.shape[1]}x{inst.shape[0]} but class map {found[0]} is "
+                        f"{cls.shape[1]}x{cls.shape[0]}; both must have the image's size")
+    if shape is not None and tuple(inst.shape) != tuple(shape[:2]):
+        raise UserError(f"instance map {inst_path} is {inst.shape[1]}x{inst.shape[0]} but its image "
+                        f"{sample.image} is {shape[1]}x{shape[0]}")
+    return inst, cls
+
+
+def panoptic_class_info(folder) -> dict | None:
+    """``classes.json`` of a panoptic folder (``num_classes`` object types, ``stuff_classes``, ``class_names``)."""
+    import json
+
+    path = Path(folder) / "classes.json"
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        return {"num_classes": int(info["num_classes"]), "stuff_classes": int(info.get("stuff_classes", 0)),
+                "class_names": [str(n) for n in info.get("class_names", [])] or None}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a classes.json with num_classes (object types), stuff_classes and "
+                        "class_names; repair or remove it") from None
+
+
+def infer_panoptic_classes(maps) -> tuple[int, int]:
+    """``(object types T, stuff classes S)`` from ``(instance, class)`` maps: the ids seen inside objects are
+    the types ``1..T``, the other ids seen outside objects the stuff ``T+1..T+S``."""
+    inside, outside = set(), set()
+    for inst, cls in maps:
+        inside |= set(np.unique(cls[inst > 0]).tolist())
+        outside |= set(np.unique(cls[inst == 0]).tolist())
+    inside.discard(0)
+    stuff = sorted((outside - inside) - {0})
+    t = max(inside, default=0)
+    if not inside or sorted(inside) != list(range(1, t + 1)) or stuff != list(range(t + 1, t + 1 + len(stuff))):
+        raise UserError(f"object classes {sorted(inside)} and stuff classes {stuff} are not numbered 1..T and "
+                        "T+1..T+S; write a classes.json beside instances/ (num_classes, stuff_classes, class_names)")
+    return t, len(stuff)

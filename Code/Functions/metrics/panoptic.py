@@ -66,6 +66,7 @@ import math
 
 import numpy as np
 
+from Functions.data.panoptic_io import majority_types  # noqa: F401  (re-exported: the object-typing rule)
 from Functions.metrics.instance import iou_matrix, match
 
 
@@ -258,26 +259,3 @@ def _split(item) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim != 3 or a.shape[-1] != 2:
         raise ValueError(f"a panoptic map is (H, W, 2) [instance, class] or a pair of (H, W) maps, got {a.shape}")
     return a[..., 0], a[..., 1]
-
-
-def majority_types(instances, pixel_classes, num_classes: int) -> np.ndarray:
-    """Class map where each object takes the majority type of its pixels (HoVer-Net's rule).
-
-    ``instances`` ``(H, W)`` object ids, ``pixel_classes`` ``(H, W)`` per-pixel
-    classes (0 background, ``1..num_classes`` object types, above: stuff).
-    Votes count only object-type pixels (ties: the lower type; an object
-    with no typed pixel takes type 1).  Pixels outside objects keep their
-    class unless it is an object type, which becomes 0 (object types exist
-    only inside objects).
-    """
-    inst = np.asarray(instances).astype(np.int64)
-    cls = np.asarray(pixel_classes).astype(np.int64)
-    out = np.where((inst == 0) & (cls > num_classes), cls, 0)
-    ids, index = np.unique(inst.ravel(), return_inverse=True)
-    typed = (cls.ravel() >= 1) & (cls.ravel() <= num_classes)
-    votes = np.zeros((len(ids), num_classes + 1), np.int64)
-    np.add.at(votes, (index[typed], cls.ravel()[typed]), 1)
-    best = np.argmax(votes[:, 1:], axis=1) + 1
-    lut = np.where(ids == 0, 0, best)
-    objects = lut[index].reshape(inst.shape)
-    return np.where(inst > 0, objects, out).astype(np.int32)
