@@ -216,6 +216,9 @@ def panoptic_scores(trues, preds, num_classes: int, stuff_classes: int = 0, name
                            "images_present": int(sum(st["stuff"][s - 1][2] > 0 for st in all_stats)),
                            "iou": inter / union if union else 0.0})
     classes = pd.DataFrame(class_rows)
+    for col in ("id", "images_present", "n_true", "n_pred", "tp", "fp", "fn"):
+        if col in classes:
+            classes[col] = classes[col].astype("Int64")      # counts stay integers beside the stuff rows' blanks
     things = classes[classes["kind"] == "object"]
     stuff = classes[classes["kind"] == "stuff"]
     mean_row = {"class": "mean", "kind": "mean"}
