@@ -151,3 +151,23 @@ def test_registry_finds_and_loads_panoptic_sets(tmp_path):
         datasets.load_panoptic("pannuke", data_dir=tmp_path)
     info = datasets.get("pannuke")
     assert info.task == "panoptic" and not info.automatic and not info.files   # no invented URL or checksum
+
+
+def test_conic_counts_and_install_of_a_consep_archive(tmp_path):
+    import shutil
+
+    from Functions.data import datasets
+    from Functions.data.panoptic_layouts import conic_counts
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "counts.csv").write_text("neutrophil,epithelial\n1,2\n0,5\n")
+    assert conic_counts(tmp_path / "c")["epithelial"].tolist() == [2, 5]
+    with pytest.raises(UserError, match="counts.csv does not exist"):
+        conic_counts(tmp_path)
+    _consep_tree(tmp_path / "src" / "CoNSeP")
+    archive = shutil.make_archive(str(tmp_path / "consep"), "zip", tmp_path / "src")
+    logs = []
+    target = datasets.install("consep", archives=[archive], data_dir=tmp_path / "data", log=logs.append)
+    assert (target / "CoNSeP" / "Train" / "Labels" / "train_1.mat").is_file()
+    assert any("installed consep: 2 samples" in line for line in logs)
+    assert len(datasets.load_panoptic("consep", tmp_path / "data")) == 2

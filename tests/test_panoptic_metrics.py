@@ -285,3 +285,16 @@ def test_evaluate_panoptic_bad_input_one_line(tmp_path, capsys, fault):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and expect in err[0], err
+
+
+def test_groups_average_per_group_first_as_pannuke_tissues():
+    good = _boxes([(1, 1, 0, 0, 4, 4)])
+    bad = (np.zeros((12, 12), np.int32), np.zeros((12, 12), np.int32))
+    trues, preds = [good, good, good], [good, good, bad]
+    plain = panoptic_scores(trues, preds, 1)["summary"]
+    assert plain["mpq"] == pytest.approx(2 / 3) and plain["bpq"] == pytest.approx(2 / 3)
+    # tissue A: images 0, 1 (PQ 1, 1); tissue B: image 2 (PQ 0) -> mean of tissue means 0.5
+    grouped = panoptic_scores(trues, preds, 1, groups=["A", "A", "B"])["summary"]
+    assert grouped["mpq"] == pytest.approx(0.5) and grouped["bpq"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 group labels for 3 images"):
+        panoptic_scores(trues, preds, 1, groups=["A", "B"])
