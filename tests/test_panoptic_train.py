@@ -127,3 +127,15 @@ def test_predict_task_panoptic_refuses_another_run(tmp_path, capsys):
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train --task panoptic" in err[0]
+
+
+def test_train_panoptic_refuses_a_class_above_classes_json(tmp_path, capsys):
+    from Functions.data.synthetic import write_panoptic_sample
+
+    write_panoptic_sample(tmp_path, n=4, size=64, seed=2)
+    data = tmp_path / "panoptic"
+    (data / "classes.json").write_text(json.dumps({"num_classes": 3, "stuff_classes": 1}))
+    assert main(["train", "--task", "panoptic", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds class 5" in err[0] and "classes.json" in err[0], err
+    assert not (tmp_path / "run" / "model.keras").exists()

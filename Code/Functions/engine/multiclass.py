@@ -357,7 +357,8 @@ def panoptic_classes(config, data) -> tuple[int, int, list[str]]:
     if not names:
         names = [f"type {k}" for k in range(1, t + 1)] + [f"stuff {k}" for k in range(1, s + 1)]
     if len(names) != t + s:
-        raise UserError(f"{len(names)} class names for {t} object types + {s} stuff classes", field="panoptic_names")
+        raise UserError(f"{len(names)} class names for {t} object types + {s} stuff classes; classes.json beside "
+                        "instances/ lists the types' names, then the stuff classes'")
     return int(t), int(s), names
 
 
@@ -378,7 +379,7 @@ def replace_with_panoptic_targets(data: dict, image_size, num_types: int, num_st
             top = int(cls.max(initial=0))
             if top > num_types + num_stuff:
                 raise UserError(f"the class map of {s.image} holds class {top}, above the {num_types} object type(s) "
-                                f"+ {num_stuff} stuff class(es); fix classes.json or --object-types/--stuff-classes")
+                                f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, stuff_classes)")
             try:
                 targets.append(panoptic_target(_resized(inst, image_size), _resized(cls, image_size), num_types,
                                                width, boundaries))
