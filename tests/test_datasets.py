@@ -160,10 +160,10 @@ def _tree(path: Path) -> set[str]:
 # ----------------------------------------------------------------------------- registry and CLI listing
 def test_registry_entries_are_complete():
     assert datasets.names() == ["membrane", "busi", "kvasir-seg", "dsb2018", "drive", "brain-tumor",
-                                "msd-hippocampus", "msd-spleen"]
+                                "msd-hippocampus", "msd-spleen", "consep", "pannuke", "conic"]
     for info in datasets.REGISTRY.values():
         assert info.title and info.samples and info.size and info.license and info.citation and info.homepage
-        assert info.automatic == (info.name != "drive")
+        assert info.automatic == (info.name not in ("drive", "consep", "pannuke", "conic"))
     assert len(datasets.get("membrane").files) == 60
     assert datasets.get("Kvasir_SEG").name == "kvasir-seg" and datasets.get("BBBC038").name == "dsb2018"
     parts = datasets.get("brain-tumor").files

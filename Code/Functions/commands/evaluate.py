@@ -31,6 +31,17 @@ Instance mode (``--task instance --masks DIR --predictions DIR [--out FILE.csv] 
     sample's true instances at its own size (``instance_metrics.csv`` and
     ``worst_instances.png`` in ``--out``, default ``RUN_DIR/evaluation-instance-<split>``).
 
+Panoptic mode (``--task panoptic --masks DIR --predictions DIR [--num-classes T] [--stuff-classes S]``)
+    Both sides hold an instance map and a class map per image, read by
+    :func:`Functions.data.panoptic_io.read_panoptic_folder`: ``instances/`` +
+    ``classes/`` 16-bit PNG pairs, or ``.npy`` files of shape ``(H, W, 2)`` /
+    ``(N, H, W, 2)`` (CoNIC).  Class ids ``1..T`` are object types,
+    ``T+1..T+S`` stuff classes (``T`` defaults to the largest class id in the
+    truth when ``S`` is 0).  Writes ``per_image.csv``, ``per_class.csv`` and
+    ``summary.json`` (mPQ as PanNuke, mPQ+ as CoNIC, bPQ, per-class
+    PQ/SQ/RQ/F1, stuff IoU; definitions in :mod:`Functions.metrics.panoptic`)
+    to a new folder ``--out`` (default ``panoptic-metrics``, numbered if it exists).
+
 Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
     Predicts with the run's ``model.keras`` (preprocessed as in training,
     masks resized back to each image's own size) and scores against the true
@@ -63,14 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a training run folder: predict with its model.keras and score against true masks")
     parser.add_argument("--predictions", metavar="DIR",
                         help="folder of predicted masks or 8-bit probability maps, paired with --masks by file stem")
-    parser.add_argument("--task", choices=("semantic", "instance"), default="semantic",
+    parser.add_argument("--task", choices=("semantic", "instance", "panoptic"), default="semantic",
                         help="semantic (default): foreground masks, Dice/IoU/HD95...; instance: label maps on both "
                              "sides (0 = background, each other value one object), scored per object: DSB2018 "
-                             "score, AP50/AP75, F1, PQ/SQ/RQ, AJI")
+                             "score, AP50/AP75, F1, PQ/SQ/RQ, AJI; panoptic: instance + class maps (instances/ + "
+                             "classes/ 16-bit PNGs or .npy H x W x 2), scored as mPQ, mPQ+, bPQ, per-class PQ, stuff IoU")
     parser.add_argument("--num-classes", type=int, metavar="K",
                         help="folder mode, semantic: masks and predictions are class maps 0..K-1 (K >= 3); writes "
                              "per-class Dice/IoU/..., macro means (classes empty in the truth left out, as MONAI's "
-                             "ignore_empty) and micro means")
+                             "ignore_empty) and micro means. With --task panoptic: the number T of object "
+                             "types (class ids 1..T; default: the largest id in the truth)")
+    parser.add_argument("--stuff-classes", type=int, default=0, metavar="S",
+                        help="with --task panoptic: class ids T+1..T+S are stuff (tissue regions), scored by IoU "
+                             "(%(default)s); --num-classes T is then the number of object types")
+    parser.add_argument("--class-names", metavar="A,B,...",
+                        help="with --task panoptic: names of the T object types then the S stuff classes")
     parser.add_argument("--class-map", metavar="V:C,...",
                         help="with --num-classes: mask value -> class for the true masks, e.g. 0:0,128:1,255:2")
     parser.add_argument("--components", action="store_true",
@@ -97,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "task", "semantic") == "panoptic":
+        if not getattr(args, "masks", None):
+            raise UserError("--task panoptic needs --masks DIR with --predictions DIR (instance + class maps)")
+        return _run_panoptic_folders(args)
     if getattr(args, "task", "semantic") == "instance":
         if getattr(args, "masks", None):
             return _run_instance_folders(args)
@@ -217,6 +239,92 @@ def _run_instance_folders(args) -> int:
     print("  ".join(f"{c} {mean[c]:.4f}" for c in INSTANCE_COLUMNS))
     print(f"per-image instance metrics (last row: mean) -> {out}")
     return 0
+
+
+def _run_panoptic_folders(args) -> int:
+    """``--task panoptic``: per-image and per-class CSVs + summary.json (see the module docstring)."""
+    import json
+    import math
+
+    from Functions.data.panoptic_io import read_panoptic_folder
+    from Functions.metrics.panoptic import panoptic_scores
+
+    if not args.predictions:
+        raise UserError("--masks needs --predictions DIR (the predicted instance + class maps to score)")
+    stuff = args.stuff_classes
+    if stuff is None or stuff < 0:
+        raise UserError(f"--stuff-classes must be 0 or more, got {stuff}")
+    out = _output_dir(args.out, "panoptic-metrics")
+    files: dict = {"truth": {}, "prediction": {}}
+    truth = read_panoptic_folder(args.masks, "--masks", sources=files["truth"])
+    preds = read_panoptic_folder(args.predictions, "--predictions", sources=files["prediction"])
+    missing = [n for n in truth if n not in preds]
+    if missing:
+        raise UserError(f"{len(missing)} image(s) in {args.masks} have no prediction in {args.predictions} "
+                        f"(e.g. {missing[0]}); predict them or remove them")
+    extra = sorted(set(preds) - set(truth))
+    if extra:
+        print(f"note: {len(extra)} prediction(s) without a truth were ignored (e.g. {extra[0]})", file=sys.stderr)
+    k = args.num_classes
+    if k is None:
+        if stuff:
+            raise UserError("--stuff-classes needs --num-classes T (the number of object types before them)")
+        k = max(1, max(int(c.max(initial=0)) for _, c in truth.values()))
+    if k < 1:
+        raise UserError(f"--num-classes must be at least 1 object type, got {k}")
+    top = k + stuff
+    names = sorted(truth)
+    for side, maps in (("truth", truth), ("prediction", preds)):
+        for n in names:
+            inst, cls = maps[n]
+            if int(cls.max(initial=0)) > top:
+                raise UserError(f"{side} {files[side][n]} has class id {int(cls.max())}, above the {k} object "
+                                f"type(s) + {stuff} stuff class(es); check --num-classes/--stuff-classes")
+    for n in names:
+        if truth[n][0].shape != preds[n][0].shape:
+            t, p = truth[n][0].shape, preds[n][0].shape
+            raise UserError(f"size mismatch for {n}: truth {files['truth'][n]} is {t[1]}x{t[0]} but prediction "
+                            f"{files['prediction'][n]} is {p[1]}x{p[0]} (width x height); predict at the truth's size")
+    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
+    if class_names is not None and len(class_names) != top:
+        raise UserError(f"--class-names lists {len(class_names)} name(s) but there are {k} object type(s) + "
+                        f"{stuff} stuff class(es) = {top}")
+    result = panoptic_scores([truth[n] for n in names], [preds[n] for n in names], k, stuff, names=names,
+                             class_names=class_names)
+    out.mkdir(parents=True)
+    result["images"].to_csv(out / "per_image.csv", index=False)
+    result["classes"].to_csv(out / "per_class.csv", index=False)
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {key: clean(x) for key, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    summary = result["summary"]
+    (out / "summary.json").write_text(json.dumps(clean(summary), indent=2) + "\n")
+    print(f"{len(names)} image(s): {args.masks} vs {args.predictions} ({k} object type(s), {stuff} stuff class(es))")
+    print(f"mPQ (PanNuke) {summary['mpq']:.4f}  mPQ+ (CoNIC) {summary['mpq_plus']:.4f}  bPQ {summary['bpq']:.4f}"
+          + (f"  mean stuff IoU {summary['mean_stuff_iou']:.4f}" if stuff else ""))
+    for name, row in summary["per_class"].items():
+        print(f"  {name}: PQ {row['pq']:.4f}  SQ {row['sq']:.4f}  RQ/F1 {row['rq']:.4f}")
+    print(f"per_image.csv, per_class.csv, summary.json -> {out}")
+    return 0
+
+
+def _output_dir(out, default: str) -> Path:
+    """A new folder for several output files: ``out`` must not exist; the default is numbered if it does."""
+    if out:
+        path = Path(out).expanduser()
+        if path.exists():
+            raise UserError(f"--out {path} already exists and is never overwritten; choose another name, "
+                            f"e.g. --out {_free_name(path)}")
+        return path
+    path = Path(default)
+    return _free_name(path) if path.exists() else path
 
 
 def _run_class_folders(args) -> int:

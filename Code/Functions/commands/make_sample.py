@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 
 NAME = "make-sample"
-HELP = "regenerate the synthetic offline sample (nuclei with instances, breast ultrasound, 3-class tissue) from its seed"
+HELP = ("regenerate the synthetic offline sample (nuclei with instances, breast ultrasound, 3-class tissue, "
+        "volumes, typed nuclei on tissue) from its seed")
 DESCRIPTION = (
     "Write the synthetic sample that ships in Data/sample: fluorescence-like nuclei "
     "(nuclei/images + nuclei/masks + 16-bit instance label maps in nuclei/instances), BUSI-like breast "
     "ultrasound (ultrasound/{benign,malignant,normal}) and a 3-class tissue set (tissue/images + "
     "tissue/masks with values 0 background, 1 gland, 2 lesion) and CT-like volumes in the Medical "
-    "Segmentation Decathlon layout (volumes/imagesTr + volumes/labelsTr + dataset.json, NIfTI). "
+    "Segmentation Decathlon layout (volumes/imagesTr + volumes/labelsTr + dataset.json, NIfTI) and H&E-like "
+    "typed nuclei on two tissue regions (panoptic/images + instances + classes: 1-3 nucleus types, 4-5 stuff). "
     "The output depends only on --seed, --n and --size. "
     "A non-empty target folder is refused unless --overwrite is given; even then only files "
     "named like the generator's own output are replaced."
@@ -22,7 +24,7 @@ def add_arguments(parser) -> None:
     from Functions.data.synthetic import DEFAULT_N_NUCLEI, DEFAULT_N_PER_CLASS, DEFAULT_SEED, DEFAULT_SIZE
 
     parser.add_argument("--out", default=None, help="sample root folder (default: <repo>/Data/sample)")
-    parser.add_argument("--kind", choices=("nuclei", "ultrasound", "tissue", "volumes", "all"), default="all",
+    parser.add_argument("--kind", choices=("nuclei", "ultrasound", "tissue", "volumes", "panoptic", "all"), default="all",
                         help="which set to write (default: all)")
     parser.add_argument("--n", type=int, default=None,
                         help=f"nucleus images, or ultrasound images per class "

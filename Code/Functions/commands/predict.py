@@ -32,10 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=float, default=None, metavar="F",
                    help="for a model trained on patches (train --patch-size): fraction of a tile shared with its "
                         "neighbour in sliding-window prediction, in [0, 1) (default: the run's, else 0.5)")
-    p.add_argument("--task", choices=("semantic", "instance"), default=None,
+    p.add_argument("--task", choices=("semantic", "instance", "panoptic"), default=None,
                    help="instance: write 16-bit label maps (one value per object, watershed on a 3-class "
-                        "model, connected components on a binary one) and overlays with one colour per object "
+                        "model, connected components on a binary one) and overlays with one colour per object; "
+                        "panoptic: instances/ + classes/ 16-bit maps (object types, then stuff classes) and "
+                        "overlays with a legend, from a `train --task panoptic` run "
                         "(default: the run's task from config.json, else semantic)")
+    p.add_argument("--npy", action="store_true",
+                   help="with --task panoptic: one <stem>.npy of shape (H, W, 2) [instance, class] per image "
+                        "(CoNIC's layout) instead of the PNG pairs")
 
 
 def run(args) -> int:
@@ -53,7 +58,18 @@ def run(args) -> int:
                                      batch_size=args.batch_size, tta=args.tta, overlap=args.overlap)
         print(f"{len(table)} volume(s) -> {args.out} (NIfTI with each input's affine and header)")
         return 0
-    if (args.task or run_task(args.model)) == "instance":   # 16-bit label maps, one colour per object
+    task = args.task or run_task(args.model)
+    if args.npy and task != "panoptic":
+        raise UserError("--npy belongs to --task panoptic (instance + class maps); drop it or add --task panoptic")
+    if task == "panoptic":                            # instances/ + classes/ (or .npy H x W x 2), legend overlays
+        from Functions.inference.panoptic import predict_folder_panoptic
+
+        table = predict_folder_panoptic(args.model, args.images, args.out, overlay=args.overlay,
+                                        batch_size=args.batch_size, tta=args.tta, npy=args.npy)
+        print(f"{len(table)} image(s) -> {args.out} (instance + class maps{' as .npy' if args.npy else ''}; "
+              f"{int(table['objects'].sum())} objects)")
+        return 0
+    if task == "instance":   # 16-bit label maps, one colour per object
         from Functions.inference.instances import predict_folder_instances
 
         table = predict_folder_instances(args.model, args.images, args.out, overlay=args.overlay,

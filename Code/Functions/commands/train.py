@@ -43,10 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="draw progress.png (predictions on fixed validation images) every N epochs; 0 = off "
                         "(%(default)s)")
     c = p.add_argument_group("classes and instances (Functions.engine.multiclass)")
-    c.add_argument("--task", default=d.task, choices=("semantic", "instance"),
+    c.add_argument("--task", default=d.task, choices=("semantic", "instance", "panoptic"),
                    help="instance: a 3-class head (background, interior, boundary) from the instance masks "
                         "(DSB2018 masks/, name_mask_N files, 16-bit label maps in instances/), decoded by "
-                        "watershed; test metrics DSB2018 score, AP50/75, F1, PQ, AJI and pixel Dice (%(default)s)")
+                        "watershed; test metrics DSB2018 score, AP50/75, F1, PQ, AJI and pixel Dice; panoptic: "
+                        "instances/ + classes/ maps (object types, then stuff classes; classes.json names them), one "
+                        "head over boundary, types and stuff, decoded by watershed + majority type; test mPQ, mPQ+, "
+                        "bPQ, stuff IoU (%(default)s)")
     c.add_argument("--num-classes", type=int, metavar="K",
                    help="classes including background: 1 = binary (sigmoid), K >= 2 softmax over class maps "
                         "0..K-1 (default: inferred from the training masks' values, the mapping printed and saved)")

@@ -47,6 +47,7 @@ from Functions.data.archives import archive_format, safe_extract
 from Functions.data.discovery import find_samples
 from Functions.base.errors import UserError
 from Functions.base.paths import resolve_data_dir
+from Functions.data.panoptic_layouts import panoptic_layout, read_panoptic_dataset
 from Functions.data.public_layouts import child_dir
 from Functions.data.samples import Sample
 
@@ -91,6 +92,7 @@ class DatasetInfo:
     into: str = ""                     # where hand-downloaded archives are unpacked (see Remote.into)
     nested: bool = False               # unpack ZIPs found inside the archive too (figshare bundles)
     modality: str = "microscopy"       # imaging modality; chooses the augmentation preset (augmentation.preset_for)
+    task: str = "semantic"             # "panoptic": typed nuclei read by data.panoptic_layouts, not find_samples
 
     @property
     def automatic(self) -> bool:
@@ -176,6 +178,61 @@ def _has_numbered_mat(d: Path) -> bool:
 
 def _is_brain_tumor(d: Path) -> bool:
     return _has_numbered_mat(d) or any(_has_numbered_mat(c) for c in _subdirs(d)[:50])
+
+
+def _is_panoptic(kind: str) -> Callable[[Path], bool]:
+    def match(d: Path) -> bool:
+        try:
+            return panoptic_layout(d) == kind
+        except (OSError, ValueError):
+            return False
+
+    return match
+
+
+def _panoptic_entry(name, title, samples, size, license, citation, homepage, layout, kind, note) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, title=title, samples=samples, size=size, license=license, citation=citation, homepage=homepage,
+        layout=layout, locate=lambda base, _m=_is_panoptic(kind): search_down(base, _m),
+        manual=f"download it by hand from {homepage} (no checksum is published)", note=note, task="panoptic",
+        modality="histopathology")
+
+
+_PANOPTIC = (
+    _panoptic_entry(
+        "consep", "CoNSeP: colorectal nuclear segmentation and phenotypes (HoVer-Net, Warwick TIA)",
+        "41 H&E tiles 1000x1000 (27 Train, 14 Test), 24,319 nuclei with instance maps and 7 types, merged to 4 "
+        "(other, inflammatory, epithelial, spindle-shaped) as in HoVer-Net",
+        "unknown (about 150 MB zip)", "unknown (check the download page; research use)",
+        "Graham S. et al., HoVer-Net: Simultaneous segmentation and classification of nuclei in multi-tissue "
+        "histology images, Medical Image Analysis 58:101563 (2019), doi:10.1016/j.media.2019.101563",
+        "https://warwick.ac.uk/fac/cross_fac/tia/data/hovernet/",
+        "CoNSeP/{Train,Test}/Images/<name>.png + CoNSeP/{Train,Test}/Labels/<name>.mat (inst_map, type_map, "
+        "inst_type, inst_centroid)", "consep",
+        "panoptic: read with Functions.data.panoptic_layouts.read_consep (image, instance map, class map)"),
+    _panoptic_entry(
+        "pannuke", "PanNuke: pan-cancer nuclei instance segmentation and classification (Warwick TIA)",
+        "7,901 H&E patches 256x256 from 19 tissues in three folds, five nucleus types (neoplastic, "
+        "inflammatory, connective, dead, epithelial)", "unknown (three zips, about 1 GB each unpacked)",
+        "CC BY-NC-SA 4.0", "Gamper J. et al., PanNuke: an open pan-cancer histology dataset for nuclei instance "
+        "segmentation and classification, ECDP 2019, pp. 11-19; Gamper J. et al., PanNuke dataset extension, "
+        "insights and baselines, arXiv:2003.10778 (2020)",
+        "https://warwick.ac.uk/fac/cross_fac/tia/data/pannuke",
+        "'Fold N/images/foldN/images.npy' (+ types.npy) + 'Fold N/masks/foldN/masks.npy' (N x 256 x 256 x 6)",
+        "pannuke", "panoptic: read with Functions.data.panoptic_layouts.read_pannuke_fold; score mPQ/bPQ with "
+        "`evaluate --task panoptic`"),
+    _panoptic_entry(
+        "conic", "CoNIC 2022 challenge patches of the Lizard data set (colon nuclei, Warwick TIA)",
+        "4,981 H&E patches 256x256 with instance + class labels (6 classes: neutrophil, epithelial, lymphocyte, "
+        "plasma, eosinophil, connective) and per-patch counts", "unknown (about 1 GB unpacked)",
+        "CC BY-NC-SA 4.0 (Lizard)", "Graham S. et al., CoNIC: Colon Nuclei Identification and Counting "
+        "Challenge 2022, arXiv:2111.14485; Graham S. et al., Lizard: a large-scale dataset for colonic nuclear "
+        "instance segmentation and classification, ICCV Workshops 2021",
+        "https://conic-challenge.grand-challenge.org/",
+        "images.npy (N x 256 x 256 x 3) + labels.npy (N x 256 x 256 x 2: instance, class) + counts.csv", "conic",
+        "panoptic: read with Functions.data.panoptic_layouts.read_conic; mPQ+ as the challenge scores it with "
+        "`evaluate --task panoptic`"),
+)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -351,6 +408,7 @@ REGISTRY: dict[str, DatasetInfo] = {
             nested=True,
         ),
         *(_msd_entry(*task) for task in _MSD_TASKS),
+        *_PANOPTIC,
     )
 }
 
@@ -422,7 +480,26 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> list[Sample]:
             f"dataset {info.name!r} not found under {base} (looked for {info.layout}){extra}; "
             f"{_install_hint(info)}; or pass --data-dir pointing at the folder that holds it"
         )
+    if info.task == "panoptic":
+        raise UserError(f"{info.name} holds typed nuclei (instance + class maps), not image/mask pairs; read it "
+                        f"with load_panoptic({info.name!r}) (Functions.data.datasets)")
     return find_samples(root)
+
+
+def load_panoptic(name: str, data_dir: str | os.PathLike | None = None, split: str = "Train"):
+    """``[(name, image, instance map, class map)]`` of a panoptic data set (``consep``, ``pannuke``, ``conic``).
+
+    ``split`` picks CoNSeP's ``Train`` or ``Test``; the others ignore it.
+    Found as :func:`load` finds a set (``data_dir`` or the default data dir).
+    """
+    info = get(name)
+    if info.task != "panoptic":
+        raise UserError(f"{info.name} is not a panoptic data set; use load({info.name!r})")
+    root = locate(info.name, data_dir)
+    if root is None:
+        raise UserError(f"dataset {info.name!r} not found under {resolve_data_dir(data_dir)} (looked for "
+                        f"{info.layout}); {_install_hint(info)}")
+    return list(read_panoptic_dataset(root, split))
 
 
 def installed_path(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -553,8 +630,8 @@ def install(name: str, archives: list[str | os.PathLike] | None = None, data_dir
         if root is None:
             raise UserError(f"the files given for {info.name} do not contain its layout ({info.layout}); "
                             f"check that you downloaded the right archive from {info.homepage}; nothing was installed")
-        samples = find_samples(root)
-        count = len(samples)
+        count = (sum(1 for _ in read_panoptic_dataset(root)) if info.task == "panoptic"
+                 else len(find_samples(root)))
         if info.expected is not None and count != info.expected:
             log(f"note: found {count} samples; the original release has {info.expected}"
                 + (f" ({info.note})" if info.note else ""))

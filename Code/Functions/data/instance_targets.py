@@ -130,3 +130,22 @@ def distance_target(labels: np.ndarray) -> np.ndarray:
         if top > 0:
             out[sl][inside] = (d[inside] / top).astype(np.float32)
     return out
+
+
+def panoptic_target(instances: np.ndarray, classes: np.ndarray, num_types: int, width: int = 1,
+                    boundaries: str = "all") -> np.ndarray:
+    """Instance + class maps -> one class map ``(H, W)`` uint8 for a single softmax head:
+    0 background, 1 object boundary (as :func:`instance_class_target`), ``1 + t`` the interior of an object of
+    type ``t`` (``t`` = 1..``num_types``), ``1 + c`` stuff class ``c`` (``c`` > ``num_types``) outside objects.
+    So every class id ``c`` of the class map is channel ``c + 1``, and channel 1 is the boundary."""
+    if boundaries == "contact":
+        raise ValueError("the panoptic head has one boundary class; use boundaries all, touching or both")
+    inst = np.asarray(instances)
+    cls = np.asarray(classes).astype(np.int64)
+    rings = instance_class_target(inst, width, boundaries)
+    typed = np.where((cls >= 1) & (cls <= num_types), cls, 0)
+    if ((inst > 0) & (typed == 0)).any():
+        raise ValueError("every object pixel needs a type 1..num_types in the class map")
+    out = np.where(inst > 0, typed + 1, np.where(cls > num_types, cls + 1, 0))
+    out[rings == BOUNDARY] = 1
+    return out.astype(np.uint8)

@@ -64,6 +64,15 @@ DEFAULT_TISSUE_SIZE = 96
 _KIND_NUCLEI = 1
 _KIND_ULTRASOUND = 2
 _KIND_TISSUE = 3
+_KIND_PANOPTIC = 5
+
+#: Panoptic sample: ``panoptic_000.png`` in ``images/``, ``masks/``, ``instances/`` and ``classes/``.
+PANOPTIC_NAME_RE = re.compile(r"^panoptic_(\d{3,})\.png$")
+#: Nucleus types (class ids 1..3) then stuff classes (ids 4, 5) of the panoptic sample.
+PANOPTIC_TYPES = ("lymphocyte", "epithelial", "spindle")
+PANOPTIC_STUFF = ("stroma", "gland")
+DEFAULT_N_PANOPTIC = 40
+DEFAULT_PANOPTIC_SIZE = 128
 
 
 class UltrasoundCase(NamedTuple):
@@ -558,6 +567,101 @@ def make_tissue(n: int, size: int = DEFAULT_TISSUE_SIZE, seed: int = DEFAULT_SEE
     return [_tissue_image(_rng(seed, _KIND_TISSUE, i), size) for i in range(n)]
 
 
+# --------------------------------------------------------------------------- panoptic (typed nuclei on tissue)
+#: Per type: (semi-axis a range, semi-axis b range as a fraction of a, RGB colour, texture strength).
+_NUCLEUS_LOOK = {
+    1: ((2.6, 3.6), (0.85, 1.0), (45.0, 35.0, 120.0), 4.0),     # lymphocyte: small, round, dark blue
+    2: ((5.0, 7.0), (0.6, 0.8), (135.0, 80.0, 170.0), 14.0),    # epithelial: large oval, pale purple, grainy
+    3: ((6.5, 9.0), (0.22, 0.32), (150.0, 35.0, 95.0), 6.0),    # spindle: long and thin, magenta
+}
+
+
+def _panoptic_image(rng: np.random.Generator, size: int):
+    """An H&E-like RGB tile: two tissue regions told apart by texture and tint - stroma (class 4: pink,
+    fibrous streaks along one direction) and gland (class 5: lilac, blotchy) - with nuclei of three types
+    (classes 1-3) that differ in size, shape and colour; each nucleus a separate instance, a one-pixel gap
+    kept between nuclei.  Returns ``(image uint8 (H, W, 3), instances int32, classes uint8)``."""
+    h = w = size
+    s = size / 128.0
+    region = _smooth_noise(rng, (h, w), 18 * s) > rng.uniform(-0.4, 0.4)
+    classes = np.where(region, 5, 4).astype(np.uint8)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    along = xx * np.cos(angle) + yy * np.sin(angle)
+    streaks = np.sin(2 * np.pi * (-xx * np.sin(angle) + yy * np.cos(angle)) / (4.0 * s)
+                     + 0.6 * _smooth_noise(rng, (h, w), 6 * s))
+    fibres = 0.5 * streaks + 0.2 * np.sin(along / (9.0 * s))
+    blotch = _smooth_noise(rng, (h, w), 2.0 * s)
+    stroma = np.array([235.0, 160.0, 190.0])[None, None] + 22.0 * fibres[..., None] * np.array([0.2, 1.0, 0.6])
+    gland = np.array([200.0, 170.0, 225.0])[None, None] + 20.0 * blotch[..., None] * np.array([1.0, 0.9, 0.4])
+    image = np.where(region[..., None], gland, stroma)
+    instances = np.zeros((h, w), np.int32)
+    taken = np.zeros((h, w), bool)
+    label = 0
+    for _ in range(int(rng.integers(14, 24) * s * s)):
+        # glands hold mostly epithelial nuclei, stroma mostly spindle cells and lymphocytes
+        cy, cx = rng.uniform(4, size - 4, 2)
+        in_gland = region[int(cy), int(cx)]
+        typ = int(rng.choice([1, 2, 3], p=[0.25, 0.6, 0.15] if in_gland else [0.4, 0.1, 0.5]))
+        (a_lo, a_hi), (b_lo, b_hi), colour, grain = _NUCLEUS_LOOK[typ]
+        a = rng.uniform(a_lo, a_hi) * s
+        radius, reach = _radius_profile(rng, a=a, b=a * rng.uniform(b_lo, b_hi), angle=rng.uniform(0, np.pi),
+                                        roughness=0.08)
+        sl, inside, _, _ = _draw_shape((h, w), cy, cx, radius, reach)
+        if sl is None or not inside.any():
+            continue
+        grown = ndimage.binary_dilation(inside, iterations=2)
+        if (taken[sl] & grown).any():
+            continue                                     # keep nuclei apart (a one-pixel gap at least)
+        label += 1
+        instances[sl][inside] = label
+        classes[sl][inside] = typ
+        taken[sl] |= inside
+        texture = grain * _smooth_noise(rng, inside.shape, 0.7 * s)
+        patch = image[sl]
+        patch[inside] = np.asarray(colour)[None] + texture[inside][:, None]
+    image = ndimage.gaussian_filter(image, (0.6 * s, 0.6 * s, 0)) + rng.normal(0, 3.0, image.shape)
+    return _to_uint8(image), instances, classes
+
+
+def make_panoptic(n: int, size: int = DEFAULT_PANOPTIC_SIZE, seed: int = DEFAULT_SEED) -> list:
+    """``n`` synthetic panoptic tiles ``[(image RGB uint8, instances int32, classes uint8), ...]``: class ids
+    1-3 nucleus types (:data:`PANOPTIC_TYPES`), 4-5 stuff (:data:`PANOPTIC_STUFF`)."""
+    _check_counts(n=n, size=size)
+    return [_panoptic_image(_rng(seed, _KIND_PANOPTIC, i), size) for i in range(n)]
+
+
+def write_panoptic_sample(out: str | os.PathLike, n: int = DEFAULT_N_PANOPTIC, *,
+                          size: int = DEFAULT_PANOPTIC_SIZE, seed: int = DEFAULT_SEED,
+                          overwrite: bool = False) -> int:
+    """Write ``out/panoptic/{images,masks,instances,classes}/panoptic_000.png`` and ``classes.json``.
+
+    ``images`` RGB, ``masks`` 0/255 nucleus foreground (so the semantic loaders read the set too),
+    ``instances`` 16-bit instance ids, ``classes`` 16-bit class ids (1-3 types, 4-5 stuff) - the layout
+    ``evaluate --task panoptic --masks out/panoptic`` reads.  Returns the number of images.
+    """
+    import json
+
+    from Functions.data.instances import write_label_map
+
+    folder = Path(out)
+    _prepare(folder, "panoptic", overwrite)
+    base = folder / "panoptic"
+    for sub in ("images", "masks", "instances", "classes"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(n - 1)))
+    for i, (image, inst, cls) in enumerate(make_panoptic(n, size=size, seed=seed)):
+        name = f"panoptic_{i:0{width}d}.png"
+        _imwrite(base / "images" / name, image[..., ::-1])
+        _imwrite(base / "masks" / name, np.where(inst > 0, 255, 0).astype(np.uint8))
+        write_label_map(base / "instances" / name, inst)
+        write_label_map(base / "classes" / name, cls)
+    (base / "classes.json").write_text(json.dumps(
+        {"num_classes": len(PANOPTIC_TYPES), "stuff_classes": len(PANOPTIC_STUFF),
+         "class_names": list(PANOPTIC_TYPES + PANOPTIC_STUFF)}, indent=2) + "\n")
+    return n
+
+
 # --------------------------------------------------------------------------- on disk
 
 
@@ -583,6 +687,8 @@ def _our_files(folder: Path, kind: str) -> list:
         dirs, pattern = [base / "images", base / "masks", base / "instances"], NUCLEI_NAME_RE
     elif kind == "tissue":
         dirs, pattern = [base / "images", base / "masks"], TISSUE_NAME_RE
+    elif kind == "panoptic":
+        dirs, pattern = [base / d for d in ("images", "masks", "instances", "classes")], PANOPTIC_NAME_RE
     else:
         dirs, pattern = [base / c for c in ULTRASOUND_CLASSES], BUSI_NAME_RE
     return sorted(p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file() and pattern.match(p.name))
@@ -675,9 +781,9 @@ def write_sample(out: str | os.PathLike, *, kind: str = "all", n: int | None = N
     ``overwrite``; with ``overwrite`` only files named like the generator's own
     output are removed first.  Returns ``{kind: images written}``.
     """
-    if kind not in ("nuclei", "ultrasound", "tissue", "volumes", "all"):
-        raise UserError(f"--kind {kind!r} is unknown; use nuclei, ultrasound, tissue, volumes or all")
-    kinds = ["nuclei", "ultrasound", "tissue", "volumes"] if kind == "all" else [kind]
+    if kind not in ("nuclei", "ultrasound", "tissue", "volumes", "panoptic", "all"):
+        raise UserError(f"--kind {kind!r} is unknown; use nuclei, ultrasound, tissue, volumes, panoptic or all")
+    kinds = ["nuclei", "ultrasound", "tissue", "volumes", "panoptic"] if kind == "all" else [kind]
     if not overwrite:  # check everything before writing anything
         for k in kinds:
             base = Path(out) / k
@@ -694,6 +800,10 @@ def write_sample(out: str | os.PathLike, *, kind: str = "all", n: int | None = N
         written["tissue"] = write_tissue(out, n or DEFAULT_N_TISSUE, size=t_size, seed=seed, overwrite=overwrite)
     if "volumes" in kinds:   # volumes keep their own grid (VOLUME_SHAPE); ``size`` does not apply
         written["volumes"] = write_volumes(out, n or DEFAULT_N_VOLUMES, seed=seed, overwrite=overwrite)
+    if "panoptic" in kinds:  # 128 px tiles unless another ``size`` than the default is given
+        p_size = DEFAULT_PANOPTIC_SIZE if size == DEFAULT_SIZE else size
+        written["panoptic"] = write_panoptic_sample(out, n or DEFAULT_N_PANOPTIC, size=p_size, seed=seed,
+                                                    overwrite=overwrite)
     return written
 
 

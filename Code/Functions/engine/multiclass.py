@@ -85,6 +85,8 @@ def task_for(config, base):
     """
     if getattr(config, "task", "semantic") == "instance":
         return InstanceTask(base)
+    if getattr(config, "task", "semantic") == "panoptic":
+        return PanopticTask(base)
     if config.class_map or (config.num_classes or 1) > 1:
         return MultiClassTask(base)
     if config.num_classes is None:
@@ -308,11 +310,91 @@ class InstanceTask(MultiClassTask):
         return finish_instance(self, model, config, data, run_dir, hist, seconds)
 
 
+class PanopticTask(MultiClassTask):
+    """One softmax head over background, object boundary, the interiors of the T object types and the S stuff
+    classes (:func:`Functions.data.instance_targets.panoptic_target`), decoded into an instance map and a class
+    map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU."""
+
+    def prepare(self, config):
+        if getattr(config, "patch_size", None):
+            raise UserError("--task panoptic trains on whole images resized to --image-size; leave --patch-size "
+                            "out", field="patch_size")
+        data = self.base.prepare(config)
+        t, s, names = panoptic_classes(config, data)
+        replace_with_panoptic_targets(data, config.image_size, t, s, config.boundary_width, config.boundaries)
+        data["num_classes"], data["class_map"] = 2 + t + s, None
+        data["panoptic"] = (t, s, names)
+        print(f"panoptic classes: {t} object type(s) {', '.join(names[:t])}; {s} stuff class(es) "
+              f"{', '.join(names[t:]) or '-'} ({2 + t + s} output channels)", flush=True)
+        return data
+
+    def settle(self, config, data):
+        super().settle(config, data)
+        t, s, names = data["panoptic"]
+        config.object_types, config.stuff_classes, config.panoptic_names = t, s, list(names)
+        config.num_classes = 2 + t + s
+
+    def finish(self, model, config, data, run_dir, hist, seconds):
+        return finish_panoptic(self, model, config, data, run_dir, hist, seconds)
+
+
+def panoptic_classes(config, data) -> tuple[int, int, list[str]]:
+    """``(T, S, names)``: the config's, else the data folder's ``classes.json``, else inferred from the maps."""
+    from Functions.data.panoptic_io import infer_panoptic_classes, panoptic_class_info, sample_panoptic_maps
+
+    samples = [s for name in ("train", "val", "test") for s in data[name][2]]
+    info = None
+    if samples and getattr(samples[0], "instances", None) is not None:
+        info = panoptic_class_info(Path(samples[0].instances).parent.parent)
+    t, s = config.object_types, config.stuff_classes
+    if t is None and info is not None:
+        t, s = info["num_classes"], info["stuff_classes"] if s is None else s
+    if t is None:
+        t, s_found = infer_panoptic_classes(sample_panoptic_maps(x) for x in data["train"][2])
+        s = s_found if s is None else s
+    s = s or 0
+    names = list(config.panoptic_names or (info or {}).get("class_names") or [])
+    if not names:
+        names = [f"type {k}" for k in range(1, t + 1)] + [f"stuff {k}" for k in range(1, s + 1)]
+    if len(names) != t + s:
+        raise UserError(f"{len(names)} class names for {t} object types + {s} stuff classes; classes.json beside "
+                        "instances/ lists the types' names, then the stuff classes'")
+    return int(t), int(s), names
+
+
+def replace_with_panoptic_targets(data: dict, image_size, num_types: int, num_stuff: int, width: int = 1,
+                                  boundaries: str = "all") -> None:
+    """Swap the training and validation masks for :func:`~Functions.data.instance_targets.panoptic_target`
+    class maps ``(N, H, W, 1)`` drawn on the maps resized (nearest) to ``image_size``."""
+    from Functions.data.instance_targets import panoptic_target
+    from Functions.data.panoptic_io import sample_panoptic_maps
+
+    for name in ("train", "val"):
+        x, y, subset = data[name]
+        if x is None:
+            continue
+        targets = []
+        for s in subset:
+            inst, cls = sample_panoptic_maps(s)
+            top = int(cls.max(initial=0))
+            if top > num_types + num_stuff:
+                raise UserError(f"the class map of {s.image} holds class {top}, above the {num_types} object type(s) "
+                                f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, stuff_classes)")
+            try:
+                targets.append(panoptic_target(_resized(inst, image_size), _resized(cls, image_size), num_types,
+                                               width, boundaries))
+            except ValueError as exc:
+                raise UserError(f"{s.image}: {exc}") from None
+        data[name] = (x, np.stack(targets)[..., None], subset)
+
+
 def class_names(config) -> list[str]:
     """Names of the classes: ``background, interior, boundary`` (``rim, contact`` for ``boundaries="contact"``)
     for instance runs, else ``class 1..``."""
     if getattr(config, "task", "semantic") == "instance":
         return list(instance_class_names(getattr(config, "boundaries", "all")))
+    if getattr(config, "task", "semantic") == "panoptic" and config.panoptic_names:
+        return ["background", "boundary"] + list(config.panoptic_names)
     return ["background"] + [f"class {c}" for c in range(1, int(config.num_classes or 2))]
 
 
@@ -464,4 +546,57 @@ def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: flo
     print(f"Test ({split_name}, {len(table) - 1} images, original resolution): DSB score {metrics['dsb_score']:.4f}  "
           f"AP50 {metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
           f"{metrics['pixel_dice']:.4f} ({seconds:.0f} s training) -> {run_dir}", flush=True)
+    return metrics
+
+
+def finish_panoptic(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
+    """Test images predicted at their original size, decoded into instance + class maps and scored with
+    :func:`Functions.metrics.panoptic.panoptic_scores` (``test_metrics.csv`` per image, ``test_classes.csv`` per
+    class, ``metrics.json`` with mPQ, mPQ+, bPQ, per-class PQ and stuff IoU)."""
+    import matplotlib.pyplot as plt
+
+    from Functions.data.imaging import read_image
+    from Functions.data.panoptic_io import sample_panoptic_maps
+    from Functions.inference.panoptic import predict_panoptic
+    from Functions.metrics.panoptic import panoptic_scores
+    from Functions.viz.plotting import plot_history
+    from Functions.viz.reports import write_report
+
+    samples, split_name = _scored_split(data)
+    predictor = _predictor(model, config, data)
+    t, s = int(config.object_types), int(config.stuff_classes or 0)
+    trues, preds = [], []
+    for start in range(0, len(samples), config.batch_size):
+        chunk = samples[start:start + config.batch_size]
+        images = [read_image(x.image) for x in chunk]
+        trues += [sample_panoptic_maps(x, im.shape[:2]) for x, im in zip(chunk, images)]
+        preds += predict_panoptic(predictor, images, t, s, batch_size=config.batch_size, tta=config.tta)
+    scores = panoptic_scores(trues, preds, t, s, names=[x.id for x in samples], class_names=config.panoptic_names)
+    scores["images"].to_csv(run_dir / "test_metrics.csv", index=False)
+    scores["classes"].to_csv(run_dir / "test_classes.csv", index=False)
+    summ = scores["summary"]
+    fg = [(2.0 * np.sum((a[0] > 0) & (b[0] > 0)), float(np.sum(a[0] > 0) + np.sum(b[0] > 0))) for a, b in
+          zip(trues, preds)]
+    dice = [n / d if d else 1.0 for n, d in fg]
+    metrics = {"task": "panoptic", "mpq": summ["mpq"], "mpq_plus": summ["mpq_plus"], "bpq": summ["bpq"],
+               "mean_stuff_iou": summ["mean_stuff_iou"], "per_class": summ["per_class"],
+               "stuff_iou": summ["stuff_iou"], "dice": float(np.mean(dice)) if dice else float("nan")}
+    metrics["iou"] = float(np.mean([d / (2.0 - d) for d in dice])) if dice else float("nan")
+    metrics.update(_common(task, model, config, hist, seconds, split_name, len(samples)))
+    metrics.update({"object_types": t, "stuff_classes": s, "class_names": list(config.panoptic_names or []),
+                    "scored_at": "original resolution"})
+    write_json(run_dir / "metrics.json", metrics)
+    plt.close(plot_history(hist, run_dir / "curves.png"))
+    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
+    with open(run_dir / "report.md", "a") as f:
+        f.write(f"\n## How the test figures were computed\n\nPanoptic quality at the original resolution: "
+                f"{_where(config)}; objects separated by watershed on the folded 3-class head, each object typed by "
+                "the majority of its pixels, stuff left semantic. mPQ as PanNuke (per image over the types present "
+                "in its truth, then over images), mPQ+ as the CoNIC challenge (counts summed over images per type), "
+                "bPQ class-agnostic (images with objects in the truth); definitions in "
+                "Functions.metrics.panoptic.\n")
+    print(f"Test ({split_name}, {len(samples)} images, original resolution): bPQ {summ['bpq']:.4f}  mPQ "
+          f"{summ['mpq']:.4f}  mPQ+ {summ['mpq_plus']:.4f}"
+          + (f"  stuff IoU {summ['mean_stuff_iou']:.4f}" if s else "")
+          + f" ({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics

@@ -70,6 +70,9 @@ class TrainConfig(RunConfig):
     class_weights: list | None = None  # one loss weight per class (cce, cce_dice, dice, focal)
     boundary_width: int = 1            # --task instance: boundary band in pixels (4-connected steps) per object
     boundaries: str = "all"            # --task instance: "all" rims; "touching": where objects meet; "both"
+    object_types: int | None = None    # --task panoptic: object (nucleus) types T; None: classes.json or inferred
+    stuff_classes: int | None = None   # --task panoptic: stuff classes S (ids T+1..T+S); None: as object_types
+    panoptic_names: list | None = None  # --task panoptic: names of the T types then the S stuff classes
     # native resolution and group-aware splits (Functions.engine.native, Functions.data.splits)
     patch_size: int | None = None      # train on random P x P patches of full-size images; None: resize to image_size
     overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
@@ -96,7 +99,12 @@ class TrainConfig(RunConfig):
         return super().checks() + [
             (0 < self.threshold < 1, "threshold", f"must be between 0 and 1, got {self.threshold}"),
             (self.progress_every >= 0, "progress_every", f"must be 0 (off) or more, got {self.progress_every}"),
-            (self.task in ("semantic", "instance"), "task", f"must be semantic or instance, got {self.task!r}"),
+            (self.task in ("semantic", "instance", "panoptic"), "task",
+             f"must be semantic, instance or panoptic, got {self.task!r}"),
+            (self.object_types is None or self.object_types >= 1, "object_types",
+             f"must be at least 1, got {self.object_types}"),
+            (self.stuff_classes is None or self.stuff_classes >= 0, "stuff_classes",
+             f"must be 0 or more, got {self.stuff_classes}"),
             (self.num_classes is None or self.num_classes >= 1, "num_classes",
              f"must be 1 (binary) or more, got {self.num_classes}"),
             (self.task != "instance" or self.num_classes in (None, len(names)), "num_classes",

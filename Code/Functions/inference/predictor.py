@@ -65,7 +65,8 @@ def run_settings(model_path: str | os.PathLike) -> dict:
                             "preprocessing") from None
         settings.update({k: values[k] for k in ("normalization", "clahe", "threshold", "image_size", "channels",
                                                 "task", "num_classes", "class_names", "patch_size", "overlap",
-                                                "scale", "boundaries")
+                                                "scale", "boundaries", "object_types", "stuff_classes",
+                                                "panoptic_names")
                          if values.get(k) is not None})
     decoder = Path(model_path).parent / "instance_decoder.json"     # watershed settings tuned on validation
     if decoder.is_file():
