@@ -278,3 +278,12 @@ def test_plan_command_writes_plan_json(tmp_path, capsys):
     assert {c["field"] for c in saved["choices"]} >= {"patch_size", "augment", "loss", "epochs", "tta"}
     plan = make_plan(str(root))
     assert [c["value"] for c in saved["choices"]] == [c.value for c in plan.choices]
+
+
+def test_mixed_2d_and_3d_data_is_one_line(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel")
+    root = _pairs(tmp_path / "mixed", {"a": _fluorescence(), "b": _fluorescence()})
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), str(root / "images" / "v.nii.gz"))
+    assert main(["plan", "--data", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mixes 2-D images" in err[0] and "v.nii.gz" in err[0] and ".png" in err[0]

@@ -126,13 +126,28 @@ def _intensity(values: list[np.ndarray]) -> dict:
             "p0_5": round(float(np.percentile(x, 0.5)), 4), "p99_5": round(float(np.percentile(x, 99.5)), 4)}
 
 
-def _mixed_check(samples, root) -> None:
-    kinds = {s.kind for s in samples}
-    flat = [s for s in samples if s.kind not in VOLUME_KINDS]
-    vol = [s for s in samples if s.kind in VOLUME_KINDS]
-    if flat and vol and kinds & {"image"}:
-        raise UserError(f"{root} mixes 2-D images ({flat[0].image}) with volumes ({vol[0].image}); give a folder "
-                        "of one kind (2-D images, or volumes with --dims 3)")
+def check_not_mixed(root) -> None:
+    """UserError naming one file of each when the image folders under ``root`` (``images/``, ``imagesTr/``...)
+    hold both 2-D pictures and volumes (NIfTI): a plan is 2-D or 3-D, not both."""
+    from Functions.data.imaging import is_image_file
+    from Functions.data.samples import IMAGE_DIR_NAMES
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return
+    flat = volume = None
+    names = {n.lower() for n in IMAGE_DIR_NAMES} | {"imagestr", "imagests"}
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir() and p.name.lower() in names)]:
+        if folder == root and not any(p.is_dir() and p.name.lower() in names for p in root.iterdir()):
+            continue
+        for path in folder.iterdir():
+            if path.name.lower().endswith((".nii", ".nii.gz")):
+                volume = volume or path
+            elif is_image_file(path):
+                flat = flat or path
+        if flat and volume:
+            raise UserError(f"{root} mixes 2-D images ({flat}) with volumes ({volume}); give a folder of one kind "
+                            "(2-D images, or volumes with --dims 3)")
 
 
 # ----------------------------------------------------------------------------- 2-D
@@ -147,7 +162,6 @@ def fingerprint_images(samples, root: str, seed: int = 0, near_duplicates: bool 
     samples = list(samples)
     if not samples:
         raise UserError(f"no images with masks found in {root}; see `python -m Functions train --help` for layouts")
-    _mixed_check(samples, root)
     shapes = [native_shape(s, 1.0) for s in samples]
     pick = _subset(len(samples), STAT_SAMPLES, seed)
     measured_shapes, modalities, raw, fg_shares, counts, areas = [], [], [], [], [], []
@@ -337,8 +351,8 @@ def fingerprint(data: str | None = None, dataset: str | None = None, data_dir: s
     from Functions.base.paths import sample_dir
     from Functions.data.sources import resolve_samples
 
-    if data and not Path(data).expanduser().exists():
-        raise UserError(f"--data {data} does not exist; give a folder of images and masks")
+    if data:
+        check_not_mixed(data)
     samples = resolve_samples(data, dataset, data_dir, sample="nuclei")
     root = data or dataset or str(sample_dir("nuclei"))
     return fingerprint_images(samples, root, seed=seed, near_duplicates=near_duplicates)
