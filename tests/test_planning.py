@@ -100,6 +100,7 @@ def test_brightfield_tree_and_native_patches_for_mixed_sizes(tmp_path):
     plan = {c.field: c for c in plan_rules(fp, time_budget=10)}
     assert plan["patch_size"].value == 32 and "native" in plan["patch_size"].reason   # median side 32 < 128
     assert plan["patch_sampling"].value == "area" and plan["patches_per_image"].value == 2
+    assert plan["model_options"].value == {"depth": 2} and "8 px across" in plan["model_options"].reason
     assert (plan["keep"].value, plan["tta"].value, plan["epochs"].value) == ("last", True, 200)
     assert "--image-size" in {c.field: c for c in plan_rules(fp, given={"image_size"})}["patch_size"].reason
 

@@ -185,8 +185,12 @@ def resolve(args):
         plan = make_plan(chosen("data"), chosen("dataset"), chosen("data_dir"), task=chosen("task"),
                          time_budget=chosen("time_budget"), dims=3 if three else 2, seed=chosen("seed"),
                          given=given | set(recipe) | ({"model_options"} if "model_option" in given else set()))
-        values.update({k: v for k, v in plan.values().items() if k in values or k in VolumeConfig.__dataclass_fields__})
-    options = dict(recipe.pop("model_options", None) or {})
+        planned = plan.values()
+        options = dict(planned.pop("model_options", None) or {})
+        values.update({k: v for k, v in planned.items() if k in values or k in VolumeConfig.__dataclass_fields__})
+    else:
+        options = {}
+    options.update(recipe.pop("model_options", None) or {})
     values.update(recipe)
     values.update({k: getattr(args, k) for k in given})
     values["model_option"] = list({**options, **dict(args.model_option)}.items())

@@ -107,6 +107,13 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
         out.append(Choice("loss", "bce_dice", f"BCE + soft Dice, the measured default ({BENCH} 'Accuracy per budget')"))
     out.append(Choice("model", "unet", f"U-Net base 16, depth 4 (1.95 M parameters); wider deep levels (run AG) and "
                                        f"the Attention U-Net (AH-AI) stayed inside its spread ({BENCH})"))
+    side = next((c.value for c in out if c.field == "patch_size"), None)
+    if side and side < PATCH:
+        depth = max(2, min(4, (side // 8).bit_length() - 1))
+        out.append(Choice("model_options", {"depth": depth},
+                          f"{side}-px patches: depth {depth}, so the deepest level is still {side // 2 ** depth} px "
+                          f"across, as 128-px patches at depth 4 leave 8 px ({NNUNET}: pool while the map is "
+                          "at least 4-8 px)"))
     out.append(Choice("batch_size", 8, f"batch 8; batch 4 scored lower (0.8969 vs 0.9017 Dice, {BENCH} issue 9 "
                                        f"table; run AF)"))
     out += _schedule(time_budget, native, default_epochs=25)
