@@ -5,7 +5,7 @@ the precedence defaults < plan < recipe file < flags on a real parse, recipe rou
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -15,7 +15,7 @@ import pytest
 from Functions.cli import build_parser, main
 from Functions.planning.fingerprint import fingerprint, image_modality, touching_objects
 from Functions.planning.plan import make_plan
-from Functions.planning.recipes import read_recipe, recipe_text, write_recipe
+from Functions.planning.recipes import read_recipe, write_recipe
 from Functions.planning.rules import plan_rules
 
 REPO = Path(__file__).resolve().parents[1]
