@@ -82,8 +82,10 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
                           f"scored lower or the same on DSB2018 ({BENCH} issue 9 table, run S)"))
     else:
         preset = preset_for(fp.modality)
+        seen = ("; on the ultrasound sample Dice 0.9464 against 0.8194 with light (one run each, docs/planning.md)"
+                if preset == "ultrasound" else "; not measured here")
         out.append(Choice("augment", preset, f"{fp.modality}: the modality's preset (Functions.data.augmentation."
-                          f"MODALITY_PRESETS; not measured here)"))
+                          f"MODALITY_PRESETS){seen}"))
     objects = (f"{fp.objects_per_image:g} objects per image, median area {fp.object_area_median:g} px, "
                f"{fp.touching_share:.0%} touching another")
     if task == "instance":
