@@ -190,6 +190,9 @@ def test_sigkill_mid_training_then_resume_from_the_command_line(data_dir, tmp_pa
     kill_after_epochs(cmd, history, env, epochs_done=1)          # epoch 1 done: killed in epoch 2
     done_before = len(pd.read_csv(history)) if history.is_file() else 0
     assert done_before < epochs
+    for name in ("recipe.toml", "plan.json"):     # written with config.json; a folder made before them resumes too
+        assert (out / name).is_file()
+        (out / name).unlink()
 
     resumed = subprocess.run([sys.executable, "-m", "Functions", "train", "--resume", str(out), "--verbose", "0"],
                              capture_output=True, text=True, env=env, timeout=300)

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     parser = build_parser(command)
     args = parser.parse_args(argv)
+    if command in argv:              # the command's own words (train tells the flags given from the defaults)
+        args.command_argv = argv[argv.index(command) + 1:]
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -94,6 +94,51 @@ def add_engine_arguments(p: argparse.ArgumentParser, d, model_help: str) -> None
                    help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
 
+class HelpAll(argparse.Action):
+    """``--help-all``: the help with every flag (``--help`` shows the common ones, see :func:`hide_advanced`)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for action in parser._actions:
+            hidden = getattr(action, "hidden_help", None)
+            if hidden is not None:
+                action.help = hidden
+        parser.print_help()
+        parser.exit()
+
+
+def hide_advanced(parser: argparse.ArgumentParser, common: tuple[str, ...]) -> None:
+    """Leave only the flags whose ``dest`` is in ``common`` (and the help flags) in ``--help``; add
+    ``--help-all`` to show the rest."""
+    for action in parser._actions:
+        if action.dest in common or action.dest == "help" or action.help == argparse.SUPPRESS:
+            continue
+        action.hidden_help = action.help if action.help is not None else ""
+        action.help = argparse.SUPPRESS
+    parser.add_argument("--help-all", action=HelpAll, help="show every flag (the plan sets most of them; see "
+                                                          "docs/planning.md) and exit")
+
+
+def given_options(parser_factory, argv: list[str] | None, args=None) -> set[str]:
+    """The ``dest`` of every option given explicitly in ``argv`` (the command's own words).
+
+    The command's parser is built again with every default suppressed and ``argv`` parsed once more, so an
+    option counts as given even when its value equals the default.  Without ``argv`` (the command called
+    from Python), the options whose value differs from the default.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    parser_factory(p)
+    if argv is None:
+        defaults = vars(p.parse_args([]))
+        return {k for k, v in vars(args).items() if k in defaults and v != defaults[k]} if args is not None else set()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    namespace, _ = p.parse_known_args(argv)
+    return set(vars(namespace))
+
+
 def config_from_args(config_class, args):
     """A ``config_class`` instance from parsed arguments (``--model-option`` pairs become ``model_options``)."""
     fields = config_class.__dataclass_fields__
@@ -137,8 +182,9 @@ def conflicting_options(parser_factory, config_class, args, saved) -> list[str]:
     return conflicts
 
 
-def run_training(args, *, parser_factory, config_class, train_fn, resume_fn) -> int:
-    """What every training command does: a new run from the flags, or ``--resume RUN_DIR``."""
+def run_training(args, *, parser_factory, config_class, train_fn, resume_fn, files: dict | None = None) -> int:
+    """What every training command does: a new run from the flags, or ``--resume RUN_DIR``.  ``files``:
+    more JSON files of the new run folder (``train``'s ``plan.json``)."""
     if getattr(args, "cpu_devices", None):             # before the backend starts
         from Functions.engine.distribute import use_cpu_devices
 
@@ -156,5 +202,8 @@ def run_training(args, *, parser_factory, config_class, train_fn, resume_fn) -> 
         config.workers = args.workers
         train_fn(config, resume=True)
         return 0
-    train_fn(config_from_args(config_class, args))
+    if files:
+        train_fn(config_from_args(config_class, args), files=files)
+    else:
+        train_fn(config_from_args(config_class, args))
     return 0

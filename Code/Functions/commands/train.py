@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from Functions.commands.options import add_data_source, add_engine_arguments, run_training
+from Functions.commands.options import (add_data_source, add_engine_arguments, given_options, hide_advanced,
+                                        run_training)
 from Functions.data.instance_targets import BOUNDARY_MODES
 from Functions.data.preprocessing import NORMALIZATIONS
 
 NAME = "train"
 HELP = "train a segmentation model and report test Dice/IoU (no arguments: U-Net on the Data/ sample)"
+DESCRIPTION = ("Train a segmentation model and report its test scores. The data set is fingerprinted first and a "
+               "plan chooses the settings you leave open (printed before the first epoch, saved as plan.json; "
+               "docs/planning.md); a recipe file (--config) overrides the plan and flags override both. Every run "
+               "folder holds recipe.toml, which --config repeats. --help-all shows every flag.")
+#: The flags `train --help` shows; `--help-all` shows the rest.
+COMMON = ("data", "dataset", "task", "model", "time_budget", "epochs", "out", "config", "resume", "dims",
+          "patch_size", "seed", "subset")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,6 +125,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow --split-by image on data with known groups (shows the leakage effect on purpose)")
     n.add_argument("--near-duplicates", action="store_true",
                    help="also group near-identical images (perceptual hash) before splitting")
+    r = p.add_argument_group("plan and recipes (Functions.planning; docs/planning.md)")
+    r.add_argument("--config", metavar="FILE",
+                   help="a recipe file (TOML; YAML with PyYAML) of settings, keys = setting names (epochs, "
+                        "patch_size...); flags override it, it overrides the plan; a run folder's recipe.toml "
+                        "repeats that run")
+    r.add_argument("--plan", action=argparse.BooleanOptionalAction, default=True,
+                   help="fingerprint the data and let the plan choose the settings left open (default: on; "
+                        "--no-plan: the built-in defaults)")
+    hide_advanced(p, COMMON)
 
 
 def config_from_args(args):
@@ -126,25 +143,96 @@ def config_from_args(args):
     return build(TrainConfig, args)
 
 
+#: Parser destinations that are not settings of a run (a recipe may not hold them).
+NOT_SETTINGS = ("config", "resume", "plan", "model_option", "cpu_devices", "command_argv")
+
+
+def recipe_keys() -> set[str]:
+    """The keys a recipe file may hold: every setting of a 2-D or 3-D run and every ``train`` flag's name."""
+    from dataclasses import fields
+
+    from Functions.engine.volumes import VolumeConfig
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_arguments(p)
+    dests = {a.dest for a in p._actions if a.dest != argparse.SUPPRESS}
+    return ({f.name for f in fields(VolumeConfig)} | dests) - set(NOT_SETTINGS) - {"help", "help_all"}
+
+
+def resolve(args):
+    """The settings of a new run: defaults < plan < recipe file (``--config``) < flags given.
+
+    Returns ``(args, config_class, plan)``: ``args`` with every setting resolved, the config class (2-D
+    :class:`~Functions.engine.segmentation.TrainConfig` or 3-D :class:`~Functions.engine.volumes.VolumeConfig`)
+    and the :class:`~Functions.planning.plan.Plan` (None with ``--no-plan``).
+    """
+    from Functions.base.errors import UserError
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.volumes import VolumeConfig, volume_defaults, wants_volumes
+
+    given = given_options(add_arguments, getattr(args, "command_argv", None), args) - {"command_argv"}
+    recipe = {}
+    if args.config:
+        from Functions.planning.recipes import read_recipe
+
+        recipe = read_recipe(args.config, recipe_keys())
+
+    def chosen(name):                                 # flags > recipe > default, for what the plan reads
+        return getattr(args, name) if name in given or name not in recipe else recipe[name]
+
+    three = wants_volumes(chosen("dims"), chosen("data"), chosen("dataset"))
+    values = dict(vars(args))
+    plan = None
+    if args.plan:
+        from Functions.planning.plan import make_plan
+
+        plan = make_plan(chosen("data"), chosen("dataset"), chosen("data_dir"), task=chosen("task"),
+                         time_budget=chosen("time_budget"), dims=3 if three else 2, seed=chosen("seed"),
+                         given=given | set(recipe) | ({"model_options"} if "model_option" in given else set()))
+        planned = plan.values()
+        options = dict(planned.pop("model_options", None) or {})
+        values.update({k: v for k, v in planned.items() if k in values or k in VolumeConfig.__dataclass_fields__})
+    else:
+        options = {}
+    options.update(recipe.pop("model_options", None) or {})
+    values.update(recipe)
+    values.update({k: getattr(args, k) for k in given})
+    values["model_option"] = list({**options, **dict(args.model_option)}.items())
+    if three:                                         # 3-D: its own defaults and task
+        values = volume_defaults(values)
+        if isinstance(values.get("patch_size"), int):
+            values["patch_size"] = [values["patch_size"]]
+        config_class = VolumeConfig
+    else:
+        values.pop("dims", None)
+        config_class = TrainConfig
+        patch = values.get("patch_size")
+        if isinstance(patch, (list, tuple)):          # 2-D patch training: one side
+            if len(patch) != 1:
+                raise UserError(f"--patch-size takes one side for 2-D images (e.g. --patch-size 128), got "
+                                f"{' '.join(map(str, patch))}; three sides are for --dims 3 volumes")
+            values["patch_size"] = int(patch[0])
+    return argparse.Namespace(**values), config_class, plan
+
+
 def run(args) -> int:
     from Functions.engine.segmentation import TrainConfig
     from Functions.engine.volumes import resume_any, train_any     # 3-D (--dims 3) runs, else 2-D ones
 
-    config_class = TrainConfig
-    if not args.resume:
-        from Functions.engine.volumes import VolumeConfig, volume_defaults, wants_volumes
-
-        if wants_volumes(args.dims, args.data, args.dataset):      # 3-D: its own defaults and task
-            vars(args).update(volume_defaults(vars(args)))
-            config_class = VolumeConfig
-        elif args.patch_size is not None:                          # 2-D patch training: one side
+    if args.resume:
+        if args.config:
             from Functions.base.errors import UserError
 
-            if len(args.patch_size) != 1:
-                raise UserError(f"--patch-size takes one side for 2-D images (e.g. --patch-size 128), got "
-                                f"{' '.join(map(str, args.patch_size))}; three sides are for --dims 3 volumes")
+            raise UserError(f"--resume continues {args.resume} with its saved settings; drop --config (start a "
+                            "new run with --config FILE --out NEW_FOLDER to repeat a recipe)")
+        if args.patch_size is not None and len(args.patch_size) == 1:   # the run's own --patch-size P
             args.patch_size = int(args.patch_size[0])
-    elif args.patch_size is not None and len(args.patch_size) == 1:   # --resume with the run's own --patch-size P
-        args.patch_size = int(args.patch_size[0])
+        return run_training(args, parser_factory=add_arguments, config_class=TrainConfig, train_fn=train_any,
+                            resume_fn=resume_any)
+    args, config_class, plan = resolve(args)
+    files = None
+    if plan is not None:
+        print("\n".join(plan.lines()), flush=True)
+        files = {"plan.json": plan.to_dict()}
     return run_training(args, parser_factory=add_arguments, config_class=config_class, train_fn=train_any,
-                        resume_fn=resume_any)
+                        resume_fn=resume_any, files=files)

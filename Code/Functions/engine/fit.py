@@ -113,12 +113,14 @@ class Task:
 
 # ----------------------------------------------------------------------------- the loop
 def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list | None = None,
-        data: dict | None = None) -> dict:
+        data: dict | None = None, files: dict | None = None) -> dict:
     """Train ``task`` with ``config``, keep the best model, score it and write the run folder.
 
     ``resume=True`` continues the interrupted run in ``config.out`` from its
     last committed epoch.  ``callbacks``: extra Keras callbacks.  ``data``:
-    the output of ``task.prepare(config)`` when the caller already has it.
+    the output of ``task.prepare(config)`` when the caller already has it.  ``files``: more JSON files of a
+    new run folder, ``{name: object}`` (``train`` passes its ``plan.json``).  A ``train`` run folder also
+    gets ``recipe.toml``, every setting as a recipe file (:func:`write_run_recipe`).
 
     Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
     Raises :class:`UserError` for bad settings or data (before any folder is
@@ -155,8 +157,10 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
             run_dir = new_run_dir(config.out, prefix=run_prefix(task, config))
             write_json(run_dir / "config.json", asdict(config))
             write_json(run_dir / "split.json", split)
-            for name, obj in task.run_files(config, data).items():
+            for name, obj in {**task.run_files(config, data), **(files or {})}.items():
                 write_json(run_dir / name, obj)
+            if task.command == "train":
+                write_run_recipe(run_dir, config)
         clean_partial_files(run_dir / "backup", run_dir)
         start, rows, finished = 0, [], False
         if state is not None:
@@ -209,6 +213,17 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
     metrics = task.finish(best, config, data, run_dir, hist, seconds)
     remove_backup(run_dir)                             # the run is complete: nothing left to resume
     return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
+
+
+def write_run_recipe(run_dir: Path, config: RunConfig) -> Path:
+    """``run_dir/recipe.toml``: every setting of the run (``out`` left out), so that ``train --config`` with it
+    repeats the run (:mod:`Functions.planning.recipes`)."""
+    from Functions.planning.recipes import write_recipe
+
+    values = {k: v for k, v in asdict(config).items() if k != "out"}
+    return write_recipe(run_dir / "recipe.toml", values, header=[
+        f"The full recipe of run {run_dir.name}, as it ran (settings decided from the data included).",
+        f"Repeat it: python -m Functions train --config {run_dir / 'recipe.toml'} --out NEW_FOLDER"])
 
 
 def run_prefix(task: Task, config) -> str:

@@ -405,7 +405,7 @@ SEGMENTATION = SegmentationTask()
 
 # ----------------------------------------------------------------------------- main job
 def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None,
-          data: dict | None = None) -> dict:
+          data: dict | None = None, files: dict | None = None) -> dict:
     """Train, keep the best model by ``config.monitor``, evaluate on the test split and write the run folder.
 
     ``resume=True`` continues the interrupted run in ``config.out`` (see
@@ -413,7 +413,8 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     optimizer weights, learning rate, history, best value and callback
     counters it had then.  ``callbacks``: extra Keras callbacks (notebooks,
     tests).  ``data``: the output of :func:`prepare_data` for this config,
-    when the caller already loaded it (``compare`` trains several models on it).
+    when the caller already loaded it (``compare`` trains several models on it).  ``files``: more JSON files
+    of the run folder (``{name: object}``, e.g. ``plan.json``).
 
     Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
     Raises :class:`UserError` for bad settings or data (before any folder is
@@ -424,7 +425,7 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None =
     """
     from Functions.engine.multiclass import task_for   # multi-class / instance / binary (see that module)
 
-    return fit(task_for(config, SEGMENTATION), config, resume=resume, callbacks=callbacks, data=data)
+    return fit(task_for(config, SEGMENTATION), config, resume=resume, callbacks=callbacks, data=data, files=files)
 
 
 def load_run_config(run_dir: str | Path, flag: str = "--run") -> TrainConfig:

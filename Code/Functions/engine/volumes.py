@@ -320,12 +320,12 @@ VOLUMES = VolumeTask()
 
 
 def train_volumes(config: VolumeConfig, *, resume: bool = False, callbacks: list | None = None,
-                  data: dict | None = None) -> dict:
+                  data: dict | None = None, files: dict | None = None) -> dict:
     """Train a 3-D model (``train --dims 3``); same contract as :func:`Functions.engine.segmentation.train`.
 
     Returns ``{"run_dir", "metrics", "history", "model"}``.
     """
-    return fit(VOLUMES, config, resume=resume, callbacks=callbacks, data=data)
+    return fit(VOLUMES, config, resume=resume, callbacks=callbacks, data=data, files=files)
 
 
 def resume_volume_config(run_dir) -> VolumeConfig:
@@ -403,14 +403,15 @@ def volume_defaults(values: dict) -> dict:
     return values
 
 
-def train_any(config, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None) -> dict:
+def train_any(config, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None,
+              files: dict | None = None) -> dict:
     """``train``'s entry point: a :class:`VolumeConfig` (``dims == 3``) trains on volumes, any other
     config is a 2-D run (:func:`Functions.engine.segmentation.train`)."""
     if getattr(config, "dims", 2) == 3:
-        return train_volumes(config, resume=resume, callbacks=callbacks, data=data)
+        return train_volumes(config, resume=resume, callbacks=callbacks, data=data, files=files)
     from Functions.engine.segmentation import train
 
-    return train(config, resume=resume, callbacks=callbacks, data=data)
+    return train(config, resume=resume, callbacks=callbacks, data=data, files=files)
 
 
 def resume_any(run_dir):

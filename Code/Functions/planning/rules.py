@@ -1,0 +1,206 @@
+"""The written rules that turn a :class:`~Functions.planning.fingerprint.Fingerprint` into ``train`` settings.
+
+Each rule returns :class:`Choice` ``(field, value, reason)``; the reason names the measurement it rests on
+(``benchmarks/README.md`` sections and runs) or the published source (nnU-Net: Isensee et al., Nature Methods
+18, 203-211, 2021).  ``docs/planning.md`` lists every rule.  Rules whose field the user set (a flag or a recipe
+key, ``given``) still run - their line says ``(set by you)`` - but their value is not applied
+(:func:`Functions.planning.plan.apply_plan`).  Rules never read the clock or the machine's load: the same
+fingerprint, task and budget give the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Largest / smallest image area at or above which 2-D images are trained on native-resolution patches.
+NATIVE_SPREAD = 2.0
+#: A median image side at or above which images are trained on native patches even when all share one size.
+NATIVE_SIDE = 512
+#: Patch side for native training (128 measured best on DSB2018; 192 scored lower, run AE).
+PATCH = 128
+#: Share of objects touching another at or above which instance targets get the 2-px contact band.
+TOUCHING = 0.1
+#: Share of images with a near-duplicate at or above which the split keeps near-duplicates together.
+DUPLICATES = 0.01
+#: A time budget (minutes) at or above which the planned run spends time on test-time flips and bfloat16.
+LONG_BUDGET = 5.0
+#: Epoch cap when a time budget decides the length (the cosine schedule is fitted to the epochs that fit).
+BUDGET_EPOCHS = 200
+
+BENCH = "benchmarks/README.md"
+NNUNET = "nnU-Net (Isensee et al. 2021, Nature Methods)"
+MICROSCOPY = ("fluorescence", "brightfield", "stained")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One planned setting: the config field, its value and the one-line reason."""
+
+    field: str
+    value: object
+    reason: str
+
+
+def _size(values) -> str:
+    return "x".join(str(int(v)) for v in values)
+
+
+# ----------------------------------------------------------------------------- 2-D
+def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list[Choice]:
+    """The plan for 2-D images."""
+    from Functions.data.augmentation import preset_for
+
+    long = bool(time_budget) and time_budget >= LONG_BUDGET
+    out = [Choice("dims", 2, f"{fp.n_samples} 2-D images (no dataset.json + imagesTr/ volume layout)")]
+    sizes = f"{_size(fp.size_min)} to {_size(fp.size_max)}, median {_size(fp.size_median)}"
+    native = (fp.size_spread >= NATIVE_SPREAD or min(fp.size_median) >= NATIVE_SIDE) and "image_size" not in given
+    if native:
+        side = min(PATCH, max(16, (min(fp.size_median) // 16) * 16))
+        out.append(Choice("patch_size", side,
+                          f"image sizes {sizes} (areas differ {fp.size_spread:g}x): native {side}-px patches, "
+                          f"whole images by sliding window; DSB2018 Dice 0.9097 native vs 0.9006 resized to 128 "
+                          f"({BENCH} 'Native resolution (issue 17)'); 192-px patches scored lower (run AE)"))
+        out.append(Choice("patch_sampling", "area",
+                          f"sizes differ: patches in proportion to image area; DSB2018 Dice 0.9097 vs 0.8965 per image, "
+                          f"1024x1024 fields 0.40 -> 0.83 ({BENCH} 'Native resolution', runs A-B)"))
+        out.append(Choice("patches_per_image", 2 if time_budget else 1,
+                          f"two patches per image and epoch under a time budget, as in the DSB2018 recipe "
+                          f"({BENCH} runs A-Y)" if time_budget else "one patch per image and epoch (the default) "
+                          "without a time budget, so an epoch stays short"))
+    else:
+        why = ("--image-size given: resize" if "image_size" in given
+               else f"image sizes {sizes} (areas differ {fp.size_spread:g}x, below {NATIVE_SPREAD:g}x): resize")
+        out.append(Choice("patch_size", None, f"{why} every image to --image-size (128 by default; "
+                          f"DSB2018 Dice 0.90 at 128x128, {BENCH} 'Accuracy per budget')"))
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in fp.modality_shares.items())
+    out.append(Choice("normalization", "auto",
+                      f"modality {fp.modality} ({shares} of {fp.n_measured} images, {fp.modality_source}): auto picks "
+                      f"dark_background when dark-on-light and light-on-dark objects mix (DSB2018), else minmax "
+                      f"({BENCH} 'Accuracy per budget')"))
+    if fp.modality in MICROSCOPY:
+        out.append(Choice("augment", "light", f"{fp.modality} microscopy: flips and 90-degree turns; stronger presets "
+                          f"scored lower or the same on DSB2018 ({BENCH} issue 9 table, run S)"))
+    else:
+        preset = preset_for(fp.modality)
+        seen = ("; on the ultrasound sample Dice 0.9464 against 0.8194 with light (one run each, docs/planning.md)"
+                if preset == "ultrasound" else "; not measured here")
+        out.append(Choice("augment", preset, f"{fp.modality}: the modality's preset (Functions.data.augmentation."
+                          f"MODALITY_PRESETS){seen}"))
+    objects = (f"{fp.objects_per_image:g} objects per image, median area {fp.object_area_median:g} px, "
+               f"{fp.touching_share:.0%} touching another")
+    if task == "instance":
+        out.append(Choice("task", "instance", f"--task instance asked; masks hold {fp.mask_kind} ({objects})"))
+        out.append(Choice("loss", "cce_dice", f"3-class head: Dice + cross-entropy (DSB2018 run D: +0.013 DSB score "
+                                              f"over cross-entropy alone, {BENCH} runs C-D)"))
+        touching = fp.touching_share >= TOUCHING
+        out.append(Choice("class_weights", [1.0, 1.0, 5.0] if touching else None,
+                          f"{fp.touching_share:.0%} of objects touch: boundary class weighted 5 (run F; 3 in D, 10 "
+                          f"in X scored lower)" if touching else
+                          f"{fp.touching_share:.0%} of objects touch (below {TOUCHING:.0%}): unweighted classes"))
+        out.append(Choice("boundaries", "both" if touching else "all",
+                          "band where objects meet plus a 1-px rim on every object (runs K-L: DSB 0.5729, the best "
+                          "mode)" if touching else "objects rarely touch: every object's rim is boundary"))
+        out.append(Choice("boundary_width", 2 if touching else 1,
+                          "2-px band where objects meet (run E: AP50 0.7463 -> 0.7570)" if touching
+                          else "1-px rim (the default)"))
+        out.append(Choice("decoder", "tuned", "watershed thresholds, smallest marker and object tuned on the "
+                          "validation split, again per kind of image with 5 or more (train does it; runs M-O: test "
+                          "AP50 +0.013)"))
+    else:
+        hint = "; --task instance trains a 3-class head + watershed" if fp.mask_kind == "instances" else ""
+        out.append(Choice("task", "semantic", f"masks hold {fp.mask_kind} ({objects}){hint}"))
+        out.append(Choice("loss", "bce_dice", f"BCE + soft Dice, the measured default ({BENCH} 'Accuracy per budget')"))
+    out.append(Choice("model", "unet", f"U-Net base 16, depth 4 (1.95 M parameters); wider deep levels (run AG) and "
+                                       f"the Attention U-Net (AH-AI) stayed inside its spread ({BENCH})"))
+    side = next((c.value for c in out if c.field == "patch_size"), None)
+    if side and side < PATCH:
+        depth = max(2, min(4, (side // 8).bit_length() - 1))
+        out.append(Choice("model_options", {"depth": depth},
+                          f"{side}-px patches: depth {depth}, so the deepest level is still {side // 2 ** depth} px "
+                          f"across, as 128-px patches at depth 4 leave 8 px ({NNUNET}: pool while the map is "
+                          "at least 4-8 px)"))
+    out.append(Choice("batch_size", 8, f"batch 8; batch 4 scored lower (0.8969 vs 0.9017 Dice, {BENCH} issue 9 "
+                                       f"table; run AF)"))
+    out += _schedule(time_budget, native, default_epochs=25)
+    out.append(Choice("tta", long, f"test-time flips: +0.0016 Dice / +0.005 DSB score for 4x the prediction time "
+                                   f"({BENCH} run F)" + ("" if long else f"; off below a {LONG_BUDGET:g}-minute "
+                                                                          "budget")))
+    out += _precision(long)
+    if native:
+        out.append(Choice("overlap", 0.5, f"sliding-window overlap 0.5 ({NNUNET}); 0.75 gave AP50 0.7962 vs 0.7960 "
+                                          f"(run Y, {BENCH})"))
+    dup_share = fp.near_duplicate_samples / fp.hashed if fp.hashed else 0.0
+    group_note = (f"{fp.n_groups} groups ({fp.grouped_samples} samples) stay in one split" if fp.n_groups
+                  else "no groups known")
+    out.append(Choice("split_by", "group", f"{group_note}; split by group (no patient or picture in two splits)"))
+    out.append(Choice("near_duplicates", dup_share >= DUPLICATES,
+                      f"{fp.near_duplicate_samples} of {fp.hashed} hashed images have a near-duplicate "
+                      f"({dup_share:.1%}; grouped from {DUPLICATES:.0%}, BUSI has copies)"))
+    return out
+
+
+def _schedule(time_budget, native: bool, default_epochs: int) -> list[Choice]:
+    if time_budget:
+        out = [Choice("epochs", BUDGET_EPOCHS, f"--time-budget {time_budget:g} min decides the epochs (cap "
+                                               f"{BUDGET_EPOCHS}); the cosine schedule is fitted to those that fit")]
+    else:
+        out = [Choice("epochs", default_epochs, f"{default_epochs} epochs (the default; give --time-budget to fit "
+                                                "the run to minutes)")]
+    out.append(Choice("lr_schedule", "cosine", "one warm-up epoch, cosine decay to 1% ("
+                                               f"{BENCH} 'Accuracy per budget')"))
+    keep = "last" if native and time_budget else "best"
+    out.append(Choice("keep", keep, "the last epoch: patch-level validation picks an early epoch by chance "
+                                    f"(run O kept 6 of 26; {BENCH} runs P-R)" if keep == "last" else
+                      "the best epoch by validation Dice (whole validation images: a reliable pick)"))
+    return out
+
+
+def _precision(long: bool) -> list[Choice]:
+    from Functions.base.runtime import cpu_has_bf16
+
+    if long and cpu_has_bf16():
+        return [Choice("mixed_precision", True, "this CPU computes bfloat16 natively: faster epochs, same scores "
+                                                f"({BENCH} runs M-O)")]
+    why = "no bfloat16 instructions on this CPU" if long else f"a run under {LONG_BUDGET:g} minutes"
+    return [Choice("mixed_precision", False, f"float32 ({why}; a GPU user may add --mixed-precision)")]
+
+
+# ----------------------------------------------------------------------------- 3-D
+def volume_rules(fp, *, task: str, time_budget: float | None, given: set) -> list[Choice]:
+    """The plan for volumes (``--dims 3``)."""
+    long = bool(time_budget) and time_budget >= LONG_BUDGET
+    out = [Choice("dims", 3, f"{fp.n_samples} labelled volumes (dataset.json + imagesTr/, or images/ + labels/ "
+                             "of NIfTI/DICOM)")]
+    spacing = fp.spacing_median
+    aniso = max(spacing) / min(spacing) if spacing and min(spacing) > 0 else 1.0
+    out.append(Choice("target_spacing", None,
+                      f"the median spacing of the training volumes ({NNUNET}); {' x '.join(f'{s:g}' for s in spacing)} "
+                      f"mm on {fp.n_measured} volumes" + (f" (anisotropic {aniso:.1f}x: kept as measured)" if aniso > 3
+                                                          else "")))
+    out.append(Choice("patch_size", None, f"median volume {_size(fp.size_median)} voxels: the patch is that shape, "
+                                          "at most 48x96x96, in multiples of 2**depth (engine.volumes.auto_patch; "
+                                          f"{NNUNET})"))
+    modality = fp.modality.lower()
+    intensity = "ct" if modality == "ct" else ("mri" if modality in ("mri", "mr") else "auto")
+    out.append(Choice("intensity", intensity,
+                      {"ct": "CT (dataset.json): Hounsfield window to [0, 1]",
+                       "mri": "MRI (dataset.json): percentile clip + z-score per volume "
+                              f"({NNUNET})"}.get(intensity, f"modality {fp.modality}: chosen from the intensities")))
+    out.append(Choice("model", "unet3d", "3-D U-Net, 8 base filters, depth 3 (sample Dice 0.9512 with the 3-D "
+                                         "defaults, README 'Volumes')"))
+    out.append(Choice("batch_size", 2, f"two patches per batch ({NNUNET}: batch 2)"))
+    classes = fp.n_classes - 1
+    out.append(Choice("task", "semantic", f"{classes} labelled structure(s), foreground {fp.foreground_share:.1%} of "
+                                          "the voxels: one in three patches centred on a structure"))
+    out += _schedule(time_budget, False, default_epochs=15)
+    out.append(Choice("tta", long, "test-time flips (not measured on volumes here)" if long
+                      else f"no test-time flips below a {LONG_BUDGET:g}-minute budget"))
+    out.append(Choice("overlap", 0.5, f"sliding-window overlap 0.5 ({NNUNET})"))
+    return out
+
+
+def plan_rules(fp, *, task: str = "semantic", time_budget: float | None = None,
+               given: set | frozenset = frozenset()) -> list[Choice]:
+    """Every planned setting for the fingerprint ``fp`` (2-D or 3-D rules by ``fp.dims``)."""
+    rules = volume_rules if fp.dims == 3 else image_rules
+    return rules(fp, task=task or "semantic", time_budget=time_budget, given=set(given))

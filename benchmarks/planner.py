@@ -1,0 +1,99 @@
+"""The planner against the hand-set recipes: ``train --data DIR --time-budget 15`` and no other flag (the plan
+chooses the rest), on every data set available here, the headline metric printed beside the figure the
+hand-set recipe reached (``recipes/*.toml``, taken from benchmarks/README.md and README.md).
+
+Data sets: the offline samples (``Data/sample/nuclei``, ``tissue``, ``ultrasound``, ``volumes``), DSB2018
+``stage1_train`` semantic and instance (``--task instance``: the one extra flag, since the task is the user's
+choice), MSD Hippocampus; the shared ones only where ``../shared/datasets`` holds them.  The planned split is
+``train``'s default (15 % validation, 15 % test), not the recipes' 10 % / 20 %, so the test images differ from
+the recipe's: compare the figures as two measurements of one data set, not as a paired test.
+
+    python benchmarks/planner.py                                  # every data set, 15 minutes each (hours)
+    python benchmarks/planner.py --only nuclei --minutes 0.3      # smoke run on the offline sample
+
+Arguments after ``--`` go to every ``train`` command (a smoke run may add ``--subset 12``).  Run folders stay
+under ``--out`` (default ``runs/planner-<time>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+#: name: (data folder, extra flags, headline metrics, hand-set recipe file, its figure or None, where measured)
+DATASETS = {
+    "nuclei": (REPO / "Data/sample/nuclei", [], ("dice",), "sample_nuclei.toml", {"dice": 0.9468},
+               "README.md (the main job, 25 epochs)"),
+    "tissue": (REPO / "Data/sample/tissue", [], ("dice",), "sample_tissue.toml", None, "not yet measured"),
+    "ultrasound": (REPO / "Data/sample/ultrasound", [], ("dice",), "sample_ultrasound.toml", None,
+                   "not yet measured"),
+    "volumes": (REPO / "Data/sample/volumes", [], ("dice", "hd95"), "sample_volumes.toml", {"dice": 0.9512},
+                "README.md 'Volumes' (15 epochs)"),
+    "dsb2018": (SHARED / "dsb2018/stage1_train", [], ("dice",), "dsb2018_semantic.toml", {"dice": 0.9129},
+                "benchmarks/README.md run P (binary, 15 min)"),
+    "dsb2018-instance": (SHARED / "dsb2018/stage1_train", ["--task", "instance"], ("dsb_score", "ap50"),
+                         "dsb2018_instance.toml", {"dsb_score": "0.5759-0.5792", "ap50": "0.7937-0.8023, mean 0.7987"},
+                         "benchmarks/README.md runs P-R; AP50 mean over the seven runs of the recipe"),
+    "hippocampus": (SHARED / "msd_hippocampus_half/Task04_Hippocampus", [], ("dice", "hd95"),
+                    "msd_hippocampus.toml", None, "not yet measured"),
+}
+
+
+def parse(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=15.0, help="--time-budget of every run (%(default)s)")
+    p.add_argument("--only", nargs="+", choices=sorted(DATASETS), help="these data sets only")
+    p.add_argument("--out", type=Path, help="folder of the run folders (default runs/planner-<time>)")
+    args = p.parse_args(argv)
+    args.extra = extra
+    return args
+
+
+def run_one(name: str, minutes: float, out: Path, extra: list[str]) -> dict:
+    folder, flags, keys, recipe, figure, where = DATASETS[name]
+    cmd = [sys.executable, "-m", "Functions", "train", "--data", str(folder), "--time-budget", f"{minutes:g}",
+           *flags, "--out", str(out / name), *extra]
+    print("$ " + " ".join(cmd), flush=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "Code") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.time()
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+    metrics = json.loads((out / name / "metrics.json").read_text())
+    return {"name": name, "seconds": time.time() - t0, "epochs": metrics.get("epochs_trained"),
+            "planned": {k: metrics.get(k) for k in keys}, "recipe": recipe, "figure": figure, "where": where}
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    names = args.only or list(DATASETS)
+    out = args.out or REPO / "runs" / time.strftime("planner-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        if not DATASETS[name][0].is_dir():
+            print(f"skip {name}: {DATASETS[name][0]} is not here", flush=True)
+            continue
+        rows.append(run_one(name, args.minutes, out, args.extra))
+    print(f"\n| data set | planned run ({args.minutes:g} min, no other flag) | epochs | hand-set recipe | its figure |")
+    print("|---|---|---:|---|---|")
+    for r in rows:
+        planned = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["planned"].items())
+        figure = (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["figure"].items()) + f" ({r['where']})" if r["figure"]
+                  else r["where"])
+        print(f"| {r['name']} | {planned} | {r['epochs']} | recipes/{r['recipe']} | {figure} |")
+    (out / "planner.json").write_text(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
