@@ -16,7 +16,7 @@ in the same sense, F1@0.5, PQ/SQ/RQ, AJI and the pixel Dice.  The baseline run's
 binary segmentation at native resolution (issue: DSB2018 Dice at native resolution); its worst decile is
 listed.
 
-The default ``--recipe tuned`` is the best measured on this split (benchmarks/README.md, runs C-O): patches
+The default ``--recipe tuned`` is the best measured on this split (benchmarks/LOG.md, runs C-O): patches
 sampled in proportion to image area and test-time flips (``--tta``) for both models; for the instance model
 Dice + cross-entropy with the boundary class weighted 5, and the boundary class drawn 2 px wide where nuclei
 meet plus a 1-px rim on every nucleus (``--boundary-width 2 --boundaries both``, runs K-L); since runs M-O

@@ -5,7 +5,7 @@ original size.
         [--patch 128] [--epochs 60] [--subset N] [--seed 42]
 
 Seeded split of the 664 samples: 20 % test, 10 % validation, 70 % training (the same fractions and seed as the
-resized-path figures in benchmarks/README.md, so the test images are the same 133).  Every image is kept at
+resized-path figures in benchmarks/LOG.md, so the test images are the same 133).  Every image is kept at
 its own size (256x256 up to 1024x1024); each epoch draws ``--patches-per-image`` random ``PATCH x PATCH``
 patches per training image (one in three centred on a nucleus), with flips and 90-degree turns.  The number
 of epochs is fitted to ``--minutes`` of training after the first epoch (cosine learning-rate decay over

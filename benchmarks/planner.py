@@ -1,6 +1,6 @@
 """The planner against the hand-set recipes: ``train --data DIR --time-budget 15`` and no other flag (the plan
 chooses the rest), on every data set available here, the headline metric printed beside the figure the
-hand-set recipe reached (``recipes/*.toml``, taken from benchmarks/README.md and README.md).
+hand-set recipe reached (``recipes/*.toml``, taken from benchmarks/LOG.md and README.md).
 
 Data sets: the offline samples (``Data/sample/nuclei``, ``tissue``, ``ultrasound``, ``volumes``), DSB2018
 ``stage1_train`` semantic and instance (``--task instance``: the one extra flag, since the task is the user's
@@ -38,10 +38,10 @@ DATASETS = {
     "volumes": (REPO / "Data/sample/volumes", [], ("dice", "hd95"), "sample_volumes.toml", {"dice": 0.9512},
                 "README.md 'Volumes' (15 epochs)"),
     "dsb2018": (SHARED / "dsb2018/stage1_train", [], ("dice",), "dsb2018_semantic.toml", {"dice": 0.9129},
-                "benchmarks/README.md run P (binary, 15 min)"),
+                "benchmarks/LOG.md run P (binary, 15 min)"),
     "dsb2018-instance": (SHARED / "dsb2018/stage1_train", ["--task", "instance"], ("dsb_score", "ap50"),
                          "dsb2018_instance.toml", {"dsb_score": "0.5759-0.5792", "ap50": "0.7937-0.8023, mean 0.7987"},
-                         "benchmarks/README.md runs P-R; AP50 mean over the seven runs of the recipe"),
+                         "benchmarks/LOG.md runs P-R; AP50 mean over the seven runs of the recipe"),
     "hippocampus": (SHARED / "msd_hippocampus_half/Task04_Hippocampus", [], ("dice", "hd95"),
                     "msd_hippocampus.toml", None, "not yet measured"),
 }

@@ -169,7 +169,7 @@ def set_precision(mixed: bool) -> None:
 
     On a CPU with bfloat16 instructions (:func:`cpu_has_bf16`) bfloat16 is
     faster than float32 (on this project's 2-core CPU 1.3x per epoch for the
-    DSB2018 3-class U-Net and 1.15x for the binary one, benchmarks/README.md);
+    DSB2018 3-class U-Net and 1.15x for the binary one, benchmarks/LOG.md);
     on others it is usually slower, and a warning says so.
     """
     import keras

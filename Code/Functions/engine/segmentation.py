@@ -276,7 +276,7 @@ def resolve_jit_compile(setting: str | bool, model=None, config: TrainConfig | N
       choice with both figures and caches it per machine (``MIP_JIT_PROBE=0``
       switches the probe off; the rule below applies then).  On one shared
       2-core CPU XLA trained the U-Net 2x faster than the oneDNN graph, on
-      another 2.2x slower; see ``benchmarks/README.md``.
+      another 2.2x slower; see ``benchmarks/LOG.md``.
     * JAX: always (JAX has no other graph mode).
     * TensorFlow without a probe: XLA on a GPU only.
     * PyTorch: eager (``torch.compile`` start-up outweighs its gain on short runs).

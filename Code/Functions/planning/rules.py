@@ -1,7 +1,7 @@
 """The written rules that turn a :class:`~Functions.planning.fingerprint.Fingerprint` into ``train`` settings.
 
 Each rule returns :class:`Choice` ``(field, value, reason)``; the reason names the measurement it rests on
-(``benchmarks/README.md`` sections and runs) or the published source (nnU-Net: Isensee et al., Nature Methods
+(``benchmarks/LOG.md`` sections and runs) or the published source (nnU-Net: Isensee et al., Nature Methods
 18, 203-211, 2021).  ``docs/planning.md`` lists every rule.  Rules whose field the user set (a flag or a recipe
 key, ``given``) still run - their line says ``(set by you)`` - but their value is not applied
 (:func:`Functions.planning.plan.apply_plan`).  Rules never read the clock or the machine's load: the same
@@ -27,7 +27,7 @@ LONG_BUDGET = 5.0
 #: Epoch cap when a time budget decides the length (the cosine schedule is fitted to the epochs that fit).
 BUDGET_EPOCHS = 200
 
-BENCH = "benchmarks/README.md"
+BENCH = "benchmarks/LOG.md"
 NNUNET = "nnU-Net (Isensee et al. 2021, Nature Methods)"
 MICROSCOPY = ("fluorescence", "brightfield", "stained")
 
