@@ -201,8 +201,8 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
     samples = sample_inputs()
 
     with gr.Blocks(title="Medical image segmentation - live") as page:
-        gr.Markdown("## Every model, live\nChoose a run, give it an image or a volume, see what it sees. "
-                    "Pick a second run to compare the two on the same input.")
+        gr.Markdown("## Every model, live\nChoose a run, give it an image, a volume or a short video, see what it "
+                    "sees. Pick a second run to compare the two on the same input.")
         with gr.Row():
             runs_box = gr.Textbox(value=runs, label="runs folder", scale=4, elem_id="runs-folder")
             refresh = gr.Button("Refresh", scale=1, elem_id="refresh")
