@@ -69,6 +69,18 @@ def tiny_classifier(path: Path) -> Path:
                                       "normalization": "minmax", "clahe": False}})
 
 
+def tiny_attention(path: Path) -> Path:
+    """An attention U-Net of depth 2 (gates at 16x16 and 8x8) on 16x16 grey images."""
+    import keras
+
+    from Functions.models.attention_unet import build_attention_unet
+
+    keras.utils.set_random_seed(6)
+    model = build_attention_unet((16, 16, 1), depth=2, base_filters=4, batch_norm=False)
+    return save_run(path, model, {"task": "semantic", "normalization": "minmax", "threshold": 0.5,
+                                  "model": "attention_unet"})
+
+
 def grey_image(path: Path, shape=(20, 24), seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:shape[0], :shape[1]]
@@ -100,6 +112,7 @@ def runs(tmp_path_factory) -> Path:
     tiny_2d(root / "objects", seed=2, channels=3, config={"task": "instance"})
     tiny_3d(root / "volumes")
     tiny_classifier(root / "classes")
+    tiny_attention(root / "gated")
     return root
 
 
@@ -162,7 +175,7 @@ def test_show_gives_the_mask_predict_writes_and_redraws_a_threshold_without_the_
     want = read_png(predict_cli(runs / "binary", image, tmp_path / "pred") / "cells.png")
     assert 0 < (want > 0).mean() < 1                                  # a mask with both values: a real check
 
-    message, pic_a, pic_b, diff, table_a, table_b, files = webapp.show(str(runs / "binary"), None, [str(image)],
+    message, pic_a, pic_b, diff, table_a, table_b, files, *_ = webapp.show(str(runs / "binary"), None, [str(image)],
                                                                         None, workdir=tmp_path / "w")
     assert message.startswith("**cells.png**") and pic_b is None and diff is None and table_b is None
     mask = next(f for f in files if f.endswith("_mask.png"))
@@ -173,7 +186,7 @@ def test_show_gives_the_mask_predict_writes_and_redraws_a_threshold_without_the_
     # another threshold: the kept probabilities, thresholded again (the network does not run twice)
     assert live.load_run(runs / "binary") is live.load_run(runs / "binary")       # loaded once
     first = live.predict(runs / "binary", live.read_input([image]))
-    files = webapp.show(str(runs / "binary"), None, [str(image)], None, threshold=0.3, workdir=tmp_path / "w")[-1]
+    files = webapp.show(str(runs / "binary"), None, [str(image)], None, threshold=0.3, workdir=tmp_path / "w").files
     assert live.predict(runs / "binary", live.read_input([image])) is first
     low = read_png(predict_cli(runs / "binary", image, tmp_path / "pred03", "--threshold", "0.3") / "cells.png")
     np.testing.assert_array_equal(read_png(next(f for f in files if f.endswith("_mask.png"))), low)
@@ -184,8 +197,8 @@ def test_two_runs_side_by_side_count_the_pixels_where_they_disagree(runs, tmp_pa
     image = grey_image(tmp_path / "two.png", seed=4)
     a = read_png(predict_cli(runs / "binary", image, tmp_path / "a") / "two.png") > 0
     b = read_png(predict_cli(runs / "binary_b", image, tmp_path / "b") / "two.png") > 0
-    message, pic_a, pic_b, diff, _, _, files = webapp.show(str(runs / "binary"), str(runs / "binary_b"), [str(image)],
-                                                           None, workdir=tmp_path / "w")
+    message, pic_a, pic_b, diff, _, _, files, *_ = webapp.show(str(runs / "binary"), str(runs / "binary_b"),
+                                                               [str(image)], None, workdir=tmp_path / "w")
     n = int((a != b).sum())
     assert 0 < n < a.size
     assert f"disagree on {n:,} of {a.size:,} pixels" in message
@@ -213,7 +226,7 @@ def test_object_table_of_a_hand_made_label_map():
 def test_instance_run_gives_the_label_map_of_predict_and_one_row_per_object(runs, tmp_path):
     image = grey_image(tmp_path / "nuc.png", shape=(32, 40), seed=2)
     want = read_png(predict_cli(runs / "objects", image, tmp_path / "p") / "nuc.png")
-    message, pic, _, _, table, _, files = webapp.show(str(runs / "objects"), None, [str(image)], None,
+    message, pic, _, _, table, _, files, *_ = webapp.show(str(runs / "objects"), None, [str(image)], None,
                                                       workdir=tmp_path / "w")
     got = read_png(next(f for f in files if f.endswith("_mask.png")))
     assert got.dtype == np.uint16
@@ -228,8 +241,8 @@ def test_volume_run_gives_predicts_nifti_with_the_input_affine_and_planes_at_the
     volume = nifti(tmp_path / "ct.nii.gz")
     predict_cli(runs / "volumes", volume, tmp_path / "p")
     want = nib.load(str(tmp_path / "p" / "ct.nii.gz"))
-    message, pic, _, _, table, _, files = webapp.show(str(runs / "volumes"), None, [str(volume)], None,
-                                                      workdir=tmp_path / "w", axial=0, coronal=100, sagittal=50)
+    message, pic, _, _, table, _, files, *_ = webapp.show(str(runs / "volumes"), None, [str(volume)], None,
+                                                      workdir=tmp_path / "w", axial=0, coronal=100, sagittal=8)
     assert not message.startswith("**error"), message
     got = nib.load(next(f for f in files if f.endswith("_mask.nii.gz")))
     np.testing.assert_allclose(got.affine, nib.load(str(volume)).affine, atol=1e-5)
@@ -239,7 +252,8 @@ def test_volume_run_gives_predicts_nifti_with_the_input_affine_and_planes_at_the
     # RAS volume (D, H, W) = (12, 20, 18) at (3, 1, 1.5) mm: coronal rows are 3 mm, columns 1.5 mm
     pred = live.predict(runs / "volumes", live.read_input([volume]))
     assert pred.image.shape == (12, 20, 18) and pred.spacing == (3.0, 1.0, 1.5)
-    assert live.slice_point(pred.image.shape, (0, 100, 50)) == (0, 19, 8)
+    assert live.slice_point(pred.image.shape, (0, 100, 8)) == (0, 19, 8)       # slice numbers, clipped
+    assert live.slice_point(pred.image.shape) == live.slice_point(pred.image.shape, (None,) * 3) == (6, 10, 9)
     assert live.enlarge(np.zeros((12, 18, 3), np.uint8), 3.0, 1.5, least=1).shape == (24, 18, 3)
     assert live.enlarge(np.zeros((12, 20, 3), np.uint8), 3.0, 1.0, least=60).shape == (108, 60, 3)
 
@@ -253,7 +267,7 @@ def test_dicom_series_uploaded_as_files_is_predicted_like_its_folder(runs, tmp_p
     files = _write_series(tmp_path / "series", stored, spacing=(1.2, 0.8), dz=2.0)
     predict_cli(runs / "volumes", tmp_path / "series", tmp_path / "p")
     want = nib.load(str(tmp_path / "p" / "series.nii.gz"))
-    message, pic, _, _, _, _, out = webapp.show(str(runs / "volumes"), None, [str(f) for f in files], None,
+    message, pic, _, _, _, _, out, *_ = webapp.show(str(runs / "volumes"), None, [str(f) for f in files], None,
                                                 workdir=tmp_path / "w")
     assert message.startswith(f"**DICOM series ({len(files)} files)**"), message
     got = nib.load(next(f for f in out if f.endswith("_mask.nii.gz")))
@@ -266,13 +280,107 @@ def test_classifier_run_gives_the_probabilities_of_classify_predict_and_a_grad_c
 
     image = grey_image(tmp_path / "pet.png", shape=(16, 16))
     want = predict_images(runs / "classes", [image])
-    message, pic, _, _, table, _, files = webapp.show(str(runs / "classes"), str(runs / "classes"), [str(image)],
+    message, pic, _, _, table, _, files, *_ = webapp.show(str(runs / "classes"), str(runs / "classes"), [str(image)],
                                                       None, workdir=tmp_path / "w")
     assert list(table["class"]) == ["cat", "dog"]
     np.testing.assert_allclose(table["probability"], [want["prob_cat"][0], want["prob_dog"][0]], atol=1e-4)
     assert f"A **classes**: {want['predicted'][0]}" in message and "the classifiers agree" in message
     assert pic.shape[2] == 3 and [Path(f).name for f in files] == ["pet_A-classes_gradcam.png",
                                                                     "pet_B-classes_gradcam.png"]
+
+
+def test_attention_gates_the_page_returns_are_the_gate_layers_of_the_model(runs, tmp_path):
+    import keras
+
+    image = grey_image(tmp_path / "gated.png", shape=(16, 16), seed=3)   # the model's own size: no resizing
+    shown = webapp.show(str(runs / "gated"), str(runs / "binary"), [str(image)], None, workdir=tmp_path / "w")
+    assert not shown.message.startswith("**error"), shown.message
+    # the reference: a sub-model ending at the gate layers, on the image min-max scaled by hand
+    model = keras.saving.load_model(runs / "gated" / "model.keras")
+    probe = keras.Model(model.inputs, [model.get_layer(f"attention_map_{i}").output for i in (1, 2)])
+    grey = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    x = ((grey - grey.min()) / (grey.max() - grey.min()))[None, ..., None]
+    want = [keras.ops.convert_to_numpy(m)[0, ..., 0] for m in probe(x)]
+    assert [w.shape for w in want] == [(16, 16), (8, 8)] and want[0].std() > 1e-4
+
+    got = live.predict(runs / "gated", live.read_input([image])).gates    # what the page drew (kept)
+    assert len(got) == 2
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+    # one panel per gate, run A only (run B has no gates), captioned with the gate's own range
+    assert [text for _, text in shown.gates] == [
+        f"A: gate {i} ({w.shape[0]}x{w.shape[1]}): alpha {w.min():.2f}-{w.max():.2f}" for i, w in enumerate(want, 1)]
+    assert all(pic.shape == (160, 160, 3) and pic.dtype == np.uint8 for pic, _ in shown.gates)
+    assert "2 attention gates" in shown.message
+    # the coarse gate's panel: the 8x8 map enlarged (bilinear) to the image, coloured over it
+    from Functions.viz.plotting import heatmap_overlay
+
+    up = cv2.resize(want[1], (16, 16), interpolation=cv2.INTER_LINEAR)
+    panel = np.repeat(np.repeat(heatmap_overlay(cv2.imread(str(image), cv2.IMREAD_GRAYSCALE), up), 10, 0), 10, 1)
+    assert np.abs(shown.gates[1][0] / 255.0 - panel).max() < 0.01
+
+
+def synthetic_clip(path: Path, frames: int = 10, size: int = 64, fps: float = 10.0) -> Path:
+    """A grey clip (written in colour by OpenCV, mp4v) of a bright disc moving right over noise."""
+    rng = np.random.default_rng(8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    yy, xx = np.mgrid[:size, :size]
+    for k in range(frames):
+        disc = (yy - size / 2) ** 2 + (xx - 12 - 4 * k) ** 2 < 12 ** 2
+        grey = np.clip(50 + 150 * disc + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def decode(path) -> list[np.ndarray]:
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def test_video_every_frame_gets_the_predictors_mask_and_an_overlay_video(runs, tmp_path, monkeypatch):
+    from Functions.inference.predictor import load_predictor
+
+    clip = synthetic_clip(tmp_path / "clip.mp4")
+    frames = decode(clip)
+    assert len(frames) == 10
+    predictor = load_predictor(runs / "binary")                # a fresh load, not the page's
+    want = predictor.predict(frames)
+    assert 0 < np.mean(want) < 1 and not np.array_equal(want[0], want[9])     # the disc moves
+
+    shown = webapp.show(str(runs / "binary"), None, [str(clip)], None, workdir=tmp_path / "w")
+    assert "10 frames of 64x64 at 10.0 fps" in shown.message and "frames/s" in shown.message, shown.message
+    masks = np.load(next(f for f in shown.files if f.endswith("_masks.npz")))["masks"]
+    assert masks.shape == (10, 64, 64) and masks.dtype == np.uint8
+    for k in range(10):
+        np.testing.assert_array_equal(masks[k], want[k])
+    overlay = decode(shown.video)
+    assert shown.video in shown.files and len(overlay) == 10 and overlay[0].shape == (64, 64, 3)
+    assert int(shown.table_a["pixels"].iloc[0]) == int(np.sum(want))
+
+    low = webapp.show(str(runs / "binary"), None, [str(clip)], None, threshold=0.3, workdir=tmp_path / "w")
+    masks = np.load(next(f for f in low.files if f.endswith("_masks.npz")))["masks"]
+    np.testing.assert_array_equal(masks, np.stack(predictor.predict(frames, threshold=0.3)))
+
+    monkeypatch.setattr(live, "MAX_FRAMES", 4)                 # the bound: the first frames only, and said so
+    shutil.copy(clip, tmp_path / "long.mp4")
+    cut = webapp.show(str(runs / "binary"), None, [str(tmp_path / "long.mp4")], None, workdir=tmp_path / "w")
+    assert "4 frames (the first 4 of 10; at most 4)" in cut.message, cut.message
+    np.testing.assert_array_equal(np.load(next(f for f in cut.files if f.endswith("_masks.npz")))["masks"], want[:4])
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    for run, needle in ((runs / "binary", "broken.mp4 could not be decoded as a video"),
+                        (runs / "volumes", "2-D segmentation runs only")):
+        bad = webapp.show(str(run), None, [str(tmp_path / ("broken.mp4" if "decoded" in needle else "clip.mp4"))],
+                          None, workdir=tmp_path / "w")
+        assert bad.message.startswith("**error:** ") and "\n" not in bad.message and needle in bad.message, bad.message
+        assert bad.video is None and bad.files is None
 
 
 def test_bad_input_gives_one_message_and_no_exception(runs, tmp_path):
@@ -345,6 +453,38 @@ def start_app(runs: Path, port: int, log: Path) -> subprocess.Popen:
     pytest.fail(f"the app did not start within 240 s:\n{log.read_text()}")
 
 
+def fetch(page, port: int, selector: str, old: str | None = None, timeout: float = 120_000) -> tuple[str, bytes]:
+    """The link of the download ``selector`` once it is not ``old`` (a new request's file), and its bytes."""
+    page.wait_for_function("([s, old]) => { const a = document.querySelector(s); "
+                           "return a !== null && a.getAttribute('href') !== old; }", arg=[selector, old],
+                           timeout=timeout)
+    href = page.get_attribute(selector, "href")
+    return href, page.request.get(href if href.startswith("http") else f"http://127.0.0.1:{port}{href}").body()
+
+
+def upload(page, path: Path) -> None:
+    """Put ``path`` (alone) into the page's upload box and wait until the box lists it."""
+    if page.query_selector("#upload td.filename") is not None:
+        page.click("#upload button[aria-label='Clear']")
+        page.wait_for_selector("#upload td.filename", state="detached")
+    page.set_input_files("#upload input[type=file]", str(path))
+    page.wait_for_selector(f"#upload td.filename[aria-label='{path.name}']")
+
+
+def move_slider(page, elem_id: str, value) -> None:
+    """Type ``value`` into a Gradio slider's number box and leave it (the slider's release event)."""
+    box = f"#{elem_id} input[type=number]"
+    page.fill(box, str(value))
+    page.press(box, "Tab")
+
+
+def nifti_bytes(body: bytes, tmp_path: Path, name: str) -> np.ndarray:
+    import nibabel as nib
+
+    (tmp_path / name).write_bytes(body)
+    return np.asarray(nib.load(str(tmp_path / name)).dataobj)
+
+
 def test_page_in_headless_chromium_returns_predicts_mask_and_survives_bad_input(runs, tmp_path):
     pytest.importorskip("gradio", reason="the page needs Gradio: pip install -e .[app]")
     sync_api = pytest.importorskip("playwright.sync_api", reason="no Playwright: pip install playwright")
@@ -353,8 +493,15 @@ def test_page_in_headless_chromium_returns_predicts_mask_and_survives_bad_input(
         pytest.skip("no Chromium found (apt-get install -y chromium); the page was not driven in a browser")
     only = tmp_path / "runs"
     shutil.copytree(runs / "binary", only / "binary")
+    shutil.copytree(runs / "volumes", only / "volumes")
     image = grey_image(tmp_path / "upload.png", shape=(36, 44), seed=7)
     want = read_png(predict_cli(only / "binary", image, tmp_path / "pred") / "upload.png")
+    low = read_png(predict_cli(only / "binary", image, tmp_path / "pred03", "--threshold", "0.4") / "upload.png")
+    assert (want > 0).sum() < (low > 0).sum() < low.size
+    volume = nifti(tmp_path / "hidden.nii.gz")
+    want_3d = np.asarray(__import__("nibabel").load(str(predict_cli(only / "volumes", volume, tmp_path / "p3")
+                                                           / "hidden.nii.gz")).dataobj)
+    assert 0 < want_3d.mean() < 1
     bad = tmp_path / "broken.png"
     bad.write_text("not an image at all")
 
@@ -372,29 +519,53 @@ def test_page_in_headless_chromium_returns_predicts_mask_and_survives_bad_input(
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
             page.wait_for_selector("#segment")
             assert page.input_value("#run-a input") == "binary (2-D)"
-            page.set_input_files("#upload input[type=file]", str(image))
-            page.wait_for_selector("#upload >> text=upload.png")
+            upload(page, image)
             page.click("#segment")
-            page.wait_for_selector("#downloads a[href*='_mask.png']", timeout=180_000)
-            href = page.get_attribute("#downloads a[href*='_mask.png']", "href")
-            body = page.request.get(href if href.startswith("http") else f"http://127.0.0.1:{port}{href}").body()
+            href, body = fetch(page, port, "#downloads a[href*='_mask.png']", timeout=180_000)
             got = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
             np.testing.assert_array_equal(got, want)
             assert "upload.png" in page.inner_text("#message")
 
+            # the threshold moved: the mask predict writes at that threshold
+            move_slider(page, "threshold", 0.4)
+            _, body = fetch(page, port, "#downloads a[href*='_mask.png']", old=href)
+            np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED), low)
+
             # bad input: one clear message in the page, and the page keeps working
-            page.click("#upload button[aria-label='Clear']")
-            page.set_input_files("#upload input[type=file]", str(bad))
-            page.wait_for_selector("#upload >> text=broken.png")
+            upload(page, bad)
             page.click("#segment")
             page.wait_for_selector("#message >> text=error:", timeout=60_000)
             message = page.inner_text("#message")
             assert "broken.png" in message and "not an image" in message, message
-            page.click("#upload button[aria-label='Clear']")
-            page.set_input_files("#upload input[type=file]", str(image))
-            page.wait_for_selector("#upload >> text=upload.png")
+            upload(page, image)
             page.click("#segment")
             page.wait_for_selector("#message >> text=foreground pixels", timeout=60_000)
+
+            # a hidden NIfTI volume on the 3-D run, browsed slice by slice
+            page.click("#run-a input")
+            page.get_by_role("option", name="volumes (3-D)").click()
+            page.wait_for_selector("#card-a >> text=tiny3d")
+            upload(page, volume)
+            page.click("#segment")
+            href, body = fetch(page, port, "#downloads a[href*='_mask.nii.gz']")
+            np.testing.assert_array_equal(nifti_bytes(body, tmp_path, "page.nii.gz"), want_3d)
+            # the sliders count slices of the RAS volume (12, 20, 18) and start at the middle ones
+            assert [page.get_attribute(f"#{s} input[type=range]", "max") for s in ("axial", "coronal", "sagittal")] \
+                == ["11", "19", "17"]
+            assert page.input_value("#axial input[type=number]") == "6"
+            pred = live.predict(only / "volumes", live.read_input([volume]))
+            overlay = "#downloads a[href*='_overlay.png']"
+            href, body = fetch(page, port, overlay)
+            first = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+            np.testing.assert_array_equal(first[..., ::-1], live.render(pred, 0.5, (6, 10, 9)))
+            move_slider(page, "axial", 2)               # (downloads are named by content: the overlay changes)
+            body = fetch(page, port, overlay, old=href)[1]
+            moved = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+            body = fetch(page, port, "#downloads a[href*='_mask.nii.gz']")[1]
+            np.testing.assert_array_equal(nifti_bytes(body, tmp_path, "page2.nii.gz"), want_3d)
+            np.testing.assert_array_equal(moved, live.render(pred, 0.5, (2, 10, 9)))    # axial slice 2 drawn
+            assert not np.array_equal(moved, first[..., ::-1])
+            assert page.input_value("#axial input[type=number]") == "2"
             browser.close()
         assert proc.poll() is None, "the app stopped"
     finally:

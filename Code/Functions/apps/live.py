@@ -1,14 +1,18 @@
 """Live predictions for the classroom page: one input, one run, through the same code as ``predict``.
 
-* :func:`read_input` - an uploaded image, NIfTI volume or DICOM file / series (or an offline sample) as an
-  :class:`Input`;
+* :func:`read_input` - an uploaded image, NIfTI volume, DICOM file / series or short video (or an offline
+  sample) as an :class:`Input`;
 * :func:`predict` - the run's prediction of it (:class:`Prediction`): 2-D and instance runs through
   :class:`~Functions.inference.predictor.Predictor` (native resolution, sliding window for patch runs, TTA),
   3-D runs through :mod:`Functions.inference.volumes` (RAS, training spacing, sliding window, back onto the
-  file's grid), classifiers through :mod:`Functions.inference.classifier` with Grad-CAM;
-* :func:`render` - the picture: overlay, object outlines with ids, three orthogonal planes at the true aspect,
-  Grad-CAM heat map; :func:`disagreement` - where two runs differ;
-* :func:`export` - the mask (PNG, or NIfTI with the input's affine) and the overlay as files.
+  file's grid), classifiers through :mod:`Functions.inference.classifier` with Grad-CAM; every frame of a
+  video (at most :data:`MAX_FRAMES`) through the same Predictor; the gate coefficients of an attention U-Net
+  (:func:`Functions.models.attention_unet.attention_maps`) kept with the prediction;
+* :func:`render` - the picture: overlay, object outlines with ids, three orthogonal planes at the true aspect
+  through given slice numbers, Grad-CAM heat map; :func:`gate_pictures` - each attention gate over the image;
+  :func:`disagreement` - where two runs differ;
+* :func:`export` - the mask (PNG, NIfTI with the input's affine, or every frame's in ``.npz``) and the overlay
+  (PNG, or an ``.mp4`` video) as files.
 
 Models are loaded once per run (:func:`load_run`, keyed by the model file and its modification time) and the
 probabilities of the last few (run, input, TTA) triples are kept, so moving the threshold or a slice slider
@@ -22,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,9 @@ CACHE_SIZE = 8
 #: Smallest side (pixels) a picture is drawn at; small images and volumes are enlarged (nearest neighbour).
 MIN_DISPLAY = 320
 DIFF_COLOR = (1.0, 0.85, 0.0)    # yellow: pixels where two runs disagree
+#: Frames of an uploaded video that are segmented (the first ones; the page says when a video is longer).
+MAX_FRAMES = 300
+VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 _LOCK = threading.Lock()
 _MODELS: dict = {}
@@ -45,14 +53,19 @@ _RESULTS: OrderedDict = OrderedDict()
 # ----------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class Input:
-    """What the page segments: ``kind`` ``"image"`` (``image`` ``(H, W, C)`` as stored) or ``"volume"``
-    (``path``: a NIfTI file or a DICOM series folder); ``name`` for files and captions; ``key`` a content hash."""
+    """What the page segments: ``kind`` ``"image"`` (``image`` ``(H, W, C)`` as stored), ``"volume"``
+    (``path``: a NIfTI file or a DICOM series folder) or ``"video"`` (``frames`` ``(N, H, W, 3)`` RGB, the
+    first :data:`MAX_FRAMES`; ``image`` the first frame; ``fps`` and ``total_frames`` as the file says);
+    ``name`` for files and captions; ``key`` a content hash."""
 
     kind: str
     path: Path
     name: str
     key: str
     image: np.ndarray | None = field(default=None, compare=False, repr=False)
+    frames: np.ndarray | None = field(default=None, compare=False, repr=False)
+    fps: float | None = None
+    total_frames: int = 0
 
     @property
     def stem(self) -> str:
@@ -69,10 +82,40 @@ def file_hash(paths) -> str:
     return digest.hexdigest()[:16]
 
 
+def is_video_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float, int]:
+    """The first ``max_frames`` (default :data:`MAX_FRAMES`) frames of a video as ``(N, H, W, 3)`` uint8 RGB,
+    its frames per second (25 when the file does not say) and its frame count; :class:`UserError` when no frame
+    can be decoded."""
+    import cv2
+
+    path = Path(path)
+    max_frames = MAX_FRAMES if max_frames is None else int(max_frames)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) if capture.isOpened() else 0.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if capture.isOpened() else 0
+        while capture.isOpened() and len(frames) < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if not frames:
+        raise UserError(f"{path.name} could not be decoded as a video (no frame read); upload an .mp4 or .avi "
+                        "that a video player opens")
+    return np.stack(frames), (fps if 0 < fps < 1000 else 25.0), max(total, len(frames))
+
+
 def read_input(paths, workdir: str | os.PathLike | None = None) -> Input:
-    """One input from uploaded files: an image, a NIfTI volume, one DICOM image, or the files of one DICOM
-    series (``.dcm`` or no extension; copied into a folder under ``workdir``).  :class:`UserError` with one
-    line for anything else."""
+    """One input from uploaded files: an image, a NIfTI volume, one DICOM image, the files of one DICOM
+    series (``.dcm`` or no extension; copied into a folder under ``workdir``) or a short ``.mp4`` / ``.avi``
+    video.  :class:`UserError` with one line for anything else."""
     from Functions.data import volumes as V
     from Functions.data.imaging import IMAGE_EXTENSIONS, is_image_file, read_image
     from Functions.data.medical_io import is_dicom
@@ -104,9 +147,13 @@ def read_input(paths, workdir: str | os.PathLike | None = None) -> Input:
             raise UserError(f"{path.name} is a multi-frame DICOM ({pixels.shape[0]} frames); upload a NIfTI volume "
                             "or the .dcm files of a series for a 3-D run")
         return Input("image", path, path.name, file_hash([path]), pixels if pixels.ndim == 3 else pixels[..., None])
+    if is_video_file(path):
+        frames, fps, total = read_video(path)
+        return Input("video", path, path.name, file_hash([path]), frames[0], frames=frames, fps=fps,
+                     total_frames=total)
     if not is_image_file(path):
-        raise UserError(f"{path.name} is neither an image ({', '.join(IMAGE_EXTENSIONS)}) nor a volume "
-                        "(.nii, .nii.gz, DICOM); upload one of those")
+        raise UserError(f"{path.name} is neither an image ({', '.join(IMAGE_EXTENSIONS)}), a volume "
+                        f"(.nii, .nii.gz, DICOM) nor a video ({', '.join(VIDEO_EXTENSIONS)}); upload one of those")
     return Input("image", path, path.name, file_hash([path]), read_image(path))
 
 
@@ -214,7 +261,9 @@ class Prediction:
     ``image``: 2-D ``(H, W, C)`` as stored; 3-D the volume in RAS ``(D, H, W)`` (first channel).  ``probs``:
     2-D semantic ``(H, W, K)``; 3-D ``(D0, H0, W0, K)`` on the file's own grid.  ``labels`` (call
     :meth:`labels_at`): the mask / class map / instance labels.  ``scores`` (classifier): ``{class: p}``;
-    ``heatmap``: Grad-CAM ``(H, W)`` in [0, 1].
+    ``heatmap``: Grad-CAM ``(H, W)`` in [0, 1].  Videos: ``image`` the first frame, ``probs``
+    ``(N, H, W, K)``, ``seconds`` the time the network took.  ``gates`` (attention U-Nets): the coefficients of
+    each gate, ``attention_map_1`` first, ``(h_i, w_i)`` at the gate's own resolution on the model's input.
     """
 
     run: LoadedRun
@@ -225,10 +274,16 @@ class Prediction:
     volume: object = None              # the file as read (data.volumes.Volume, own grid), for RAS and NIfTI
     scores: dict | None = None
     heatmap: np.ndarray | None = None
+    gates: list | None = None
+    seconds: float | None = None
 
     @property
     def kind(self) -> str:
         return self.run.kind
+
+    @property
+    def is_video(self) -> bool:
+        return self.input.kind == "video"
 
     @property
     def spacing(self) -> tuple[float, float, float] | None:
@@ -241,7 +296,8 @@ class Prediction:
 
     def labels_at(self, threshold: float | None = None) -> np.ndarray | None:
         """The mask at ``threshold`` (default: the run's) - exactly what ``predict`` writes: ``(H, W)`` uint8
-        0/1 or classes (2-D), int32 object labels (instance), ``(D0, H0, W0)`` uint8 on the file's grid (3-D)."""
+        0/1 or classes (2-D; ``(N, H, W)`` for a video), int32 object labels (instance), ``(D0, H0, W0)`` uint8
+        on the file's grid (3-D)."""
         t = self.run.threshold if threshold is None else float(threshold)
         if self.kind == "instance":
             return self.instance_labels
@@ -252,7 +308,8 @@ class Prediction:
         if self.kind == "2-D":
             from Functions.inference.tta import probabilities_to_masks
 
-            return probabilities_to_masks(self.probs[None], t)[0]
+            return probabilities_to_masks(self.probs, t) if self.is_video else \
+                probabilities_to_masks(self.probs[None], t)[0]
         return None
 
     def ras_labels(self, threshold: float | None = None) -> np.ndarray:
@@ -280,10 +337,13 @@ def predict(run_dir: str | os.PathLike, item: Input, tta: bool = False) -> Predi
 
 
 def check_suits(run: LoadedRun, item: Input) -> None:
+    if item.kind == "video" and run.kind != "2-D":
+        raise UserError(f"run {run.path.name} is a {run.kind} run; videos ({item.name}) are segmented frame by "
+                        "frame by 2-D segmentation runs only: choose one, or upload an image or volume")
     if run.kind == "3-D" and item.kind != "volume":
         raise UserError(f"run {run.path.name} segments 3-D volumes, but {item.name} is a 2-D image; upload a "
                         ".nii/.nii.gz volume or the .dcm files of a series, or pick a sample volume")
-    if run.kind != "3-D" and item.kind != "image":
+    if run.kind != "3-D" and item.kind == "volume":
         raise UserError(f"run {run.path.name} is a {run.kind} run that takes 2-D images, but {item.name} is a "
                         "volume; upload an image (png, jpg, tif ...) or choose a 3-D run")
     if run.kind == "classifier" and item.image is not None and item.path.suffix.lower() in (".dcm", ".dicom"):
@@ -312,13 +372,30 @@ def compute(run: LoadedRun, item: Input, tta: bool) -> Prediction:
         scores = {c: float(table[f"prob_{c}"].iloc[0]) for c in run.info["classes"]}
         heat, _ = grad_cam(run.model, prepare_inputs([item.path], run.info, workers=1))
         return Prediction(run, item, item.image, scores=scores, heatmap=resize_to(heat[0], item.image.shape[:2]))
+    if item.kind == "video":
+        start = time.perf_counter()
+        probs = np.stack(run.predictor.probabilities(list(item.frames), tta=tta))
+        return Prediction(run, item, item.image, probs=probs, seconds=time.perf_counter() - start)
+    gates = gate_maps(run.predictor, item.image)
     if run.kind == "instance":
         from Functions.inference.instances import predict_instances
 
         labels = predict_instances(run.predictor, [item.image], tta=tta)[0]
-        return Prediction(run, item, item.image, instance_labels=labels)
+        return Prediction(run, item, item.image, instance_labels=labels, gates=gates)
     probs = run.predictor.probabilities([item.image], tta=tta)[0]
-    return Prediction(run, item, item.image, probs=probs)
+    return Prediction(run, item, item.image, probs=probs, gates=gates)
+
+
+def gate_maps(predictor, image: np.ndarray) -> list[np.ndarray] | None:
+    """The attention-gate coefficients of ``predictor``'s model for one image, prepared as the predictor
+    prepares it (no TTA): one ``(h_i, w_i)`` float32 map per gate, ``attention_map_1`` (finest) first;
+    ``None`` when the model has no ``attention_map_*`` layers."""
+    model = predictor.model
+    if not any(layer.name.startswith("attention_map_") for layer in model.layers):
+        return None
+    from Functions.models.attention_unet import attention_maps
+
+    return [m[0] for m in attention_maps(model, predictor.prepare(image)[None])]
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -385,11 +462,23 @@ def caption(rgb: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([strip, rgb], axis=0)
 
 
-def heat_colours(heat: np.ndarray) -> np.ndarray:
-    """Heat map ``(H, W)`` in [0, 1] -> RGB float (matplotlib's ``jet``)."""
-    import matplotlib
+def heat_picture(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """uint8 RGB: ``heat`` ``(H, W)`` in [0, 1] coloured (``jet``: red high, blue low) over ``image``, as the
+    notebooks draw Grad-CAM and attention maps (:func:`Functions.viz.plotting.heatmap_overlay`)."""
+    from Functions.viz.plotting import heatmap_overlay
 
-    return matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3].astype(np.float32)
+    return to_uint8(heatmap_overlay(image, heat))
+
+
+def gate_pictures(pred: Prediction) -> list[tuple[np.ndarray, str]]:
+    """One ``(picture, caption)`` per attention gate of ``pred`` (finest first): its coefficients enlarged
+    (bilinear) to the image size and drawn over the image; ``[]`` when the model has no gates."""
+    out = []
+    for level, alpha in enumerate(pred.gates or [], start=1):
+        picture = enlarge(heat_picture(pred.image, resize_to(alpha, pred.image.shape[:2])), least=160)
+        out.append((picture, f"gate {level} ({alpha.shape[0]}x{alpha.shape[1]}): "
+                             f"alpha {float(alpha.min()):.2f}-{float(alpha.max()):.2f}"))
+    return out
 
 
 def overlay_2d(image: np.ndarray, labels: np.ndarray, kind: str, classes: int) -> np.ndarray:
@@ -405,9 +494,11 @@ def overlay_2d(image: np.ndarray, labels: np.ndarray, kind: str, classes: int) -
     return to_uint8(overlay(image, None, labels))
 
 
-def slice_point(shape, position) -> tuple[int, int, int]:
-    """``(d, h, w)`` indices from three positions in percent (0 = first slice, 100 = last)."""
-    return tuple(int(round(min(100.0, max(0.0, float(p))) / 100.0 * (s - 1))) for p, s in zip(position, shape))
+def slice_point(shape, position=None) -> tuple[int, int, int]:
+    """``(d, h, w)`` slice numbers of a ``(D, H, W)`` volume: ``position`` clipped to ``0 .. size - 1``; a
+    ``None`` entry (or no ``position``) is the middle slice, ``size // 2``."""
+    position = (None,) * len(shape) if position is None else position
+    return tuple(s // 2 if p is None else int(min(s - 1, max(0, round(float(p))))) for p, s in zip(position, shape))
 
 
 #: Row and column of each plane in ``(z, y, x)`` spacing order (see :func:`Functions.viz.volumes.plane`).
@@ -416,8 +507,8 @@ PLANE_AXES = {"axial": (1, 2), "coronal": (0, 2), "sagittal": (0, 1)}
 
 def planes_picture(volume: np.ndarray, labels: np.ndarray | None, spacing, position, classes: int = 1,
                    marked: np.ndarray | None = None) -> np.ndarray:
-    """Axial, coronal and sagittal planes of ``volume`` ``(D, H, W)`` through ``position`` (percent), labels
-    drawn over them, each at its true aspect, side by side: uint8 RGB."""
+    """Axial, coronal and sagittal planes of ``volume`` ``(D, H, W)`` through the slice numbers ``position``
+    (:func:`slice_point`), labels drawn over them, each at its true aspect, side by side: uint8 RGB."""
     from Functions.data.overlays import overlay, overlay_classes
     from Functions.viz.volumes import PLANES, plane
 
@@ -439,25 +530,25 @@ def planes_picture(volume: np.ndarray, labels: np.ndarray | None, spacing, posit
         row, col = PLANE_AXES[which]
         panel = enlarge(to_uint8(rgb), spacing[row], spacing[col], least=200)
         index = point[PLANES.index(which)]
-        panels.append(caption(panel, f"{which} {'dhw'[PLANES.index(which)]}={index}"))
+        size = vol.shape[PLANES.index(which)]
+        panels.append(caption(panel, f"{which} {'dhw'[PLANES.index(which)]}={index} of 0-{size - 1}"))
     height = max(p.shape[0] for p in panels)
     gap = np.full((height, 6, 3), 255, np.uint8)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
     return np.concatenate([x for p in padded for x in (p, gap)][:-1], axis=1)
 
 
-def render(pred: Prediction, threshold: float | None = None, position=(50, 50, 50)) -> np.ndarray:
-    """The picture of one prediction (uint8 RGB): mask overlay, instance outlines with ids, three planes
-    (3-D), or the Grad-CAM heat map over the image (classifier)."""
+def render(pred: Prediction, threshold: float | None = None, position=None) -> np.ndarray:
+    """The picture of one prediction (uint8 RGB): mask overlay (a video: its first frame), instance outlines
+    with ids, three planes through the slice numbers ``position`` (3-D; ``None``: the middle ones), or the
+    Grad-CAM heat map over the image (classifier)."""
     if pred.kind == "3-D":
         return planes_picture(pred.image, pred.ras_labels(threshold), pred.spacing, position, pred.run.classes)
     if pred.kind == "classifier":
-        from Functions.data.overlays import display_image
-
-        base = display_image(pred.image)
-        rgb = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base[..., :3]
-        return enlarge(to_uint8(0.55 * rgb + 0.45 * heat_colours(pred.heatmap)))
+        return enlarge(heat_picture(pred.image, pred.heatmap))
     labels = pred.labels_at(threshold)
+    if pred.is_video:
+        labels = labels[0]
     picture = enlarge(overlay_2d(pred.image, labels, pred.kind, pred.run.classes))
     if pred.kind == "instance":
         big = resize_to(labels, picture.shape[:2], nearest=True).astype(np.int32)
@@ -474,10 +565,11 @@ def foreground_labels(pred: Prediction, threshold: float | None) -> np.ndarray:
 
 
 def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None, threshold_b: float | None = None,
-                 position=(50, 50, 50)) -> tuple[np.ndarray | None, str]:
+                 position=None) -> tuple[np.ndarray | None, str]:
     """Where runs ``a`` and ``b`` disagree on the same input: ``(picture, sentence)``.
 
-    Segmentations: the input with the pixels (voxels) whose label differs marked in yellow, and their count.
+    Segmentations: the input with the pixels (voxels) whose label differs marked in yellow, and their count
+    (a video: counted over every frame, the first frame drawn).
     Classifiers: no picture; the sentence says whether the predicted classes agree.
     """
     if a.input.key != b.input.key:
@@ -492,8 +584,10 @@ def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None,
     la, lb = foreground_labels(a, threshold_a), foreground_labels(b, threshold_b)
     differ = la != lb
     n, total = int(differ.sum()), int(differ.size)
-    unit = "voxels" if a.kind == "3-D" else "pixels"
+    unit = "voxels" if a.kind == "3-D" else f"pixels of {len(differ)} frames" if a.is_video else "pixels"
     sentence = f"the runs disagree on {n:,} of {total:,} {unit} ({n / max(total, 1):.2%}), marked in yellow"
+    if a.is_video:
+        differ = differ[0]
     if a.kind == "3-D":
         return planes_picture(a.image, None, a.spacing, position, marked=differ), sentence
     from Functions.data.overlays import display_image
@@ -547,10 +641,12 @@ def summary_table(pred: Prediction, threshold: float | None = None):
 
 # ----------------------------------------------------------------------------- downloads
 def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: float | None = None,
-           position=(50, 50, 50)) -> list[Path]:
+           position=None) -> list[Path]:
     """Write the mask and the overlay of ``pred`` into ``folder``: ``<input>_<tag>_mask.png`` (as ``predict``
     writes it: 0/255, class values, or 16-bit object labels) or ``_mask.nii.gz`` (the input's affine and
-    header), and ``<input>_<tag>_overlay.png``; classifiers: ``_gradcam.png``.  Returns the paths."""
+    header), and ``<input>_<tag>_overlay.png``; classifiers: ``_gradcam.png``; videos: ``_masks.npz`` (array
+    ``masks`` ``(N, H, W)`` uint8, 0/1 or classes) and ``_overlay.mp4`` (:func:`write_video`).  Returns the
+    paths."""
     from Functions.data.imaging import write_image, write_mask
 
     folder = Path(folder)
@@ -562,6 +658,12 @@ def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: flo
         write_image(files[-1], render(pred))
         return files
     labels = pred.labels_at(threshold)
+    if pred.is_video:
+        files.append(folder / f"{stem}_masks.npz")
+        np.savez_compressed(files[-1], masks=np.asarray(labels, np.uint8))
+        frames = (overlay_2d(f, m, pred.kind, pred.run.classes) for f, m in zip(pred.input.frames, labels))
+        files.append(write_video(folder / f"{stem}_overlay.mp4", frames, pred.input.fps))
+        return files
     if pred.kind == "3-D":
         from Functions.data.volumes import write_nifti
 
@@ -583,3 +685,36 @@ def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: flo
         overlay_2d(pred.image, labels, pred.kind, pred.run.classes)
     write_image(files[-1], picture)
     return files
+
+
+def write_video(path: str | os.PathLike, frames, fps: float) -> Path:
+    """Write uint8 RGB frames ``(H, W, 3)`` as an MPEG-4 (``mp4v``) video at ``fps`` with OpenCV; returns
+    ``path``.  (Browsers may not play ``mp4v``; a video player such as VLC does.)"""
+    import cv2
+
+    path = Path(path)
+    writer = None
+    try:
+        for frame in frames:
+            frame = np.ascontiguousarray(frame[..., :3])
+            if writer is None:
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                         (frame.shape[1], frame.shape[0]))
+                if not writer.isOpened():
+                    raise UserError(f"OpenCV cannot write the video {path.name} (no mp4v encoder in this build)")
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        if writer is not None:
+            writer.release()
+    return path
+
+
+def video_text(pred: Prediction) -> str:
+    """The frames-per-second line of a video prediction: frames segmented (of how many), size, the file's
+    frame rate and how fast the network went."""
+    item = pred.input
+    n, (h, w) = len(item.frames), item.frames.shape[1:3]
+    cut = f" (the first {n} of {item.total_frames}; at most {MAX_FRAMES})" if item.total_frames > n else ""
+    speed = n / pred.seconds if pred.seconds else float("inf")
+    return (f"{n} frames{cut} of {w}x{h} at {item.fps:.1f} fps; {Path(pred.run.path).name} segmented "
+            f"{speed:.1f} frames/s")

@@ -1,10 +1,12 @@
 """The classroom page: every trained run, live, in a browser (``python -m Functions app``; Gradio).
 
 Choose a run from the runs folder (2-D, instance, 3-D or classifier) and see its report card; upload an
-image, a NIfTI / DICOM volume or pick an offline sample; see the overlay (threshold slider for binary runs),
-object outlines with ids and a table (instance runs), three orthogonal planes with slice sliders at the true
-aspect (volumes), or Grad-CAM (classifiers).  A second run shows side by side with the pixels where the two
-disagree marked.  Masks (PNG, or NIfTI with the input's affine) and overlays download.
+image, a NIfTI / DICOM volume, a short video or pick an offline sample; see the overlay (threshold slider for
+binary runs), the attention gates of an Attention U-Net over the image, object outlines with ids and a table
+(instance runs), three orthogonal planes at the true aspect with sliders in slice numbers (volumes), every
+frame of a video segmented (2-D runs), or Grad-CAM (classifiers).  A second run shows side by side with the
+pixels where the two disagree marked.  Masks (PNG, NIfTI with the input's affine, or ``.npz`` for a video's
+frames) and overlays (PNG, ``.mp4``) download.
 
 The page's work is plain Python (:func:`show`, :func:`choose_run`, :func:`refresh_runs`, over
 :mod:`Functions.apps.live` and :mod:`Functions.apps.run_catalog`); Gradio is imported only in :func:`build`
@@ -23,12 +25,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from Functions.base.errors import UserError
 
 NONE = ""                       # the "no second run" choice
 INSTALL_HINT = "the app needs Gradio: install the [app] extra with `pip install -e .[app]` (or `pip install gradio`)"
-POSITION = (50, 50, 50)
 
 
 def require_gradio():
@@ -81,15 +83,33 @@ def uploaded_paths(upload) -> list[str]:
     return [str(getattr(f, "name", f)) for f in items]
 
 
-def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coronal=50, sagittal=50,
-         workdir=None):
-    """Everything the page shows for one request, as plain values:
+class Shown(NamedTuple):
+    """What the page shows for one request (:func:`show`).
 
-    ``(message, picture_a, picture_b, disagreement_picture, table_a, table_b, files)`` - ``message`` markdown
-    (one ``**error:**`` line for bad input, never an exception), pictures uint8 RGB arrays or ``None``, tables
-    DataFrames (objects, class probabilities or labelled pixels per class) or ``None``, ``files`` the
-    downloads (masks and overlays) written under ``workdir``.
+    ``message`` markdown (one ``**error:**`` line for bad input, never an exception); pictures uint8 RGB arrays
+    or ``None``; tables DataFrames (objects, class probabilities or labelled pixels per class) or ``None``;
+    ``files`` the downloads (masks and overlays) written under the work folder; ``gates`` ``(picture,
+    caption)`` per attention gate of each run that has them; ``video`` run A's overlay video (a path) for a
+    video input; ``slices`` for a volume ``((d, h, w), (D, H, W))``: the slice numbers drawn and the size of
+    the volume in view (RAS), else ``None``.
     """
+
+    message: str
+    picture_a: object = None
+    picture_b: object = None
+    disagreement: object = None
+    table_a: object = None
+    table_b: object = None
+    files: list | None = None
+    gates: list | None = None
+    video: str | None = None
+    slices: tuple | None = None
+
+
+def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=None, coronal=None, sagittal=None,
+         workdir=None) -> Shown:
+    """Everything the page shows for one request, as plain values (:class:`Shown`).  ``axial``, ``coronal``,
+    ``sagittal``: the slice numbers of a volume to draw (``None``: the middle one; clipped to the volume)."""
     from Functions.apps import live
 
     position = (axial, coronal, sagittal)
@@ -103,7 +123,7 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
         workdir.mkdir(parents=True, exist_ok=True)
         item = live.read_input(paths or [sample], workdir=workdir)
         runs = [("A", run_a)] + ([("B", run_b)] if run_b and run_b != NONE else [])
-        preds, pictures, tables, files = [], [], [], []
+        preds, pictures, tables, files, gates = [], [], [], [], []
         out = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
         for tag, run in runs:
             pred = live.predict(run, item, tta=bool(tta))
@@ -113,8 +133,12 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
             pictures.append(live.caption(picture, caption_text(tag, pred, t)))
             tables.append(live.summary_table(pred, t))
             files += live.export(pred, out, f"{tag}-{Path(run).name}", t, position)
+            gates += [(pic, f"{tag}: {text}") for pic, text in live.gate_pictures(pred)]
         lines = [f"**{item.name}**" + (" (sample)" if not paths else "") + (" with TTA" if tta else "")]
         lines += [describe(tag, p, t) for (tag, _), (p, t) in zip(runs, preds)]
+        lines += [f"{tag}: {live.video_text(p)}" for (tag, _), (p, _) in zip(runs, preds) if p.is_video]
+        if gates:
+            lines.append(f"{len(gates)} attention gates below (finest first; red: the skip passes, blue: damped)")
         diff = None
         if len(preds) == 2:
             (a, ta), (b, tb) = preds
@@ -127,17 +151,22 @@ def show(run_a, run_b, upload, sample, tta=False, threshold=None, axial=50, coro
 
                 write_image(files[-1], diff)
     except UserError as exc:
-        return f"**error:** {exc}", None, None, None, None, None, None
+        return Shown(f"**error:** {exc}")
     except Exception as exc:  # noqa: BLE001 - the page stays up; the traceback goes to the server's log
         import logging
 
         logging.getLogger("Functions").exception("the page could not process this input")
         first = (str(exc).strip().splitlines() or [""])[0][:160]
-        return (f"**error:** this input could not be processed ({type(exc).__name__}: {first}); check that it "
-                "is an image or volume the run can read", None, None, None, None, None, None)
+        return Shown(f"**error:** this input could not be processed ({type(exc).__name__}: {first}); check that "
+                     "it is an image, volume or video the run can read")
     second = len(pictures) > 1
-    return ("  \n".join(lines), pictures[0], pictures[1] if second else None, diff, tables[0],
-            tables[1] if second else None, [str(f) for f in files])
+    first = preds[0][0]
+    video = next((str(f) for f in files if str(f).endswith("_overlay.mp4")), None)
+    slices = None
+    if first.kind == "3-D":
+        slices = (live.slice_point(first.image.shape, position), tuple(first.image.shape))
+    return Shown("  \n".join(lines), pictures[0], pictures[1] if second else None, diff, tables[0],
+                 tables[1] if second else None, [str(f) for f in files], gates, video, slices)
 
 
 def caption_text(tag: str, pred, threshold) -> str:
@@ -154,7 +183,7 @@ def describe(tag: str, pred, threshold) -> str:
     labels = pred.labels_at(threshold)
     if pred.kind == "instance":
         return f"{tag} **{name}**: {int(labels.max(initial=0))} objects"
-    unit = "voxels" if pred.kind == "3-D" else "pixels"
+    unit = "voxels" if pred.kind == "3-D" else f"pixels over {len(labels)} frames" if pred.is_video else "pixels"
     return f"{tag} **{name}**: {int((labels > 0).sum()):,} foreground {unit} ({float((labels > 0).mean()):.1%})"
 
 
@@ -162,7 +191,7 @@ def describe(tag: str, pred, threshold) -> str:
 def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = None):
     """The Gradio ``Blocks`` of the page, listing the runs under ``runs``."""
     gr = require_gradio()
-    from Functions.apps.live import sample_inputs
+    from Functions.apps.live import MAX_FRAMES, sample_inputs
 
     runs = str(runs)
     workdir = str(workdir or tempfile.mkdtemp(prefix="mip-app-"))
@@ -172,8 +201,8 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
     samples = sample_inputs()
 
     with gr.Blocks(title="Medical image segmentation - live") as page:
-        gr.Markdown("## Every model, live\nChoose a run, give it an image or a volume, see what it sees. "
-                    "Pick a second run to compare the two on the same input.")
+        gr.Markdown("## Every model, live\nChoose a run, give it an image, a volume or a short video, see what it "
+                    "sees. Pick a second run to compare the two on the same input.")
         with gr.Row():
             runs_box = gr.Textbox(value=runs, label="runs folder", scale=4, elem_id="runs-folder")
             refresh = gr.Button("Refresh", scale=1, elem_id="refresh")
@@ -187,7 +216,8 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
                                     elem_id="run-b")
                 card_b = gr.Markdown("", elem_id="card-b")
         with gr.Row():
-            upload = gr.File(label="upload an image, a .nii/.nii.gz volume or the .dcm files of a series",
+            upload = gr.File(label=f"upload an image, a .nii/.nii.gz volume, the .dcm files of a series, or a short "
+                                   f".mp4/.avi video (2-D runs; the first {MAX_FRAMES} frames)",
                              file_count="multiple", type="filepath", elem_id="upload", scale=3)
             with gr.Column(scale=2):
                 sample = gr.Dropdown(choices=samples, value=samples[0][1] if samples else None,
@@ -196,11 +226,12 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
                 threshold = gr.Slider(0.05, 0.95, value=thr, step=0.05, label="threshold (binary runs)",
                                       elem_id="threshold")
                 go = gr.Button("Segment", variant="primary", elem_id="segment")
-        with gr.Accordion("slices (volumes): position in percent", open=False):
+        with gr.Accordion("slices (volumes): slice numbers of the volume in view; Segment starts at the middle",
+                          open=True):
             with gr.Row():
-                axial = gr.Slider(0, 100, value=50, step=1, label="axial", elem_id="axial")
-                coronal = gr.Slider(0, 100, value=50, step=1, label="coronal", elem_id="coronal")
-                sagittal = gr.Slider(0, 100, value=50, step=1, label="sagittal", elem_id="sagittal")
+                axial = gr.Slider(0, 1, value=0, step=1, label="axial slice d", elem_id="axial")
+                coronal = gr.Slider(0, 1, value=0, step=1, label="coronal slice h", elem_id="coronal")
+                sagittal = gr.Slider(0, 1, value=0, step=1, label="sagittal slice w", elem_id="sagittal")
         message = gr.Markdown("", elem_id="message")
         with gr.Row():
             picture = {"type": "numpy", "format": "png", "interactive": False, "show_label": False,
@@ -212,6 +243,10 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
             table_a = gr.Dataframe(label="run A: objects / classes / labelled pixels", interactive=False,
                                    elem_id="table-a")
             table_b = gr.Dataframe(label="run B", interactive=False, elem_id="table-b")
+        gates = gr.Gallery(label="attention gates (Attention U-Net): coefficients over the image, finest first",
+                           columns=4, height="auto", visible=False, elem_id="gates")
+        video = gr.Video(label="overlay video (run A; mp4v - if the browser does not play it, download it)",
+                         interactive=False, visible=False, elem_id="video")
         downloads = gr.File(label="downloads: masks and overlays", file_count="multiple", interactive=False,
                             elem_id="downloads")
 
@@ -220,8 +255,19 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
             return (gr.update(choices=new, value=new[0][1] if new else None),
                     gr.update(choices=[("(none)", NONE)] + new, value=NONE), text)
 
+        def page_values(shown: Shown) -> list:
+            sliders = [gr.update()] * 3
+            if shown.slices is not None:
+                point, shape = shown.slices
+                sliders = [gr.update(maximum=size - 1, value=index) for index, size in zip(point, shape)]
+            return (list(shown[:7]) + [gr.update(value=shown.gates or None, visible=bool(shown.gates)),
+                                       gr.update(value=shown.video, visible=shown.video is not None)] + sliders)
+
+        def do_segment(a, b, files, smp, use_tta, t):        # a new input: the middle slices
+            return page_values(show(a, b, files, smp, use_tta, t, workdir=workdir))
+
         def do_show(a, b, files, smp, use_tta, t, ax, co, sa):
-            return show(a, b, files, smp, use_tta, t, ax, co, sa, workdir=workdir)
+            return page_values(show(a, b, files, smp, use_tta, t, ax, co, sa, workdir=workdir))
 
         def do_card(run):
             return choose_run(run)[0]
@@ -230,8 +276,9 @@ def build(runs: str | os.PathLike = "runs", workdir: str | os.PathLike | None = 
         run_a.change(choose_run, run_a, [card_a, threshold])
         run_b.change(do_card, run_b, card_b)
         inputs = [run_a, run_b, upload, sample, tta, threshold, axial, coronal, sagittal]
-        outputs = [message, pic_a, pic_b, pic_diff, table_a, table_b, downloads]
-        go.click(do_show, inputs, outputs)
+        outputs = [message, pic_a, pic_b, pic_diff, table_a, table_b, downloads, gates, video, axial, coronal,
+                   sagittal]
+        go.click(do_segment, inputs[:6], outputs)
         for slider in (threshold, axial, coronal, sagittal):
             slider.release(do_show, inputs, outputs)
     page.mip_workdir = workdir

@@ -2,8 +2,9 @@
 
 Opens a local web page (Gradio, the ``[app]`` extra: ``pip install -e .[app]``) on
 http://127.0.0.1:PORT: choose a run from the runs folder with its report card,
-upload an image or a volume (or pick an offline sample), see the mask, objects,
-planes or Grad-CAM, compare two runs side by side, download masks and overlays.
+upload an image, a volume or a short video (or pick an offline sample), see the
+mask, objects, planes (slice by slice), attention gates or Grad-CAM, compare two
+runs side by side, download masks and overlays.
 In a notebook call ``Functions.apps.webapp.launch(runs=...)`` instead.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "app"
-HELP = "open the classroom web page: any trained run, live, on uploaded images and volumes (Gradio)"
+HELP = "open the classroom web page: any trained run, live, on uploaded images, volumes and videos (Gradio)"
 DESCRIPTION = __doc__.split("\n", 2)[2].strip() if __doc__ else HELP
 
 
