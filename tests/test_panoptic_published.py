@@ -32,8 +32,9 @@ def test_consep_folder_trains_on_patches_keeps_test_and_evaluates_the_run(tmp_pa
                            str(tmp_path / "CoNSeP"), "--out", str(run), *TINY], env=env, capture_output=True,
                           text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "random 32x32 patches at native resolution" in proc.stdout
-    assert "Split kept from the data set" in proc.stdout and "Test (test, 3 images, original resolution)" in proc.stdout
+    assert "random 32x32 patches at native resolution" in proc.stdout and "Test/ tests" in proc.stdout
+    assert "Split kept from the data set" in proc.stdout
+    assert "Test (test, 3 images, original resolution, sliding window 32x32)" in proc.stdout
     split = _split(run)
     assert split["test"] == ["test_1", "test_2", "test_3"]                      # CoNSeP's Test/ is the test split
     assert sorted(split["train"] + split["val"]) == ["train_1", "train_2", "train_3"] and split["val"]
@@ -67,6 +68,7 @@ def test_pannuke_folds_train_validate_test(tmp_path, monkeypatch, capsys):
                            "val": ["fold2_0000", "fold2_0001", "fold2_0002"],
                            "test": ["fold3_0000", "fold3_0001", "fold3_0002"]}
     out = capsys.readouterr().out
+    assert "fold 1 trains, fold 2 validates, fold 3 tests" in out
     assert "5 object type(s) neoplastic, inflammatory, connective, dead, epithelial" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"bpq", "mpq", "mpq_plus"} <= set(metrics) and metrics["split"] == "test"
@@ -147,3 +149,20 @@ def test_sliding_window_panoptic_prediction_keeps_size_and_position():
     rows, cols = np.nonzero(inst)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (101, 140, 203, 239)
     assert (cls[inst > 0] == 1).all() and (cls[inst == 0] == 0).all()
+
+
+def test_a_generic_train_labels_folder_is_not_taken_for_consep(tmp_path, monkeypatch):
+    """train/images + train/labels of PNG masks stays a generic paired-folder data set (nothing converted)."""
+    import cv2
+
+    from Functions.data.discovery import find_samples
+
+    monkeypatch.setenv("MIP_DATA_DIR", str(tmp_path / "d"))
+    for sub in ("images", "labels"):
+        (tmp_path / "ds" / "Train" / sub).mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "ds" / "Train" / "images" / f"a{i}.png"), np.full((8, 8, 3), 50, np.uint8))
+        cv2.imwrite(str(tmp_path / "ds" / "Train" / "labels" / f"a{i}.png"), np.zeros((8, 8), np.uint8))
+    samples = find_samples(tmp_path / "ds")
+    assert [s.id for s in samples] == ["a0", "a1", "a2"] and all(s.split is None for s in samples)
+    assert not (tmp_path / "d").exists()

@@ -249,9 +249,9 @@ def _run_instance_folders(args) -> int:
 def _run_panoptic_folders(args) -> int:
     """``--task panoptic``: per-image and per-class CSVs + summary.json (see the module docstring)."""
     import json
-    import math
 
     from Functions.data.panoptic_io import read_panoptic_folder
+    from Functions.evaluation.panoptic import clean
     from Functions.metrics.panoptic import panoptic_scores
 
     if not args.masks or not args.predictions:
@@ -300,15 +300,6 @@ def _run_panoptic_folders(args) -> int:
     out.mkdir(parents=True)
     result["images"].to_csv(out / "per_image.csv", index=False)
     result["classes"].to_csv(out / "per_class.csv", index=False)
-
-    def clean(v):
-        if isinstance(v, dict):
-            return {key: clean(x) for key, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        return v.item() if hasattr(v, "item") else v
 
     summary = result["summary"]
     (out / "summary.json").write_text(json.dumps(clean(summary), indent=2) + "\n")

@@ -183,6 +183,29 @@ def detect_published_panoptic(root: Path) -> list[Sample] | None:
             for row in manifest["items"]]
 
 
+#: The split each published layout keeps, as ``train`` prints it.
+SPLIT_NOTES = {
+    "consep": "CoNSeP's own split kept: Train/ trains (validation drawn from it with the seed), Test/ tests, as in "
+              "the HoVer-Net paper",
+    "pannuke": "PanNuke's conventional fold split kept (PanNuke papers, Gamper et al. 2019/2020): fold 1 trains, "
+               "fold 2 validates, fold 3 tests",
+    "conic": "CoNIC has no official split: patches split with the seed, whole source images kept in one split",
+}
+
+
+def split_note(samples) -> str | None:
+    """The line saying which split a converted published data set keeps (:data:`SPLIT_NOTES`), else ``None``."""
+    kind = layout_of(samples)
+    if kind == "pannuke" and len({s.split for s in samples}) < 3:
+        return "PanNuke with fewer than three folds: " + (
+            "fold 1 trains (validation drawn from it with the seed), the next fold tests"
+            if any(s.split for s in samples) else "one fold, split with the seed")
+    if kind == "conic" and not any(s.group for s in samples):
+        return ("CoNIC has no official split and no patch_info.csv naming each patch's source image: patches split "
+                "one by one with the seed (patches of one Lizard image may fall into two splits)")
+    return SPLIT_NOTES.get(kind) if kind else None
+
+
 def layout_of(samples) -> str | None:
     """The published layout the samples were converted from (``classes.json`` beside them), else ``None``."""
     if not samples or getattr(samples[0], "instances", None) is None:

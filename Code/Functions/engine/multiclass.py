@@ -316,7 +316,11 @@ class PanopticTask(MultiClassTask):
     map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU."""
 
     def prepare(self, config):
+        from Functions.data.panoptic_published import split_note
+
         samples = _samples(config)
+        if split_note(samples):
+            print(split_note(samples), flush=True)
         t, s, names = panoptic_classes(config, {"train": (None, None, samples), "val": (None, None, []), "test": (None, None, [])})
         auto_patches(config, samples)
         width, boundaries = config.boundary_width, config.boundaries
@@ -617,7 +621,8 @@ def finish_panoptic(task, model, config, data, run_dir: Path, hist, seconds: flo
                 "in its truth, then over images), mPQ+ as the CoNIC challenge (counts summed over images per type), "
                 "bPQ class-agnostic (images with objects in the truth); definitions in "
                 "Functions.metrics.panoptic.\n")
-    print(f"Test ({split_name}, {len(samples)} images, original resolution): bPQ {summ['bpq']:.4f}  mPQ "
+    how = f", sliding window {config.patch_size}x{config.patch_size}" if config.patch_size else ""
+    print(f"Test ({split_name}, {len(samples)} images, original resolution{how}): bPQ {summ['bpq']:.4f}  mPQ "
           f"{summ['mpq']:.4f}  mPQ+ {summ['mpq_plus']:.4f}"
           + (f"  stuff IoU {summ['mean_stuff_iou']:.4f}" if s else "")
           + f" ({seconds:.0f} s training) -> {run_dir}", flush=True)
