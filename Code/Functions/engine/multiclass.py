@@ -313,7 +313,12 @@ class InstanceTask(MultiClassTask):
 class PanopticTask(MultiClassTask):
     """One softmax head over background, object boundary, the interiors of the T object types and the S stuff
     classes (:func:`Functions.data.instance_targets.panoptic_target`), decoded into an instance map and a class
-    map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU."""
+    map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU.
+
+    Images larger than ``--image-size`` (CoNSeP's 1000x1000 tiles) are never squashed: training switches to random
+    patches of that size at native resolution (:func:`auto_patches`, said on one line; ``--patch-size`` chooses
+    another) and the test split is predicted whole by sliding window.  CoNSeP, PanNuke and CoNIC folders as
+    published are read without preparation, their own split kept (:mod:`Functions.data.panoptic_published`)."""
 
     def prepare(self, config):
         from Functions.data.panoptic_published import split_note
