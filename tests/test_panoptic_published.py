@@ -32,14 +32,15 @@ def test_consep_folder_trains_on_patches_keeps_test_and_evaluates_the_run(tmp_pa
                            str(tmp_path / "CoNSeP"), "--out", str(run), *TINY], env=env, capture_output=True,
                           text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "random 32x32 patches at native resolution" in proc.stdout and "Test/ tests" in proc.stdout
+    assert "random 32x32 patches at native resolution (4 per image and epoch)" in proc.stdout
+    assert "Test/ tests" in proc.stdout
     assert "Split kept from the data set" in proc.stdout
     assert "Test (test, 3 images, original resolution, sliding window 32x32)" in proc.stdout
     split = _split(run)
     assert split["test"] == ["test_1", "test_2", "test_3"]                      # CoNSeP's Test/ is the test split
     assert sorted(split["train"] + split["val"]) == ["train_1", "train_2", "train_3"] and split["val"]
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["patch_size"] == 32 and cfg["object_types"] == 4
+    assert cfg["patch_size"] == 32 and cfg["patches_per_image"] == 4 and cfg["object_types"] == 4
     assert cfg["panoptic_names"] == ["other", "inflammatory", "epithelial", "spindle-shaped"]
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("bpq", "mpq", "mpq_plus"):

@@ -357,13 +357,15 @@ def auto_patches(config, samples) -> None:
 
     if config.patch_size:
         return
-    sizes = [native_shape(x, 1.0) for x in samples[:2000]]
-    big = max((max(hw) for hw in sizes if hw), default=0)
+    sizes = [hw for hw in (native_shape(x, 1.0) for x in samples[:2000]) if hw]
+    big = max((max(hw) for hw in sizes), default=0)
     if big > config.image_size:
-        config.patch_size = config.image_size
-        print(f"panoptic: images up to {big} px exceed --image-size {config.image_size}; training on random "
-              f"{config.patch_size}x{config.patch_size} patches at native resolution and predicting by sliding "
-              "window (set --patch-size to choose another patch size)", flush=True)
+        config.patch_size = p = config.image_size
+        if config.patches_per_image == 1:        # an epoch covers about each image's area, as the resize path does
+            config.patches_per_image = int(min(64, max(1, round(np.mean([h * w for h, w in sizes]) / p ** 2))))
+        print(f"panoptic: images up to {big} px exceed --image-size {p}; training on random {p}x{p} patches at "
+              f"native resolution ({config.patches_per_image} per image and epoch) and predicting by sliding "
+              "window (--patch-size and --patches-per-image choose others)", flush=True)
 
 
 def panoptic_mask_spec(num_types: int, num_stuff: int, width: int = 1, boundaries: str = "all"):
