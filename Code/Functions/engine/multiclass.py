@@ -326,7 +326,8 @@ class PanopticTask(MultiClassTask):
         samples = _samples(config)
         if split_note(samples):
             print(split_note(samples), flush=True)
-        t, s, names = panoptic_classes(config, {"train": (None, None, samples), "val": (None, None, []), "test": (None, None, [])})
+        t, s, names = panoptic_classes(config, {"train": (None, None, samples), "val": (None, None, []),
+                                                "test": (None, None, [])})
         auto_patches(config, samples)
         width, boundaries = config.boundary_width, config.boundaries
         if config.patch_size:
@@ -389,7 +390,8 @@ def panoptic_sample_target(sample, shape, num_types: int, num_stuff: int, width:
     top = int(cls.max(initial=0))
     if top > num_types + num_stuff:
         raise UserError(f"the class map of {sample.image} holds class {top}, above the {num_types} object type(s) "
-                        f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, stuff_classes)")
+                        f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, "
+                        "stuff_classes)")
     try:
         return panoptic_target(_resized(inst, size), _resized(cls, size), num_types, width,
                                boundaries).astype(np.uint8)
