@@ -69,3 +69,53 @@ def kill_after_epochs(cmd: list, history: Path, env: dict, epochs_done: int = 1,
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     return proc
+
+
+def consep_tree(root, n=2, shape=(20, 24)):
+    """CoNSeP/Train/{Images,Labels}: nucleus k has original type k (1..7) in image 0."""
+    import cv2
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    truth = {}
+    for split in ("Train", "Test"):
+        (root / split / "Images").mkdir(parents=True)
+        (root / split / "Labels").mkdir(parents=True)
+        for i in range(n):
+            inst = np.zeros(shape, np.float64)
+            types = []
+            for k in range(1, 8):
+                r, c = (k - 1) // 4 * 8 + 1, (k - 1) % 4 * 6 + 1
+                inst[r:r + 4, c:c + 3] = k
+                types.append(k if i == 0 else 8 - k)
+            type_map = np.zeros(shape)
+            for k, t in enumerate(types, start=1):
+                type_map[inst == k] = t
+            centroids = np.array([[np.argwhere(inst == k)[:, 1].mean(), np.argwhere(inst == k)[:, 0].mean()]
+                                  for k in range(1, 8)])
+            savemat(root / split / "Labels" / f"{split.lower()}_{i + 1}.mat",
+                    {"inst_map": inst, "type_map": type_map, "inst_type": np.array(types, float)[:, None],
+                     "inst_centroid": centroids})
+            rgba = rng.integers(0, 255, size=shape + (4,), dtype=np.uint8)
+            cv2.imwrite(str(root / split / "Images" / f"{split.lower()}_{i + 1}.png"), rgba)
+            truth[(split, i)] = (inst.astype(int), np.array(types), rgba[..., [2, 1, 0]])
+    return truth
+
+
+def pannuke_fold(root, n=3, k=1):
+    """PanNuke's `Fold k/images/foldk/images.npy`, `masks.npy` (N x 16 x 16 x 6) and `types.npy`."""
+    fold = root / f"Fold {k}"
+    (fold / "images" / f"fold{k}").mkdir(parents=True)
+    (fold / "masks" / f"fold{k}").mkdir(parents=True)
+    images = np.random.default_rng(1).uniform(0, 255, size=(n, 16, 16, 3))
+    masks = np.zeros((n, 16, 16, 6))
+    masks[..., 5] = 1
+    masks[0, 0:4, 0:4, 0] = 7          # neoplastic nucleus id 7
+    masks[0, 8:12, 8:12, 1] = 7        # inflammatory nucleus reusing id 7: a second nucleus
+    masks[0, 0:3, 10:14, 4] = 2        # epithelial
+    masks[1, 5:9, 5:9, 3] = 1          # dead
+    masks[..., 5] = (masks[..., :5].sum(-1) == 0)
+    np.save(fold / "images" / f"fold{k}" / "images.npy", images)
+    np.save(fold / "masks" / f"fold{k}" / "masks.npy", masks)
+    np.save(fold / "images" / f"fold{k}" / "types.npy", np.array(["Breast", "Colon", "Breast"]))
+    return images, masks

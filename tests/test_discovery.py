@@ -111,13 +111,13 @@ def _drive_tree(root: Path) -> Path:
 def test_layout_table_is_explicit_and_in_the_documented_order():
     from Functions.data import discovery
 
-    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor"]
+    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor", "panoptic"]
     assert isinstance(discovery.LAYOUTS, tuple)  # a table, not a list modules append to
     # importing the format modules registers nothing
     import Functions.data.datasets  # noqa: F401
     import Functions.data.medical_io  # noqa: F401
 
-    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor"]
+    assert [layout.name for layout in discovery.LAYOUTS] == ["medical", "drive", "brain-tumor", "panoptic"]
     assert sorted(discovery.READERS) == ["brain_tumor_mat", "dicom", "image", "nifti", "nifti_axis0", "nifti_axis1"]
 
 
@@ -129,7 +129,7 @@ def test_ordinary_folder_is_claimed_by_no_special_detector(tmp_path):
         _write(tmp_path / "masks" / f"{stem}.png", _square(2, 2))
     _write(tmp_path / "mask" / "b_mask.png", _square(2, 2))   # a folder named like DRIVE's mask/
     _write(tmp_path / "mask" / "b.png", np.full((16, 16), 90, np.uint8))
-    assert [layout.detect(tmp_path) for layout in LAYOUTS] == [None, None, None]
+    assert [layout.detect(tmp_path) for layout in LAYOUTS] == [None, None, None, None]
     assert [s.id for s in find_samples(tmp_path)] == ["a", "c", "b"]   # read by the generic layouts
 
 

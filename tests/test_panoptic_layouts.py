@@ -6,44 +6,16 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
+from helpers import consep_tree, pannuke_fold
+
 from Functions.base.errors import UserError
 from Functions.data.panoptic_layouts import (CLASS_NAMES, pannuke_maps, panoptic_layout, read_conic, read_consep,
                                              read_consep_mat, read_hovernet_patches, read_pannuke_fold,
                                              read_panoptic_dataset)
 
 
-def _consep_tree(root, n=2, shape=(20, 24)):
-    """CoNSeP/Train/{Images,Labels}: nucleus k has original type k (1..7) in image 0."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    truth = {}
-    for split in ("Train", "Test"):
-        (root / split / "Images").mkdir(parents=True)
-        (root / split / "Labels").mkdir(parents=True)
-        for i in range(n):
-            inst = np.zeros(shape, np.float64)
-            types = []
-            for k in range(1, 8):
-                r, c = (k - 1) // 4 * 8 + 1, (k - 1) % 4 * 6 + 1
-                inst[r:r + 4, c:c + 3] = k
-                types.append(k if i == 0 else 8 - k)
-            type_map = np.zeros(shape)
-            for k, t in enumerate(types, start=1):
-                type_map[inst == k] = t
-            centroids = np.array([[np.argwhere(inst == k)[:, 1].mean(), np.argwhere(inst == k)[:, 0].mean()]
-                                  for k in range(1, 8)])
-            savemat(root / split / "Labels" / f"{split.lower()}_{i + 1}.mat",
-                    {"inst_map": inst, "type_map": type_map, "inst_type": np.array(types, float)[:, None],
-                     "inst_centroid": centroids})
-            rgba = rng.integers(0, 255, size=shape + (4,), dtype=np.uint8)
-            cv2.imwrite(str(root / split / "Images" / f"{split.lower()}_{i + 1}.png"), rgba)
-            truth[(split, i)] = (inst.astype(int), np.array(types), rgba[..., [2, 1, 0]])
-    return truth
-
-
 def test_consep_reader_merges_types_as_hovernet(tmp_path):
-    truth = _consep_tree(tmp_path / "CoNSeP")
+    truth = consep_tree(tmp_path / "CoNSeP")
     assert panoptic_layout(tmp_path / "CoNSeP") == "consep"
     items = list(read_consep(tmp_path / "CoNSeP", "Train"))
     assert [n for n, *_ in items] == ["train_1", "train_2"]
@@ -79,26 +51,8 @@ def test_hovernet_patches(tmp_path):
     assert inst[1, 1] == 4 and cls[1, 1] == 2 and cls.sum() == 8
 
 
-def _pannuke_fold(root, n=3):
-    fold = root / "Fold 1"
-    (fold / "images" / "fold1").mkdir(parents=True)
-    (fold / "masks" / "fold1").mkdir(parents=True)
-    images = np.random.default_rng(1).uniform(0, 255, size=(n, 16, 16, 3))
-    masks = np.zeros((n, 16, 16, 6))
-    masks[..., 5] = 1
-    masks[0, 0:4, 0:4, 0] = 7          # neoplastic nucleus id 7
-    masks[0, 8:12, 8:12, 1] = 7        # inflammatory nucleus reusing id 7: a second nucleus
-    masks[0, 0:3, 10:14, 4] = 2        # epithelial
-    masks[1, 5:9, 5:9, 3] = 1          # dead
-    masks[..., 5] = (masks[..., :5].sum(-1) == 0)
-    np.save(fold / "images" / "fold1" / "images.npy", images)
-    np.save(fold / "masks" / "fold1" / "masks.npy", masks)
-    np.save(fold / "images" / "fold1" / "types.npy", np.array(["Breast", "Colon", "Breast"]))
-    return images, masks
-
-
 def test_pannuke_fold_reader(tmp_path):
-    images, masks = _pannuke_fold(tmp_path)
+    images, masks = pannuke_fold(tmp_path)
     assert panoptic_layout(tmp_path / "Fold 1") == "pannuke" and panoptic_layout(tmp_path) == "pannuke"
     items = list(read_pannuke_fold(tmp_path / "Fold 1"))
     assert [it[0] for it in items] == ["fold1_0000", "fold1_0001", "fold1_0002"]
@@ -114,7 +68,7 @@ def test_pannuke_fold_reader(tmp_path):
 
 
 def test_pannuke_wrong_channels_named(tmp_path):
-    _pannuke_fold(tmp_path)
+    pannuke_fold(tmp_path)
     path = tmp_path / "Fold 1" / "masks" / "fold1" / "masks.npy"
     np.save(path, np.zeros((3, 16, 16, 5)))
     with pytest.raises(UserError, match="masks.npy has shape"):
@@ -138,15 +92,18 @@ def test_conic_reader(tmp_path):
         list(read_conic(tmp_path))
 
 
-def test_registry_finds_and_loads_panoptic_sets(tmp_path):
+def test_registry_finds_and_loads_panoptic_sets(tmp_path, monkeypatch):
     from Functions.data import datasets
 
-    _consep_tree(tmp_path / "consep" / "CoNSeP")
+    monkeypatch.setenv("MIP_DATA_DIR", str(tmp_path / "data"))
+    consep_tree(tmp_path / "consep" / "CoNSeP")
     items = datasets.load_panoptic("consep", data_dir=tmp_path, split="Test")
     assert [n for n, *_ in items] == ["test_1", "test_2"]
     assert datasets.locate("consep", tmp_path).name == "CoNSeP"
-    with pytest.raises(UserError, match="load_panoptic"):
-        datasets.load("consep", tmp_path)
+    samples = datasets.load("consep", tmp_path)          # converted once, the set's own split kept
+    assert [(s.id, s.split) for s in samples] == [("test_1", "test"), ("test_2", "test"), ("train_1", "train"),
+                                                  ("train_2", "train")]
+    assert samples[0].instances.is_file() and str(tmp_path / "data" / ".converted") in str(samples[0].image)
     with pytest.raises(UserError, match="not found.*pannuke"):
         datasets.load_panoptic("pannuke", data_dir=tmp_path)
     info = datasets.get("pannuke")
@@ -164,7 +121,7 @@ def test_conic_counts_and_install_of_a_consep_archive(tmp_path):
     assert conic_counts(tmp_path / "c")["epithelial"].tolist() == [2, 5]
     with pytest.raises(UserError, match="counts.csv does not exist"):
         conic_counts(tmp_path)
-    _consep_tree(tmp_path / "src" / "CoNSeP")
+    consep_tree(tmp_path / "src" / "CoNSeP")
     archive = shutil.make_archive(str(tmp_path / "consep"), "zip", tmp_path / "src")
     logs = []
     target = datasets.install("consep", archives=[archive], data_dir=tmp_path / "data", log=logs.append)

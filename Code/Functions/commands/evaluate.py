@@ -42,6 +42,11 @@ Panoptic mode (``--task panoptic --masks DIR --predictions DIR [--num-classes T]
     PQ/SQ/RQ/F1, stuff IoU; definitions in :mod:`Functions.metrics.panoptic`)
     to a new folder ``--out`` (default ``panoptic-metrics``, numbered if it exists).
 
+    With ``--run RUN_DIR`` (a ``train --task panoptic`` run) the run's model
+    predicts its ``test`` split (from ``split.json``; ``--split``, ``--data``
+    as in run mode) at each image's own size - by sliding window for a
+    patch-trained run - and the same files go to ``RUN_DIR/evaluation-panoptic-<split>``.
+
 Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
     Predicts with the run's ``model.keras`` (preprocessed as in training,
     masks resized back to each image's own size) and scores against the true
@@ -116,8 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "task", "semantic") == "panoptic":
-        if not getattr(args, "masks", None):
-            raise UserError("--task panoptic needs --masks DIR with --predictions DIR (instance + class maps)")
+        if getattr(args, "run", None):
+            return _run_panoptic_trained(args)
         return _run_panoptic_folders(args)
     if getattr(args, "task", "semantic") == "instance":
         if getattr(args, "masks", None):
@@ -244,13 +249,14 @@ def _run_instance_folders(args) -> int:
 def _run_panoptic_folders(args) -> int:
     """``--task panoptic``: per-image and per-class CSVs + summary.json (see the module docstring)."""
     import json
-    import math
 
     from Functions.data.panoptic_io import read_panoptic_folder
+    from Functions.evaluation.panoptic import clean
     from Functions.metrics.panoptic import panoptic_scores
 
-    if not args.predictions:
-        raise UserError("--masks needs --predictions DIR (the predicted instance + class maps to score)")
+    if not args.masks or not args.predictions:
+        raise UserError("--task panoptic needs --masks DIR with --predictions DIR (instance + class maps), or "
+                        "--run RUN_DIR")
     stuff = args.stuff_classes
     if stuff is None or stuff < 0:
         raise UserError(f"--stuff-classes must be 0 or more, got {stuff}")
@@ -295,15 +301,6 @@ def _run_panoptic_folders(args) -> int:
     result["images"].to_csv(out / "per_image.csv", index=False)
     result["classes"].to_csv(out / "per_class.csv", index=False)
 
-    def clean(v):
-        if isinstance(v, dict):
-            return {key: clean(x) for key, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        return v.item() if hasattr(v, "item") else v
-
     summary = result["summary"]
     (out / "summary.json").write_text(json.dumps(clean(summary), indent=2) + "\n")
     print(f"{len(names)} image(s): {args.masks} vs {args.predictions} ({k} object type(s), {stuff} stuff class(es))")
@@ -312,6 +309,26 @@ def _run_panoptic_folders(args) -> int:
     for name, row in summary["per_class"].items():
         print(f"  {name}: PQ {row['pq']:.4f}  SQ {row['sq']:.4f}  RQ/F1 {row['rq']:.4f}")
     print(f"per_image.csv, per_class.csv, summary.json -> {out}")
+    return 0
+
+
+def _run_panoptic_trained(args) -> int:
+    """``--task panoptic --run RUN``: the run's model on its test split (or ``--split``/other data)."""
+    from Functions.evaluation.panoptic import evaluate_panoptic_run
+
+    if args.predictions:
+        raise UserError("--predictions belongs to --masks mode; with --run the run's model makes the predictions")
+    if args.data and args.dataset:
+        raise UserError("give either --data DIR or --dataset NAME, not both")
+    result = evaluate_panoptic_run(args.run, data=args.data, dataset=args.dataset, data_dir=args.data_dir,
+                                   split=args.split, out=args.out, batch_size=args.batch_size, tta=args.tta)
+    summary = result["summary"]
+    print(f"{result['n']} image(s) of the {result['split']} split of {args.run}, original resolution: "
+          f"{summary['prediction']}{' (TTA: 4 flips averaged)' if args.tta else ''}")
+    print(f"mPQ (PanNuke) {summary['mpq']:.4f}  mPQ+ (CoNIC) {summary['mpq_plus']:.4f}  bPQ {summary['bpq']:.4f}")
+    for name, row in summary["per_class"].items():
+        print(f"  {name}: PQ {row['pq']:.4f}  SQ {row['sq']:.4f}  RQ/F1 {row['rq']:.4f}")
+    print(f"per_image.csv, per_class.csv, summary.json -> {result['out']}")
     return 0
 
 

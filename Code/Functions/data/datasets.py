@@ -209,7 +209,8 @@ _PANOPTIC = (
         "https://warwick.ac.uk/fac/cross_fac/tia/data/hovernet/",
         "CoNSeP/{Train,Test}/Images/<name>.png + CoNSeP/{Train,Test}/Labels/<name>.mat (inst_map, type_map, "
         "inst_type, inst_centroid)", "consep",
-        "panoptic: read with Functions.data.panoptic_layouts.read_consep (image, instance map, class map)"),
+        "panoptic: `train --task panoptic --dataset consep` (converted once; Train/ trains, Test/ tests); "
+        "Functions.data.panoptic_layouts.read_consep reads it in Python"),
     _panoptic_entry(
         "pannuke", "PanNuke: pan-cancer nuclei instance segmentation and classification (Warwick TIA)",
         "7,901 H&E patches 256x256 from 19 tissues in three folds, five nucleus types (neoplastic, "
@@ -219,8 +220,8 @@ _PANOPTIC = (
         "insights and baselines, arXiv:2003.10778 (2020)",
         "https://warwick.ac.uk/fac/cross_fac/tia/data/pannuke",
         "'Fold N/images/foldN/images.npy' (+ types.npy) + 'Fold N/masks/foldN/masks.npy' (N x 256 x 256 x 6)",
-        "pannuke", "panoptic: read with Functions.data.panoptic_layouts.read_pannuke_fold; score mPQ/bPQ with "
-        "`evaluate --task panoptic`"),
+        "pannuke", "panoptic: `train --task panoptic --dataset pannuke` (converted once; fold 1 trains, 2 validates, "
+        "3 tests); score mPQ/bPQ with `evaluate --task panoptic`"),
     _panoptic_entry(
         "conic", "CoNIC 2022 challenge patches of the Lizard data set (colon nuclei, Warwick TIA)",
         "4,981 H&E patches 256x256 with instance + class labels (6 classes: neutrophil, epithelial, lymphocyte, "
@@ -230,8 +231,8 @@ _PANOPTIC = (
         "instance segmentation and classification, ICCV Workshops 2021",
         "https://conic-challenge.grand-challenge.org/",
         "images.npy (N x 256 x 256 x 3) + labels.npy (N x 256 x 256 x 2: instance, class) + counts.csv", "conic",
-        "panoptic: read with Functions.data.panoptic_layouts.read_conic; mPQ+ as the challenge scores it with "
-        "`evaluate --task panoptic`"),
+        "panoptic: `train --task panoptic --dataset conic` (converted once; split by source image with the seed); "
+        "mPQ+ as the challenge scores it with `evaluate --task panoptic`"),
 )
 
 
@@ -461,7 +462,9 @@ def _install_hint(info: DatasetInfo) -> str:
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> list[Sample]:
     """The samples of dataset ``name``: image/mask pairs in the published layout, with class labels where the
-    set has them (``busi``, ``brain-tumor``).
+    set has them (``busi``, ``brain-tumor``); for the panoptic sets (``consep``, ``pannuke``, ``conic``) samples
+    with instance and class maps, converted once by :mod:`Functions.data.panoptic_published`, carrying the
+    set's own split.
 
     ``data_dir``: the data directory (default ``$MIP_DATA_DIR`` or
     ``Data/datasets``), or a folder holding the dataset as published, e.g.
@@ -480,10 +483,7 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> list[Sample]:
             f"dataset {info.name!r} not found under {base} (looked for {info.layout}){extra}; "
             f"{_install_hint(info)}; or pass --data-dir pointing at the folder that holds it"
         )
-    if info.task == "panoptic":
-        raise UserError(f"{info.name} holds typed nuclei (instance + class maps), not image/mask pairs; read it "
-                        f"with load_panoptic({info.name!r}) (Functions.data.datasets)")
-    return find_samples(root)
+    return find_samples(root)   # panoptic sets: converted once (Functions.data.panoptic_published)
 
 
 def load_panoptic(name: str, data_dir: str | os.PathLike | None = None, split: str = "Train"):

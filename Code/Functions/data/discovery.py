@@ -41,7 +41,7 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.base.paths import walk_folders
-from Functions.data import medical_io, public_layouts
+from Functions.data import medical_io, panoptic_published, public_layouts
 from Functions.data.imaging import is_image_file, read_image, read_mask
 from Functions.data.samples import (IMAGE_DIR_NAMES, INSTANCE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key,
                                     merge_masks)
@@ -197,14 +197,18 @@ class Layout:
 #:    The generic paired-folder layout would pair DRIVE images with the field-of-view masks in ``mask/``
 #:    (``21_training_mask.gif`` matches ``21_training.tif``) and train on the wrong labels.
 #: 3. ``brain-tumor`` - MATLAB ``.mat`` files holding ``cjdata.label``.  No generic layout reads ``.mat``.
+#: 4. ``panoptic`` - CoNSeP (``Train/Labels/*.mat``), PanNuke (``Fold N/masks/foldN/masks.npy``) and CoNIC
+#:    (``images.npy`` + ``labels.npy``) as published, converted once to PNGs
+#:    (:mod:`Functions.data.panoptic_published`).  No generic layout reads them.
 #:
 #: A folder of ordinary images (PNG, JPEG, TIFF) with none of these signatures is returned ``None`` by
-#: all three and read by the generic layouts (per-sample folders, paired folders, suffix masks).  To try
+#: all of them and read by the generic layouts (per-sample folders, paired folders, suffix masks).  To try
 #: a layout of your own, pass ``find_samples(root, layouts=(my_layout, *LAYOUTS))``.
 LAYOUTS: tuple[Layout, ...] = (
     Layout("medical", medical_io.detect_medical),
     Layout("drive", public_layouts.detect_drive),
     Layout("brain-tumor", public_layouts.detect_brain_tumor),
+    Layout("panoptic", panoptic_published.detect_published_panoptic),
 )
 
 

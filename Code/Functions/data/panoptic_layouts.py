@@ -234,9 +234,10 @@ def panoptic_layout(root: str | os.PathLike) -> str | None:
         return "pannuke"
     from Functions.data.public_layouts import child_dir
 
-    train = child_dir(root, "Train") or child_dir(root, "Test")
-    if train is not None and child_dir(train, "Labels") is not None:
-        return "consep"
+    for split in ("Train", "Test"):              # Labels/ of .mat files: a train/labels/ of PNG masks is not CoNSeP
+        labels = child_dir(split_dir, "Labels") if (split_dir := child_dir(root, split)) is not None else None
+        if labels is not None and any(labels.glob("*.mat")):
+            return "consep"
     for path in list(root.glob("*.npy"))[:1]:
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
         if len(shape) == 3 and shape[-1] == 5:

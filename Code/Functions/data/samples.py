@@ -47,6 +47,9 @@ class Sample:
     #: an instance label-map file (``instances/<stem>.png`` beside ``images/``), read by
     #: :func:`Functions.data.instances.read_instances`; None: instances come from ``masks``.
     instances: Path | None = field(default=None, compare=False)
+    #: the data set's own split (``"train"``, ``"val"`` or ``"test"``; CoNSeP's Train/Test, PanNuke's folds),
+    #: kept by :func:`Functions.data.splits.layout_split`; ``None``: split by the seed.
+    split: str | None = field(default=None, compare=False)
 
 
 def mask_key(stem: str) -> str:

@@ -230,6 +230,8 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
     """
     from Functions.base.errors import UserError
 
+    if any(getattr(s, "split", None) for s in samples):
+        return layout_split(samples, val_fraction, seed)
     if split_by not in SPLIT_BY:
         raise UserError(f"--split-by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
     notes: list[str] = []
@@ -249,3 +251,36 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
     else:
         message = f"Split: no groups known ({len(samples)} independent samples)"
     return idx, groups, "; ".join([message, *notes])
+
+
+def _origin(samples: Sequence, ids) -> str:
+    """``"fold1_*"``: the name prefixes (up to the first ``_``) of the samples ``ids``."""
+    prefixes = sorted({str(samples[i].id).split("_")[0] for i in ids})
+    return ", ".join(f"{p}_*" for p in prefixes[:3]) + (", ..." if len(prefixes) > 3 else "")
+
+
+def layout_split(samples: Sequence, val_fraction: float = 0.15,
+                 seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list, str]:
+    """The data set's own split, kept (samples carrying :attr:`Sample.split`, e.g. CoNSeP's Train/Test and
+    PanNuke's folds, see :mod:`Functions.data.panoptic_published`).
+
+    ``"test"`` samples are the test split, ``"val"`` the validation split; when no sample is ``"val"``, the
+    validation split is drawn from the training part with ``seed`` (``val_fraction`` of it, whole groups).
+    Returns what :func:`split_samples` returns.
+    """
+    roles = [getattr(s, "split", None) for s in samples]
+    groups = sample_groups(samples)
+    test = np.array([i for i, r in enumerate(roles) if r == "test"], int)
+    val = np.array([i for i, r in enumerate(roles) if r == "val"], int)
+    pool = np.array([i for i, r in enumerate(roles) if r not in ("test", "val")], int)
+    drawn = ""
+    if len(val):
+        train = pool
+    else:
+        keys = [groups[i] for i in pool]
+        part = split_indices(len(pool), val_fraction, 0.0, seed, groups=keys if known_groups(keys) else None)
+        train, val = pool[np.sort(part[0])], pool[np.sort(part[1])]
+        drawn = f" drawn from the training part with seed {seed}"
+    message = (f"Split kept from the data set: train {len(train)} ({_origin(samples, train)}), validation "
+               f"{len(val)} ({_origin(samples, val)}{drawn}), test {len(test)} ({_origin(samples, test)})")
+    return (train, val, test), groups, message

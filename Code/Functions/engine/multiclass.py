@@ -313,15 +313,28 @@ class InstanceTask(MultiClassTask):
 class PanopticTask(MultiClassTask):
     """One softmax head over background, object boundary, the interiors of the T object types and the S stuff
     classes (:func:`Functions.data.instance_targets.panoptic_target`), decoded into an instance map and a class
-    map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU."""
+    map (:func:`Functions.inference.panoptic.decode_panoptic`) and scored with mPQ, mPQ+, bPQ and stuff IoU.
+
+    Images larger than ``--image-size`` (CoNSeP's 1000x1000 tiles) are never squashed: training switches to random
+    patches of that size at native resolution (:func:`auto_patches`, said on one line; ``--patch-size`` chooses
+    another) and the test split is predicted whole by sliding window.  CoNSeP, PanNuke and CoNIC folders as
+    published are read without preparation, their own split kept (:mod:`Functions.data.panoptic_published`)."""
 
     def prepare(self, config):
-        if getattr(config, "patch_size", None):
-            raise UserError("--task panoptic trains on whole images resized to --image-size; leave --patch-size "
-                            "out", field="patch_size")
-        data = self.base.prepare(config)
-        t, s, names = panoptic_classes(config, data)
-        replace_with_panoptic_targets(data, config.image_size, t, s, config.boundary_width, config.boundaries)
+        from Functions.data.panoptic_published import split_note
+
+        samples = _samples(config)
+        if split_note(samples):
+            print(split_note(samples), flush=True)
+        t, s, names = panoptic_classes(config, {"train": (None, None, samples), "val": (None, None, []),
+                                                "test": (None, None, [])})
+        auto_patches(config, samples)
+        width, boundaries = config.boundary_width, config.boundaries
+        if config.patch_size:
+            data = self.base.prepare(config, masks=panoptic_mask_spec(t, s, width, boundaries))
+        else:
+            data = self.base.prepare(config)
+            replace_with_panoptic_targets(data, config.image_size, t, s, width, boundaries)
         data["num_classes"], data["class_map"] = 2 + t + s, None
         data["panoptic"] = (t, s, names)
         print(f"panoptic classes: {t} object type(s) {', '.join(names[:t])}; {s} stuff class(es) "
@@ -336,6 +349,54 @@ class PanopticTask(MultiClassTask):
 
     def finish(self, model, config, data, run_dir, hist, seconds):
         return finish_panoptic(self, model, config, data, run_dir, hist, seconds)
+
+
+def auto_patches(config, samples) -> None:
+    """Images larger than ``--image-size``: train on random patches of that size at native resolution (and
+    predict by sliding window) instead of squashing them; said on one line."""
+    from Functions.data.native import native_shape
+
+    if config.patch_size:
+        return
+    sizes = [hw for hw in (native_shape(x, 1.0) for x in samples[:2000]) if hw]
+    big = max((max(hw) for hw in sizes), default=0)
+    if big > config.image_size:
+        config.patch_size = p = config.image_size
+        if config.patches_per_image == 1:        # an epoch covers about each image's area, as the resize path does
+            config.patches_per_image = int(min(64, max(1, round(np.mean([h * w for h, w in sizes]) / p ** 2))))
+        print(f"panoptic: images up to {big} px exceed --image-size {p}; training on random {p}x{p} patches at "
+              f"native resolution ({config.patches_per_image} per image and epoch) and predicting by sliding "
+              "window (--patch-size and --patches-per-image choose others)", flush=True)
+
+
+def panoptic_mask_spec(num_types: int, num_stuff: int, width: int = 1, boundaries: str = "all"):
+    """The :class:`~Functions.data.native.MaskSpec` of panoptic patch training: each sample's
+    :func:`~Functions.data.instance_targets.panoptic_target` at native resolution."""
+    from Functions.data.native import MaskSpec
+
+    return MaskSpec(key=f"panoptic-{num_types}t{num_stuff}s-w{width}-{boundaries}",
+                    read=lambda sample, shape: panoptic_sample_target(sample, shape, num_types, num_stuff, width,
+                                                                      boundaries))
+
+
+def panoptic_sample_target(sample, shape, num_types: int, num_stuff: int, width: int = 1, boundaries: str = "all",
+                           size=None) -> np.ndarray:
+    """The panoptic target ``(H, W)`` uint8 of one sample (its maps resized, nearest, to ``size`` when given),
+    refusing a class above ``T + S`` with one line naming the class map."""
+    from Functions.data.instance_targets import panoptic_target
+    from Functions.data.panoptic_io import sample_panoptic_maps
+
+    inst, cls = sample_panoptic_maps(sample, shape)
+    top = int(cls.max(initial=0))
+    if top > num_types + num_stuff:
+        raise UserError(f"the class map of {sample.image} holds class {top}, above the {num_types} object type(s) "
+                        f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, "
+                        "stuff_classes)")
+    try:
+        return panoptic_target(_resized(inst, size), _resized(cls, size), num_types, width,
+                               boundaries).astype(np.uint8)
+    except ValueError as exc:
+        raise UserError(f"{sample.image}: {exc}") from None
 
 
 def panoptic_classes(config, data) -> tuple[int, int, list[str]]:
@@ -366,25 +427,12 @@ def replace_with_panoptic_targets(data: dict, image_size, num_types: int, num_st
                                   boundaries: str = "all") -> None:
     """Swap the training and validation masks for :func:`~Functions.data.instance_targets.panoptic_target`
     class maps ``(N, H, W, 1)`` drawn on the maps resized (nearest) to ``image_size``."""
-    from Functions.data.instance_targets import panoptic_target
-    from Functions.data.panoptic_io import sample_panoptic_maps
-
     for name in ("train", "val"):
         x, y, subset = data[name]
         if x is None:
             continue
-        targets = []
-        for s in subset:
-            inst, cls = sample_panoptic_maps(s)
-            top = int(cls.max(initial=0))
-            if top > num_types + num_stuff:
-                raise UserError(f"the class map of {s.image} holds class {top}, above the {num_types} object type(s) "
-                                f"+ {num_stuff} stuff class(es); fix classes.json beside instances/ (num_classes, stuff_classes)")
-            try:
-                targets.append(panoptic_target(_resized(inst, image_size), _resized(cls, image_size), num_types,
-                                               width, boundaries))
-            except ValueError as exc:
-                raise UserError(f"{s.image}: {exc}") from None
+        targets = [panoptic_sample_target(s, None, num_types, num_stuff, width, boundaries, image_size)
+                   for s in subset]
         data[name] = (x, np.stack(targets)[..., None], subset)
 
 
@@ -446,11 +494,9 @@ def _predictor(model, config, data):
 
 
 def _where(config) -> str:
-    if config.patch_size:
-        return (f"each image predicted whole at its original resolution by sliding window ({config.patch_size}x"
-                f"{config.patch_size} tiles, overlap {config.overlap}, Gaussian weights)")
-    return (f"each image resized to {config.image_size}x{config.image_size} for the model and its prediction "
-            "resized back to the original size")
+    from Functions.evaluation.panoptic import prediction_note
+
+    return prediction_note(asdict(config))
 
 
 def finish_multiclass(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
@@ -555,36 +601,25 @@ def finish_panoptic(task, model, config, data, run_dir: Path, hist, seconds: flo
     class, ``metrics.json`` with mPQ, mPQ+, bPQ, per-class PQ and stuff IoU)."""
     import matplotlib.pyplot as plt
 
-    from Functions.data.imaging import read_image
-    from Functions.data.panoptic_io import sample_panoptic_maps
-    from Functions.inference.panoptic import predict_panoptic
-    from Functions.metrics.panoptic import panoptic_scores
+    from Functions.evaluation.panoptic import predict_and_score_panoptic
     from Functions.viz.plotting import plot_history
     from Functions.viz.reports import write_report
 
     samples, split_name = _scored_split(data)
-    predictor = _predictor(model, config, data)
     t, s = int(config.object_types), int(config.stuff_classes or 0)
-    trues, preds = [], []
-    for start in range(0, len(samples), config.batch_size):
-        chunk = samples[start:start + config.batch_size]
-        images = [read_image(x.image) for x in chunk]
-        trues += [sample_panoptic_maps(x, im.shape[:2]) for x, im in zip(chunk, images)]
-        preds += predict_panoptic(predictor, images, t, s, batch_size=config.batch_size, tta=config.tta)
-    scores = panoptic_scores(trues, preds, t, s, names=[x.id for x in samples], class_names=config.panoptic_names)
+    scores = predict_and_score_panoptic(_predictor(model, config, data), samples, t, s, config.panoptic_names,
+                                        batch_size=config.batch_size, tta=config.tta)
     scores["images"].to_csv(run_dir / "test_metrics.csv", index=False)
     scores["classes"].to_csv(run_dir / "test_classes.csv", index=False)
-    summ = scores["summary"]
-    fg = [(2.0 * np.sum((a[0] > 0) & (b[0] > 0)), float(np.sum(a[0] > 0) + np.sum(b[0] > 0))) for a, b in
-          zip(trues, preds)]
-    dice = [n / d if d else 1.0 for n, d in fg]
+    summ, dice = scores["summary"], scores["dice"]
     metrics = {"task": "panoptic", "mpq": summ["mpq"], "mpq_plus": summ["mpq_plus"], "bpq": summ["bpq"],
                "mean_stuff_iou": summ["mean_stuff_iou"], "per_class": summ["per_class"],
                "stuff_iou": summ["stuff_iou"], "dice": float(np.mean(dice)) if dice else float("nan")}
     metrics["iou"] = float(np.mean([d / (2.0 - d) for d in dice])) if dice else float("nan")
     metrics.update(_common(task, model, config, hist, seconds, split_name, len(samples)))
     metrics.update({"object_types": t, "stuff_classes": s, "class_names": list(config.panoptic_names or []),
-                    "scored_at": "original resolution"})
+                    "scored_at": "original resolution", "prediction": _where(config),
+                    "patch_size": config.patch_size})
     write_json(run_dir / "metrics.json", metrics)
     plt.close(plot_history(hist, run_dir / "curves.png"))
     write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
@@ -595,7 +630,8 @@ def finish_panoptic(task, model, config, data, run_dir: Path, hist, seconds: flo
                 "in its truth, then over images), mPQ+ as the CoNIC challenge (counts summed over images per type), "
                 "bPQ class-agnostic (images with objects in the truth); definitions in "
                 "Functions.metrics.panoptic.\n")
-    print(f"Test ({split_name}, {len(samples)} images, original resolution): bPQ {summ['bpq']:.4f}  mPQ "
+    how = f", sliding window {config.patch_size}x{config.patch_size}" if config.patch_size else ""
+    print(f"Test ({split_name}, {len(samples)} images, original resolution{how}): bPQ {summ['bpq']:.4f}  mPQ "
           f"{summ['mpq']:.4f}  mPQ+ {summ['mpq_plus']:.4f}"
           + (f"  stuff IoU {summ['mean_stuff_iou']:.4f}" if s else "")
           + f" ({seconds:.0f} s training) -> {run_dir}", flush=True)
