@@ -36,7 +36,10 @@ def run_dir(tmp_path_factory) -> Path:
     (root / "run").mkdir()
     model.save(root / "run" / "model.keras")
     (root / "run" / "config.json").write_text(json.dumps({"normalization": "minmax", "threshold": 0.5,
-                                                          "image_size": SIZE, "channels": 1}))
+                                                          "image_size": SIZE, "channels": 1,
+                                                          "data": str(root / "data"), "model": "unext"}))
+    files = [str(p) for p in sorted((root / "data" / "images").iterdir())]
+    (root / "run" / "split.json").write_text(json.dumps({"train": files[:2], "val": [], "test": files[2:]}))
     return root
 
 
@@ -175,3 +178,24 @@ def test_smoothing_is_an_exponential_moving_average(run_dir, tmp_path, monkeypat
     monkeypatch.setattr(tta, "probabilities_to_masks", spy)
     predict_video(run_dir / "run", clip, tmp_path / "o.avi", smooth=0.5)
     np.testing.assert_allclose(seen, [0.9, 0.5, 0.7, 0.4], atol=1e-6)
+
+
+def test_latency_rows_and_plot(onnx_export, run_dir, tmp_path):
+    """Keras and ONNX rows of one run: same test Dice (parity), Dice as computed by hand, a plot file."""
+    from Functions.apps.latency import accuracy_speed_plot, latency_table, run_latency
+    from Functions.metrics.segmentation import dice
+
+    rows = run_latency(run_dir / "run", variants=(("keras", "float32"), ("onnx", "float32")), warmup=1, repeats=3,
+                       log=lambda m: None)
+    assert [(r["runtime"], r["precision"]) for r in rows] == [("keras", "float32"), ("onnx", "float32")]
+    assert all(r["test_images"] == 2 and 0 < r["p50_ms"] <= r["p95_ms"] for r in rows)
+    assert rows[0]["gflops"] == rows[1]["gflops"] > 0
+    assert rows[1]["mb"] == pytest.approx((run_dir / "run" / "export" / "model.onnx").stat().st_size / 1e6)
+    predictor = load_predictor(run_dir / "run")
+    tests = sorted((run_dir / "data" / "images").iterdir())[2:]
+    images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)[..., None] for p in tests]
+    truths = [cv2.imread(str(run_dir / "data" / "masks" / p.name), cv2.IMREAD_GRAYSCALE) > 0 for p in tests]
+    by_hand = np.mean([dice(t, m > 0) for t, m in zip(truths, predictor.predict(images))])
+    assert rows[0]["dice"] == pytest.approx(by_hand) and rows[1]["dice"] == pytest.approx(by_hand, abs=1e-6)
+    assert "| unext | onnx | float32 |" in latency_table(rows)
+    assert accuracy_speed_plot(rows, tmp_path / "plot.png").stat().st_size > 1000

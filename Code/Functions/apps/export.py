@@ -39,12 +39,13 @@ def export_file(run: Path, fmt: str, quantize: str | None = None) -> Path:
     return run / "export" / name.format(suffix)
 
 
-def sample_batch(predictor, images: str | os.PathLike, flag: str, limit: int = 8) -> np.ndarray:
-    """Up to ``limit`` images of a folder prepared as ``predict`` prepares them: ``(N, h, w, C)`` float32."""
+def sample_batch(predictor, images, flag: str, limit: int = 8) -> np.ndarray:
+    """Up to ``limit`` images of a folder (or a list of image files) prepared as ``predict`` prepares them: ``(N, h, w, C)`` float32."""
     from Functions.data.imaging import read_image
     from Functions.inference.predictor import list_images
 
-    files = list_images(images, flag=flag)[:limit]
+    files = list(images) if isinstance(images, (list, tuple)) else list_images(images, flag=flag)
+    files = files[:limit]
     return np.stack([predictor.prepare(read_image(f)) for f in files]).astype(np.float32)
 
 
