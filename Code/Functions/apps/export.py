@@ -75,14 +75,15 @@ def export_run(run: str | os.PathLike, fmt: str = "onnx", *, quantize: str | Non
     ``images``, ``max_abs_diff`` (probabilities) and ``dice`` (masks at the run's threshold, mean over images),
     and ``seconds`` (export time).
     """
+    from Functions.inference.runtimes import require
+
+    _check_arguments(fmt, quantize, calibration, images)   # argument mistakes answer before any backend starts
+    for module, package in NEEDS[fmt]:
+        require(module, package, f"export --format {fmt}")
     import keras
 
     from Functions.inference.predictor import load_predictor
-    from Functions.inference.runtimes import require
 
-    _check_arguments(fmt, quantize, calibration, images)
-    for module, package in NEEDS[fmt]:
-        require(module, package, f"export --format {fmt}")
     if keras.backend.backend() != "tensorflow":
         raise UserError(f"export runs on the TensorFlow backend, not {keras.backend.backend()}; "
                         "run it with KERAS_BACKEND=tensorflow")

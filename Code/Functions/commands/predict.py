@@ -61,6 +61,8 @@ def run(args) -> int:
     if len(sources) != 1:
         raise UserError("give exactly one of --images, --video and --camera" + (f" (got {', '.join(sources)})"
                                                                               if sources else ""))
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.images is None:
         return run_video(args)
     from Functions.inference.volumes import is_volume_run

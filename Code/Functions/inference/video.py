@@ -94,6 +94,8 @@ def predict_video(model_path: str | os.PathLike, source: str | int, out: str | o
         raise UserError(f"--out {out} must end in {' or '.join(CODECS)} (the overlay video)")
     if out.exists():
         raise UserError(f"--out {out} already exists and is never overwritten; choose a new file name")
+    if not isinstance(source, int) and not Path(source).expanduser().is_file():   # before the model loads
+        raise UserError(f"--video {source} does not exist; pass a video file (e.g. .mp4, .avi)")
     predictor = load_predictor(model_path, runtime=runtime)
     t = predictor.threshold if threshold is None else threshold
     capture, frame = open_source(source)

@@ -20,19 +20,20 @@ UNEXT_FILTERS = (16, 32, 128, 160, 256)
 def shifted_mlp_block(x, *, shift_groups: int = 5, name: str):
     """One tokenised shifted-MLP block: ``x + MLP(LayerNorm(x))``.
 
-    The MLP: shift channel groups along the height -> token-wise Dense (the
-    "tokenised MLP") -> 3x3 depthwise conv (DWConv, positional information) ->
+    The MLP: shift channel groups along the height -> token-wise linear layer
+    (the "tokenised MLP", a 1x1 convolution on the ``(N, H, W, C)`` map,
+    which exports to ONNX / LiteRT as one Conv) -> 3x3 depthwise conv (DWConv, positional information) ->
     GELU -> shift along the width -> Dense.  Hidden width = input width (the
     paper's ``mlp_ratio=1``).  Shape unchanged: ``(N, H, W, C)``.
     """
     channels = int(x.shape[-1])
     y = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(x)
     y = ChannelGroupShift(shift_groups, axis=1, name=f"{name}_shift_h")(y)
-    y = layers.Dense(channels, name=f"{name}_fc1")(y)
+    y = layers.Conv2D(channels, 1, name=f"{name}_fc1")(y)      # token-wise linear layer = 1x1 convolution
     y = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dwconv")(y)
     y = ExactGELU(name=f"{name}_gelu")(y)
     y = ChannelGroupShift(shift_groups, axis=2, name=f"{name}_shift_w")(y)
-    y = layers.Dense(channels, name=f"{name}_fc2")(y)
+    y = layers.Conv2D(channels, 1, name=f"{name}_fc2")(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
 
