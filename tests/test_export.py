@@ -199,3 +199,17 @@ def test_latency_rows_and_plot(onnx_export, run_dir, tmp_path):
     assert rows[0]["dice"] == pytest.approx(by_hand) and rows[1]["dice"] == pytest.approx(by_hand, abs=1e-6)
     assert "| unext | onnx | float32 |" in latency_table(rows)
     assert accuracy_speed_plot(rows, tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_make_sample_video(tmp_path, capsys):
+    assert main(["make-sample", "--out", str(tmp_path), "--kind", "video", "--n", "5"]) == 0
+    capture = cv2.VideoCapture(str(tmp_path / "video" / "clip.mp4"))
+    shapes = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        shapes.append(frame.shape)
+    assert shapes == [(240, 320, 3)] * 5
+    assert sorted(p.name for p in (tmp_path / "video" / "masks").iterdir()) == [f"frame_00{i}.png" for i in range(5)]
+    cli_fails(capsys, ["make-sample", "--out", str(tmp_path), "--kind", "video"], "not empty", "--overwrite")
