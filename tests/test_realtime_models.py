@@ -94,3 +94,14 @@ def test_saved_models_reload_in_a_new_process_in_safe_mode(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name, path in zip(REALTIME, paths):
         np.testing.assert_allclose(np.load(path + ".npy"), expected[name], atol=1e-6)
+
+
+@pytest.mark.backend
+def test_exact_gelu_is_keras_gelu():
+    from Functions.models.layers import ExactGELU
+
+    x = np.linspace(-6, 6, 241, dtype="float32").reshape(1, 241)
+    expected = keras.ops.convert_to_numpy(keras.activations.gelu(x, approximate=False))
+    np.testing.assert_allclose(np.asarray(ExactGELU()(x)), expected, atol=1e-6)
+    # By hand at 1: 0.5 * (1 + erf(1 / sqrt 2)) = 0.841344746...
+    np.testing.assert_allclose(np.asarray(ExactGELU()(np.ones((1, 1), "float32"))), [[0.8413447]], atol=1e-6)
