@@ -33,14 +33,20 @@ NEEDS = {"onnx": (("tf2onnx", "tf2onnx"), ("onnx", "onnx"), ("onnxruntime", "onn
 
 
 def export_file(run: Path, fmt: str, quantize: str | None = None) -> Path:
-    """Where ``fmt`` (optionally quantised) goes: ``RUN/export/model[-float16|-int8].onnx|.tflite`` or ``saved_model``."""
+    """Where ``fmt`` (optionally quantised) goes.
+
+    ``RUN/export/model[-float16|-int8].onnx|.tflite`` or ``RUN/export/saved_model``.
+    """
     suffix = f"-{quantize}" if quantize else ""
     name = {"onnx": "model{}.onnx", "litert": "model{}.tflite", "saved_model": "saved_model{}"}[fmt]
     return run / "export" / name.format(suffix)
 
 
 def sample_batch(predictor, images, flag: str, limit: int = 8) -> np.ndarray:
-    """Up to ``limit`` images of a folder (or a list of image files) prepared as ``predict`` prepares them: ``(N, h, w, C)`` float32."""
+    """Up to ``limit`` images of a folder (or a list of image files), prepared as ``predict`` prepares them.
+
+    Returns ``(N, h, w, C)`` float32.
+    """
     from Functions.data.imaging import read_image
     from Functions.inference.predictor import list_images
 

@@ -90,7 +90,8 @@ def write_clip(out: str | os.PathLike, *, n_frames: int = DEFAULT_FRAMES, size: 
 
     base = Path(out) / "video"
     if base.is_dir() and any(base.iterdir()) and not overwrite:
-        raise UserError(f"{base} is not empty; pass --overwrite to replace the generated files, or choose another --out")
+        raise UserError(f"{base} is not empty; pass --overwrite to replace the generated files, "
+                        "or choose another --out")
     frames, masks = make_clip(n_frames, size, seed)
     (base / "masks").mkdir(parents=True, exist_ok=True)
     for old in (base / "masks").glob("frame_*.png"):
