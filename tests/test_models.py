@@ -37,6 +37,8 @@ TINY = {
     "unet_resnet50": dict(decoder_filters=_TINY_DECODER),
     "unet_mobilenetv2": dict(alpha=0.35, decoder_filters=_TINY_DECODER),
     "unet_efficientnetb0": dict(decoder_filters=_TINY_DECODER),
+    "unext": dict(filters=(4, 8, 16, 20, 24)),
+    "lite_unet": dict(alpha=0.25, decoder_filters=(8, 8, 8, 8, 8)),
     "resnet18": dict(base_filters=8),
     "resnet34": dict(base_filters=8),
     "resnet50": dict(base_filters=8),
@@ -49,8 +51,9 @@ HEAVY = {"unet_resnet50", "unet_efficientnetb0", "resnet50_imagenet"}
 # TensorFlow), chosen to cover every layer type the from-scratch models use: transposed and bilinear
 # upsampling, dense skips, dilated convs, squeeze-excitation, attention gates, classification head.
 # All twelve models were checked by hand to build and run forward on both backends.
-FORWARD_ON_ALL_BACKENDS = {"unet", "unet_plus_plus", "resunet_plus_plus", "attention_unet", "resnet18"}
-TRAIN_ON_ALL_BACKENDS = {"unet", "attention_unet", "resnet18"}
+FORWARD_ON_ALL_BACKENDS = {"unet", "unet_plus_plus", "resunet_plus_plus", "attention_unet", "resnet18", "unext",
+                           "lite_unet"}
+TRAIN_ON_ALL_BACKENDS = {"unet", "attention_unet", "resnet18", "unext", "lite_unet"}
 # An input size each model rejects, and a size its error message must suggest.
 BAD_SIZE = {
     "unet": (100, "96"),
@@ -61,6 +64,8 @@ BAD_SIZE = {
     "unet_resnet50": (100, "96"),
     "unet_mobilenetv2": (100, "128"),
     "unet_efficientnetb0": (40, "32"),
+    "unext": (100, "96"),
+    "lite_unet": (80, "64"),
     "resnet18": (16, "32x32"),
     "resnet34": (16, "32x32"),
     "resnet50": (16, "32x32"),
@@ -150,7 +155,7 @@ def test_output_shapes_binary_and_multiclass(name, tiny_models):
     np.testing.assert_allclose(y3.sum(axis=-1), 1.0, atol=1e-5)  # softmax over classes
 
 
-@pytest.mark.parametrize("name", _cases(backend={"unet", "attention_unet"}, slow=HEAVY))
+@pytest.mark.parametrize("name", _cases(backend={"unet", "attention_unet", "unext"}, slow=HEAVY))
 def test_keras_file_reloads_with_identical_predictions(name, tiny_models, tmp_path):
     model = tiny_models(name)
     x = _images(2, 64, 1, seed=1)

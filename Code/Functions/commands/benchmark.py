@@ -35,6 +35,11 @@ def add_arguments(p) -> None:
                    help="measure XLA against the plain graph again even when the choice is cached "
                         "(TensorFlow; see MIP_JIT_PROBE / MIP_JIT_CACHE)")
     p.add_argument("--json", action="store_true", help="print one JSON object per model instead of the table")
+    p.add_argument("--latency", action="append", metavar="RUN",
+                   help="instead: accuracy against speed of a trained run (repeatable): batch-1 latency p50/p95, "
+                        "frames/s, file size, GFLOPs and test Dice for Keras, ONNX, LiteRT float32 and int8 "
+                        "(exports made in RUN/export/ when missing; needs pip install -e .[deploy]); the table goes "
+                        "to --out and the plot beside it (.png)")
 
 
 def run(args) -> int:
@@ -49,6 +54,8 @@ def run(args) -> int:
             raise UserError(f"--out {args.out} must end in .md (the markdown table)")
         if out.exists():
             raise UserError(f"--out {args.out} already exists and is never overwritten; choose a new file name")
+    if args.latency:
+        return run_latency_table(args)
     for flag, value, low in (("--image-size", args.image_size, 16), ("--batch-size", args.batch_size, 1),
                              ("--steps", args.steps, 2), ("--repeats", args.repeats, 1),
                              ("--roofline-size", args.roofline_size, 16)):
@@ -75,6 +82,24 @@ def run(args) -> int:
     else:
         print(markdown_table(results))
         print(f"\ntable written to {path}", flush=True)
+    return 0
+
+
+def run_latency_table(args) -> int:
+    """``--latency RUN ...``: one table row per run x runtime x precision, and the accuracy-speed plot."""
+    from pathlib import Path
+
+    from Functions.apps.latency import accuracy_speed_plot, latency_table, run_latency
+
+    rows = [row for run in args.latency for row in run_latency(run, log=lambda m: print(m, flush=True))]
+    table = latency_table(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("# Accuracy against speed (batch 1)\n\n" + table + "\n")
+        plot = accuracy_speed_plot(rows, out.with_suffix(".png"))
+        print(f"\ntable written to {out}, plot to {plot}", flush=True)
     return 0
 
 

@@ -24,8 +24,10 @@ def add_arguments(parser) -> None:
     from Functions.data.synthetic import DEFAULT_N_NUCLEI, DEFAULT_N_PER_CLASS, DEFAULT_SEED, DEFAULT_SIZE
 
     parser.add_argument("--out", default=None, help="sample root folder (default: <repo>/Data/sample)")
-    parser.add_argument("--kind", choices=("nuclei", "ultrasound", "tissue", "volumes", "panoptic", "all"), default="all",
-                        help="which set to write (default: all)")
+    parser.add_argument("--kind", choices=("nuclei", "ultrasound", "tissue", "volumes", "panoptic", "all", "video"),
+                        default="all", help="which set to write (default: all; video: a 60-frame 320x240 "
+                                            "ultrasound-like clip with a moving lesion, video/clip.mp4 + "
+                                            "video/masks/, written only when asked for)")
     parser.add_argument("--n", type=int, default=None,
                         help=f"nucleus images, or ultrasound images per class "
                              f"(default: {DEFAULT_N_NUCLEI} and {DEFAULT_N_PER_CLASS})")
@@ -57,7 +59,14 @@ def run(args) -> int:
     if args.seed < 0:
         raise UserError(f"--seed {args.seed} must be 0 or more")
     start = time.perf_counter()
-    written = write_sample(out, kind=args.kind, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    if args.kind == "video":
+        from Functions.data.synthetic_video import DEFAULT_FRAMES, write_clip
+
+        written = {"video": write_clip(out, n_frames=args.n or DEFAULT_FRAMES, seed=args.seed,
+                                       overwrite=args.overwrite)}
+    else:
+        written = write_sample(out, kind=args.kind, n=args.n, size=args.size, seed=args.seed,
+                               overwrite=args.overwrite)
     parts = ", ".join(f"{k}: {v} images" for k, v in written.items())
     print(f"wrote {parts} to {out} (seed {args.seed}, {time.perf_counter() - start:.1f} s)")
     return 0

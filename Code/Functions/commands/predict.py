@@ -22,8 +22,9 @@ DESCRIPTION = __doc__.split("\n", 2)[2].strip() if __doc__ else HELP
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="FILE",
                    help="model.keras written by `train` (or its run folder)")
-    p.add_argument("--images", required=True, metavar="PATH", help="an image file or a folder of images")
-    p.add_argument("--out", required=True, metavar="DIR", help="new folder for the masks (never overwritten)")
+    p.add_argument("--images", metavar="PATH", help="an image file or a folder of images")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="new folder for the masks (never overwritten); with --video/--camera a new .mp4/.avi file")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="probability threshold (default: the run's, else 0.5)")
     p.add_argument("--overlay", action="store_true", help="also write each image with its mask drawn on it")
@@ -41,6 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--npy", action="store_true",
                    help="with --task panoptic: one <stem>.npy of shape (H, W, 2) [instance, class] per image "
                         "(CoNIC's layout) instead of the PNG pairs")
+    p.add_argument("--runtime", choices=("keras", "onnx", "litert"), default="keras",
+                   help="run the Keras model, or the run's exported file (`export`: RUN/export/model.onnx / "
+                        "model.tflite, or that file as --model) with the same preprocessing and outputs")
+    p.add_argument("--video", metavar="FILE", help="segment every frame of a video; --out is the overlay video")
+    p.add_argument("--camera", type=int, metavar="N",
+                   help="segment camera N (0 = the first) frame by frame until Ctrl-C or --max-frames; "
+                        "--out is the overlay video")
+    p.add_argument("--smooth", type=float, metavar="ALPHA",
+                   help="video: exponential moving average of the probabilities over frames, ALPHA = weight of "
+                        "the newest frame in (0, 1] (e.g. 0.5; default: none)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="video/camera: stop after N frames")
 
 
 def run(args) -> int:
@@ -49,8 +61,19 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    sources = [flag for flag, value in (("--images", args.images), ("--video", args.video),
+                                        ("--camera", args.camera)) if value is not None]
+    if len(sources) != 1:
+        raise UserError("give exactly one of --images, --video and --camera" + (f" (got {', '.join(sources)})"
+                                                                              if sources else ""))
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.images is None:
+        return run_video(args)
     from Functions.inference.volumes import is_volume_run
 
+    if args.runtime != "keras" and (is_volume_run(args.model) or (args.task or run_task(args.model)) in ("instance", "panoptic")):
+        raise UserError(f"--runtime {args.runtime} runs 2-D semantic segmentation runs; use --runtime keras here")
     if is_volume_run(args.model):                     # a `train --dims 3` run: NIfTI / DICOM in, NIfTI out
         from Functions.inference.volumes import predict_volume_files
 
@@ -76,7 +99,7 @@ def run(args) -> int:
                                          batch_size=args.batch_size, tta=args.tta)
     else:
         table = predict_folder(args.model, args.images, args.out, threshold=args.threshold, overlay=args.overlay,
-                               batch_size=args.batch_size, tta=args.tta, overlap=args.overlap)
+                               batch_size=args.batch_size, tta=args.tta, overlap=args.overlap, runtime=args.runtime)
     sizes = {(int(r.width), int(r.height)) for r in table.itertuples()}
     objects = f"; {int(table['objects'].sum())} objects" if "objects" in table else ""
     print(f"{len(table)} mask(s) -> {args.out} ({len(sizes)} image size(s); mean foreground "
@@ -92,3 +115,15 @@ def run_task(model) -> str:
 
     path = Path(model).expanduser()
     return run_settings(path / "model.keras" if path.is_dir() else path).get("task") or "semantic"
+
+
+def run_video(args) -> int:
+    """``--video`` / ``--camera``: the overlay video, and the frame rate it ran at."""
+    from Functions.inference.video import predict_video
+
+    stats = predict_video(args.model, args.video if args.video is not None else args.camera, args.out,
+                          runtime=args.runtime, smooth=args.smooth, threshold=args.threshold,
+                          max_frames=args.max_frames)
+    print(f"{stats['frames']} frame(s) {stats['width']}x{stats['height']} -> {stats['out']}: {stats['fps']:.1f} "
+          f"frames/s overall, {stats['model_fps']:.1f} frames/s in the model ({args.runtime})")
+    return 0

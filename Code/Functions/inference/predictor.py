@@ -200,9 +200,23 @@ def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return out.reshape(int(shape[0]), int(shape[1]), p.shape[-1])
 
 
-def load_predictor(model_path: str | os.PathLike, flag: str = "--model") -> Predictor:
-    """:class:`Predictor` for a ``.keras`` file or run folder, with the run's preprocessing when known."""
-    model, path = load_model_file(model_path, flag=flag)
+def load_predictor(model_path: str | os.PathLike, flag: str = "--model", runtime: str = "keras") -> Predictor:
+    """:class:`Predictor` for a ``.keras`` file or run folder, with the run's preprocessing when known.
+
+    ``runtime="onnx"`` / ``"litert"``: the run's exported file (``RUN/export/model.onnx`` / ``.tflite``, or
+    that file itself) behind the same interface (:mod:`Functions.inference.runtimes`), with the preprocessing
+    of the run it was exported from.
+    """
+    from Functions.inference.runtimes import exported_file, load_runtime_model, run_folder_of, runtime_of
+
+    if runtime == "keras":
+        kind = runtime_of(model_path)
+        if kind not in (None, "keras"):
+            raise UserError(f"{flag} {model_path} is an exported {kind} file; add --runtime {kind} to run it")
+        model, path = load_model_file(model_path, flag=flag)
+    else:
+        file = exported_file(model_path, runtime, flag)
+        model, path = load_runtime_model(file, runtime, flag), run_folder_of(file) / "model.keras"
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] not in (1, 3):
         raise UserError(f"{flag} {path} takes inputs of shape {shape[1:]}, not 2-D images with 1 or 3 channels; "
@@ -270,7 +284,7 @@ def images_in_chunks(files: list[Path], out: Path, overlay: bool, batch_size: in
 
 def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike,
                    threshold: float | None = None, overlay: bool = False, batch_size: int = 8,
-                   tta: bool = False, overlap: float | None = None):
+                   tta: bool = False, overlap: float | None = None, runtime: str = "keras"):
     """Predict a mask for one image or every image in a folder and write ``out/<stem>.png`` (0/255).
 
     A model trained on patches (``train --patch-size``) predicts every image
@@ -283,6 +297,8 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
     named) before anything is written.  Returns a :class:`pandas.DataFrame`
     with ``image, mask, width, height, foreground`` (foreground fraction),
     also written as ``out/predictions.csv``.
+
+    ``runtime``: ``"keras"``, or ``"onnx"`` / ``"litert"`` to run the run's exported file (same outputs).
 
     Multi-class (softmax) models write class maps (8-bit PNG, value = class
     index) and overlays with one colour per class.  Instance label maps
@@ -302,7 +318,7 @@ def predict_folder(model_path: str | os.PathLike, images: str | os.PathLike, out
     files = list_images(images)
     for f in files:                                   # fail before writing anything
         read_image(f)
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, runtime=runtime)
     if overlap is not None:
         predictor.overlap = overlap
     rows = []

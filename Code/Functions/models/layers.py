@@ -82,3 +82,77 @@ def _num_elements(shape) -> int:
     for d in shape[1:]:
         n *= int(d)
     return n
+
+
+@keras.saving.register_keras_serializable(package="Functions")
+class ChannelGroupShift(keras.layers.Layer):
+    """The UNeXt token shift (Valanarasu & Patel 2022): channel groups moved by -k..k pixels along one axis.
+
+    The channels are cut into ``groups`` consecutive chunks (sizes as ``torch.chunk``:
+    ``ceil(C / groups)`` each, the last one shorter); chunk ``i`` is translated by
+    ``i - groups // 2`` pixels along ``axis`` (1 = height, 2 = width) with zeros
+    shifted in, so that a following token-wise (1x1) MLP mixes neighbouring
+    positions.  Zero padding then slicing only: exports to ONNX/LiteRT and runs on
+    every backend.  Shape unchanged: ``(N, H, W, C)``.
+    """
+
+    def __init__(self, groups: int = 5, axis: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or groups % 2 == 0:
+            raise ValueError(f"groups must be an odd integer >= 1, got {groups!r}")
+        if axis not in (1, 2):
+            raise ValueError(f"axis must be 1 (height) or 2 (width), got {axis!r}")
+        self.groups = groups
+        self.axis = axis
+
+    def _chunks(self, channels: int) -> list[tuple[int, int]]:
+        size = -(-channels // self.groups)
+        return [(start, min(start + size, channels)) for start in range(0, channels, size)]
+
+    def call(self, inputs):
+        pad = self.groups // 2
+        if pad == 0:
+            return inputs
+        widths = [[0, 0]] * 4
+        widths[self.axis] = [pad, pad]
+        padded = ops.pad(inputs, widths)
+        parts = []
+        for i, (lo, hi) in enumerate(self._chunks(int(inputs.shape[-1]))):
+            shift = i - pad  # content moves by +shift: out[j] = in[j - shift]
+            start, stop = pad - shift, -(pad + shift) or None
+            if self.axis == 1:
+                parts.append(padded[:, start:stop, :, lo:hi])
+            else:
+                parts.append(padded[:, :, start:stop, lo:hi])
+        return ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def count_flops(self, input_shapes, output_shapes) -> int:
+        """A shift moves data only: 0 FLOPs."""
+        return 0
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"groups": self.groups, "axis": self.axis})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="Functions")
+class ExactGELU(keras.layers.Layer):
+    """GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (Hendrycks & Gimpel 2016), written with ``erf``.
+
+    The same function as ``Activation("gelu")``, which TensorFlow lowers to
+    ``erfc``, an op the ONNX converter (tf2onnx) lacks; ``erf`` converts.  Shape unchanged.
+    """
+
+    def call(self, inputs):
+        return 0.5 * inputs * (1.0 + ops.erf(inputs * 0.7071067811865476))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def count_flops(self, input_shapes, output_shapes) -> int:
+        """Counted as one activation per element, like the other activations."""
+        return _num_elements(output_shapes[0])

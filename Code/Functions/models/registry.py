@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 from Functions.models.attention_unet import build_attention_unet
 from Functions.models.encoder_unet import build_unet_efficientnetb0, build_unet_mobilenetv2, build_unet_resnet50
+from Functions.models.lite_unet import build_lite_unet
 from Functions.models.resnet import build_resnet18, build_resnet34, build_resnet50, build_resnet50_imagenet
 from Functions.models.resunet import build_resunet
 from Functions.models.resunet_plus_plus import build_resunet_plus_plus
 from Functions.models.unet import build_unet
 from Functions.models.unet_plus_plus import build_unet_plus_plus
+from Functions.models.unext import build_unext
 from Functions.models.volumetric import build_attention_unet3d, build_resunet3d, build_unet3d
 
 TASKS = ("segmentation", "classification")
@@ -48,6 +50,9 @@ _SPECS: tuple[ModelSpec, ...] = (
               "U-Net decoder on MobileNetV2 (Sandler et al. 2018)"),
     ModelSpec("unet_efficientnetb0", build_unet_efficientnetb0, "segmentation",
               "U-Net decoder on EfficientNetB0 (Tan & Le 2019)"),
+    ModelSpec("unext", build_unext, "segmentation", "Valanarasu & Patel 2022, UNeXt (real-time)"),
+    ModelSpec("lite_unet", build_lite_unet, "segmentation",
+              "U-Net on MobileNetV3-Small blocks (Howard et al. 2019), real-time"),
     ModelSpec("resnet18", build_resnet18, "classification", "He et al. 2016, ResNet-18"),
     ModelSpec("resnet34", build_resnet34, "classification", "He et al. 2016, ResNet-34"),
     ModelSpec("resnet50", build_resnet50, "classification", "He et al. 2016, ResNet-50"),
