@@ -1,7 +1,7 @@
 """The exercises of the course notebooks: every one has a hint and a solution, and every "implement it"
 exercise has a check that is harmless before the learner fills it in and passes with the solution.
 
-Convention (notebooks 01-12; any notebook may adopt it):
+Convention (notebooks 01-14; any notebook may adopt it):
 
 * a code cell tagged ``exercise`` holds the learner's stub: functions named ``my_*`` whose body raises
   ``NotImplementedError``;
@@ -45,6 +45,8 @@ WITH_EXERCISE_CONVENTION = [
     "10_projects_resunet_plus_plus.ipynb",
     "11_resnet_classification.ipynb",
     "12_architecture_comparison.ipynb",
+    "13_instance_segmentation.ipynb",
+    "14_volumes.ipynb",
 ]
 ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 SOLUTION = re.compile(r"<details>\s*<summary>Solution</summary>(.*?)</details>", re.S)
@@ -81,6 +83,10 @@ WRONG_ANSWERS = {
         ('layers.Dense(channels, activation="sigmoid")', 'layers.Dense(channels, activation="relu")'),
     ("11_resnet_classification.ipynb", "my_bottleneck_params"):  # batch norm counted with 2 numbers, not 4
         ("4 * (filters + filters + out)", "2 * (filters + filters + out)"),
+    ("13_instance_segmentation.ipynb", "my_dsb_score"):     # "at least the threshold" instead of "above"
+        ("iou > th", "iou >= th"),
+    ("14_volumes.ipynb", "my_voxel_to_mm"):                 # the offset (last column) left out
+        (" + affine[:3, 3]", ""),
 }
 
 
