@@ -69,13 +69,11 @@ def _write_pairs(root: Path, sizes) -> Path:
 def instance_metrics_seconds() -> None:
     from Functions.metrics.instance import instance_metrics
 
-    size, step = 512, 16
-    t = np.zeros((size, size), np.int32)
-    k = 0
-    for r in range(0, size, step):
-        for c in range(0, size, step):
-            k += 1
-            t[r + 1:r + step - 1, c + 1:c + step - 1] = k
+    square = np.zeros((16, 16), np.int32)
+    square[1:15, 1:15] = 1                             # a 14x14 object in each 16x16 cell of a 32x32 grid
+    t = np.kron(np.arange(1, 32 * 32 + 1, dtype=np.int32).reshape(32, 32), np.ones((16, 16), np.int32))
+    t *= np.tile(square, (32, 32))
+    k = int(t.max())
     p = np.roll(t, 1, axis=1)
     times = []
     for _ in range(3):

@@ -168,16 +168,27 @@ def _checks():
     return [(name, k) for name in ALL_NOTEBOOKS for k in range(len(_tagged(_read(name), "exercise-check")))]
 
 
+def _check_cell(name: str, k: int):
+    """``(notebook, its k-th check cell)``; the checks need Keras."""
+    pytest.importorskip("keras")
+    nb = _read(name)
+    return nb, _tagged(nb, "exercise-check")[k]
+
+
 def _learner_names(check) -> list[str]:
     return sorted(set(MY_NAME.findall(check.source)))
 
 
-def _check_namespace(nb, check) -> dict:
-    """The set-up cells, plus the collapsed ``solution_*`` cells that the check itself compares with."""
+def _check_namespace(nb, check, solved=()) -> dict:
+    """The set-up cells, the collapsed ``solution_*`` cells that the check itself compares with, and the notebook's
+    solutions of the learner functions in ``solved``."""
     ns = _setup_namespace(nb)
     for cell in _tagged(nb, "exercise-solution"):
         if any(re.search(rf"\b{n}\b", check.source) for n in re.findall(r"^def (solution_\w+)", cell.source, re.M)):
             _run(cell.source, ns)
+    solutions = _solution_blocks(nb)
+    for n in solved:
+        _run(solutions[n], ns)
     return ns
 
 
@@ -199,9 +210,7 @@ def test_every_check_is_fed_a_wrong_answer():
 
 @pytest.mark.parametrize("name,k", _checks())
 def test_check_is_harmless_before_and_passes_with_the_solution(name, k):
-    pytest.importorskip("keras")
-    nb = _read(name)
-    check = _tagged(nb, "exercise-check")[k]
+    nb, check = _check_cell(name, k)
     used = _learner_names(check)
     assert used, f"{name}: a check cell must call the learner's my_* function"
     stubs = "\n".join(c.source for c in _tagged(nb, "exercise") if any(f"def {n}(" in c.source for n in used))
@@ -210,10 +219,7 @@ def test_check_is_harmless_before_and_passes_with_the_solution(name, k):
     _run(stubs, ns)
     assert "not done yet" in _run(check.source, ns), f"{name}: the check must say 'not done yet' for the stub"
 
-    solutions = _solution_blocks(nb)
-    ns = _check_namespace(nb, check)
-    for n in used:
-        _run(solutions[n], ns)
+    ns = _check_namespace(nb, check, solved=used)
     printed = _run(check.source, ns)  # an AssertionError here: the notebook's own solution fails its check
     assert "not done yet" not in printed and "correct" in printed, printed
 
@@ -221,15 +227,10 @@ def test_check_is_harmless_before_and_passes_with_the_solution(name, k):
 @pytest.mark.parametrize("name,k", _checks())
 def test_check_says_so_for_a_wrong_answer(name, k):
     """The notebook's solution with one typical mistake (WRONG_ANSWERS): the check must fail with a message."""
-    pytest.importorskip("keras")
-    nb = _read(name)
-    check = _tagged(nb, "exercise-check")[k]
+    nb, check = _check_cell(name, k)
     solutions = _solution_blocks(nb)
     for wrong in _learner_names(check):
-        ns = _check_namespace(nb, check)
-        for n in _learner_names(check):
-            if n != wrong:
-                _run(solutions[n], ns)
+        ns = _check_namespace(nb, check, solved=[n for n in _learner_names(check) if n != wrong])
         right, mistake = WRONG_ANSWERS[(name, wrong)]
         assert right in solutions[wrong], f"{name}: WRONG_ANSWERS[{wrong!r}] no longer matches the solution"
         _run(solutions[wrong].replace(right, mistake), ns)
