@@ -65,6 +65,10 @@ WRONG_ANSWERS = {
         ("- 2 * p", "- p"),
     ("02_unet.ipynb", "build_my_unet"):                     # a bias in every convolution before batch norm
         ("use_bias=False", "use_bias=True"),
+    ("03_projects_unet.ipynb", "my_summary"):               # the population spread (n), not the sample's (n - 1)
+        ("np.std(v, ddof=1)", "np.std(v)"),
+    ("04_unet_plus_plus.ipynb", "my_average_heads"):        # the last head only
+        ("np.mean(np.stack(heads), axis=0)", "heads[-1]"),
     ("05_projects_unet_plus_plus.ipynb", "my_leak"):        # image indices compared, not patients
         ("{groups[i] for i in train} & {groups[i] for i in test}", "set(train) & set(test)"),
     ("06_resunet.ipynb", "my_residual_factor"):             # the identity path's 1 forgotten
@@ -79,10 +83,14 @@ WRONG_ANSWERS = {
         ('layers.Conv2D(1, 1, activation="sigmoid")', 'layers.Conv2D(1, 1, activation="relu")'),
     ("08_attention_unet_breast_ultrasound.ipynb", "my_inside_outside"):  # "outside" includes the inside
         ("alpha[mask == 0]", "alpha[mask >= 0]"),
+    ("10_projects_resunet_plus_plus.ipynb", "my_conv_flops"):  # multiply-adds counted once (MACs)
+        ("(2 * k * k * c_in + 1)", "(k * k * c_in + 1)"),
     ("09_resunet_plus_plus.ipynb", "my_squeeze_excite"):    # a ReLU gate, not one in (0, 1)
         ('layers.Dense(channels, activation="sigmoid")', 'layers.Dense(channels, activation="relu")'),
     ("11_resnet_classification.ipynb", "my_bottleneck_params"):  # batch norm counted with 2 numbers, not 4
         ("4 * (filters + filters + out)", "2 * (filters + filters + out)"),
+    ("12_architecture_comparison.ipynb", "my_bootstrap_ci"):  # averaged over the resamples, not within each
+        ("replace=True).mean(axis=1)", "replace=True).mean(axis=0)"),
     ("13_instance_segmentation.ipynb", "my_dsb_score"):     # "at least the threshold" instead of "above"
         ("iou > th", "iou >= th"),
     ("14_volumes.ipynb", "my_voxel_to_mm"):                 # the offset (last column) left out
