@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -386,28 +384,6 @@ def test_plot_augmentation_grid_has_n_plus_one_panels():
         assert len(fig.axes) == 3 and all(len(ax.lines) == 0 for ax in fig.axes)
     finally:
         plt.close(fig)
-
-
-# ------------------------------------------------------------ throughput
-@pytest.mark.slow
-def test_default_preset_throughput_single_core():
-    import cv2
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        rng = np.random.default_rng(0)
-        image = rng.random((128, 128, 1), dtype=np.float32)
-        mask = blobs(128)
-        aug = Augmenter.preset("default")
-        n = 1000
-        start = time.perf_counter()
-        for _ in range(n):
-            aug(image, mask, rng)
-        rate = n / (time.perf_counter() - start)
-    finally:
-        cv2.setNumThreads(threads)
-    assert rate >= 500, f"{rate:.0f} images/s"
 
 
 # ------------------------------------------------------------ modality presets

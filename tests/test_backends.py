@@ -99,7 +99,10 @@ def test_distribute_on_torch_is_a_clear_error(blobs, tmp_path):
 
 # Every registered architecture, built small, two training steps and a prediction, in one subprocess per
 # backend.  Prints one JSON line per model.  Slow: about 1 CPU-minute on PyTorch, 5 on JAX (XLA compiles
-# the ImageNet backbones), so CI's JAX/PyTorch passes keep to the subset marked `backend` in test_models.py.
+# the ImageNet backbones), so CI's JAX/PyTorch passes keep to the subset marked `backend` in test_models.py,
+# chosen to hold every layer type; on TensorFlow test_models.py builds, trains, saves and reloads every model
+# in CI (the two full-width encoder U-Nets through unet_mobilenetv2's path).  This matrix is a duplicate of
+# those paths, run with --run-slow before a release.
 ALL_MODELS_SCRIPT = r"""
 import json, sys, time
 import numpy as np, keras

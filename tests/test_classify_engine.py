@@ -138,21 +138,20 @@ from Functions.engine.distribute import use_cpu_devices
 use_cpu_devices(2)
 from Functions.cli import main
 data, out, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-rc1 = main(["classify-train", "--data", data, *args, "--distribute", "--batch-size", "2", "--out", out + "/dist"])
-rc2 = main(["classify-train", "--data", data, *args, "--batch-size", "4", "--out", out + "/single"])
-sys.exit(rc1 or rc2)
+sys.exit(main(["classify-train", "--data", data, *args, "--distribute", "--batch-size", "2", "--out", out + "/dist"]))
 """
 
 
-@pytest.mark.slow
-def test_classify_train_distributed_matches_single_device(class_dir, tmp_path):
-    """Two logical CPU devices x batch 2 against one device x batch 4 (balanced class weights included).
+def test_classify_train_distributed_trains_saves_and_reloads(class_dir, tmp_path):
+    """Two logical CPU devices x batch 2: the distributed classifier trains, is saved and reloads.
 
     ResNets use batch normalisation, whose batch statistics MirroredStrategy computes per replica (2 images
-    instead of 4; measured loss 1.60 against 1.26 after one epoch), so the runs are not compared number for
-    number; the segmentation test in test_distribute.py checks exact equality on a model without batch
-    normalisation.  This one checks that the distributed classifier trains, is saved and reloads."""
+    instead of 4; measured loss 1.60 against 1.26 after one epoch), so a single-device run would not match
+    number for number; the segmentation test in test_distribute.py checks exact equality on a model without
+    batch normalisation.  Here the reloaded model has the weights of the same classifier built on one device."""
     pytest.importorskip("tensorflow")
+    from Functions.engine.classification import build_classifier
+
     args = ["--image-size", "32", "--epochs", "1", "--width", "4", "--gradcam-images", "0", "--workers", "1",
             "--verbose", "0", "--augment", "none", "--seed", "3"]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
@@ -163,12 +162,11 @@ def test_classify_train_distributed_matches_single_device(class_dir, tmp_path):
     assert "Distributed training: MirroredStrategy with 2 replica(s)" in proc.stdout
     from Functions import models  # noqa: F401 - registers the custom layers before loading
 
-    single = keras.saving.load_model(out / "single" / "model.keras", safe_mode=True)
     multi = keras.saving.load_model(out / "dist" / "model.keras", safe_mode=True)
-    w1, w2 = single.get_weights(), multi.get_weights()
-    assert [a.shape for a in w1] == [b.shape for b in w2]
-    h1, h2 = pd.read_csv(out / "single" / "history.csv"), pd.read_csv(out / "dist" / "history.csv")
-    assert len(h1) == len(h2) == 1 and np.isfinite(h2[["loss", "val_loss", "accuracy"]].to_numpy()).all()
+    single = build_classifier(ClassifyConfig(width=4), (32, 32, 1), 3)
+    assert [a.shape for a in multi.get_weights()] == [b.shape for b in single.get_weights()]
+    h2 = pd.read_csv(out / "dist" / "history.csv")
+    assert len(h2) == 1 and np.isfinite(h2[["loss", "val_loss", "accuracy"]].to_numpy()).all()
     x = np.random.default_rng(0).random((3, 32, 32, 1)).astype("float32")
     p = multi.predict(x, verbose=0)
     assert p.shape == (3, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-5)

@@ -190,12 +190,9 @@ BACKENDS = ("keras", "tensorflow", "jax", "torch")
 def run_cli_and_list_backends(argv, tmp_path, backend=None):
     """``python -m Functions ARGV`` in a fresh process.
 
-    Returns (return code, stderr, wall seconds, CPU seconds of the child, backends imported by the end).  The CPU
-    time does not grow when other processes share the machine; the wall time does.
+    Returns (return code, stderr, backends imported by the end).  How long the answer takes: benchmarks/bounds.py.
     """
     import json
-    import resource
-    import time
 
     report = tmp_path / "modules.json"
     code = ("import atexit, json, runpy, sys\n"
@@ -206,14 +203,8 @@ def run_cli_and_list_backends(argv, tmp_path, backend=None):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MIP_VERBOSE")}
     if backend:
         env["KERAS_BACKEND"] = backend
-    def cpu():
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    start, cpu_start = time.perf_counter(), cpu()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
-    return proc.returncode, proc.stderr, seconds, cpu_seconds, json.loads(report.read_text())
+    return proc.returncode, proc.stderr, json.loads(report.read_text())
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -229,28 +220,24 @@ def run_cli_and_list_backends(argv, tmp_path, backend=None):
     (["train", "--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_input_fails_fast_without_a_backend(argv, needle, tmp_path):
-    """One `error:` line, status 2, and no Keras/TensorFlow/JAX/PyTorch import, so the answer costs well under 1 s
-    of CPU (printed with the wall time; the assertion leaves room for a slow machine)."""
+    """One `error:` line, status 2, and no Keras/TensorFlow/JAX/PyTorch import (what that saves in seconds:
+    benchmarks/bounds.py)."""
     (tmp_path / "taken.md").write_text("keep")
     argv = [a.format(tmp=tmp_path) for a in argv]
-    rc, err, seconds, cpu_seconds, imported = run_cli_and_list_backends(argv, tmp_path)
-    print(f"{' '.join(argv[:2])}: {seconds:.2f} s wall, {cpu_seconds:.2f} s CPU")
+    rc, err, imported = run_cli_and_list_backends(argv, tmp_path)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
     assert imported == [], imported
-    assert cpu_seconds < 5, cpu_seconds
     assert (tmp_path / "taken.md").read_text() == "keep"
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_train_missing_data_is_one_fast_line_on_every_backend(backend, tmp_path):
     """The issue's check: `train --data /nonexistent` prints exactly one line and starts no backend."""
-    rc, err, seconds, cpu_seconds, imported = run_cli_and_list_backends(
+    rc, err, imported = run_cli_and_list_backends(
         ["train", "--data", str(tmp_path / "nonexistent")], tmp_path, backend=backend)
-    print(f"KERAS_BACKEND={backend} train --data missing: {seconds:.2f} s wall, {cpu_seconds:.2f} s CPU")
     assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ") and "nonexistent" in err, err
     assert imported == [], imported
-    assert cpu_seconds < 5, cpu_seconds
 
 
 def test_noise_lines_are_recognised_and_real_ones_kept():

@@ -225,19 +225,37 @@ def test_dsb_instance_benchmark_recipes_give_each_model_its_flags(tmp_path):
     assert bench.score_baseline_command(user, tmp_path / "b", tmp_path / "s")[-1] == "--tta"
 
 
-@pytest.mark.slow
-@pytest.mark.realdata
-def test_dsb_instance_benchmark_runs_on_a_tiny_subset(tmp_path, capsys):
-    from pathlib import Path
+def test_dsb_instance_benchmark_runs_on_a_tiny_tree(tmp_path, capsys, monkeypatch):
+    """benchmarks/dsb_instance.py end to end on 12 synthetic fields in the DSB2018 layout: both models trained with
+    the tuned recipe, the binary one scored as instances, the table printed. The benchmark's commands run in this
+    process (its ``run`` helper starts a fresh Python for each; the commands are the same)."""
+    from Functions.cli import main
 
     bench = _dsb_benchmark()
-    out_dir = Path(tmp_path) / "bench"
-    assert bench.main(["--subset", "12", "--epochs", "1", "--minutes", "1", "--patch", "32", "--out", str(out_dir),
+    ran = []
+
+    def in_process(cmd):
+        assert cmd[1:3] == ["-m", "Functions"], cmd
+        ran.append(cmd[3])
+        assert main(cmd[3:]) == 0, cmd
+        return 1.0
+
+    monkeypatch.setattr(bench, "run", in_process)
+    root = _dsb_tree(tmp_path / "stage1_train", n=12, size=32)
+    out_dir = tmp_path / "bench"
+    assert bench.main(["--root", str(root), "--epochs", "1", "--minutes", "1", "--patch", "16", "--out", str(out_dir),
                        "--", "--model-option", "depth=2", "--model-option", "base_filters=4"]) == 0
+    assert ran == ["train", "evaluate", "train"]
     out = capsys.readouterr().out
     assert "3-class U-Net + watershed" in out and "binary U-Net + connected components" in out
     assert "recipe tuned, test-time flips" in out
-    assert (out_dir / "instance" / "metrics.json").is_file() and (out_dir / "binary-instances").is_dir()
+    instance = json.loads((out_dir / "instance" / "metrics.json").read_text())
+    assert instance["task"] == "instance" and instance["epochs_trained"] == 1
+    table = pd.read_csv(out_dir / "binary-instances" / "instance_metrics.csv")
+    assert list(table["image"])[-1] == "mean" and len(table) - 1 == instance["n_images"]
+    for name in ("3-class U-Net + watershed", "binary U-Net + connected components"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {name} |"))
+        assert all(0 <= float(v) <= 1 for v in row.strip("| ").split(" | ")[4:]), row
 
 
 def test_train_task_instance_on_patches_scores_label_maps_at_their_own_size(tmp_path, capsys):

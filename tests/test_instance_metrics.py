@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -219,7 +218,8 @@ def test_table_columns_and_mean_row():
     assert table.loc[2, "aji"] == pytest.approx((1.0 + 0.6) / 2)
 
 
-def test_hundreds_of_objects_are_fast():
+def test_hundreds_of_objects():
+    """1024 objects in one image (how fast: benchmarks/bounds.py)."""
     size, step = 512, 16
     t = np.zeros((size, size), np.int32)
     k = 0
@@ -228,9 +228,7 @@ def test_hundreds_of_objects_are_fast():
             k += 1
             t[r + 1:r + step - 1, c + 1:c + step - 1] = k
     p = np.roll(t, 1, axis=1)
-    start = time.perf_counter()
     m = instance_metrics(t, p)
-    assert time.perf_counter() - start < 2.0
     assert m["n_true"] == k == 1024
     # each 14x14 square shifted by one column: IoU = 13*14 / (15*14) = 13/15 > 0.85, < 0.9
     assert m["ap50"] == 1.0 and m["dsb_score"] == pytest.approx(0.8)

@@ -44,9 +44,11 @@ TINY = {
     "resnet50": dict(base_filters=8),
     "resnet50_imagenet": dict(weights=None),
 }
-# Full-width keras.applications backbones: seconds per build/save on a CPU, so beyond the output-shape
-# test their per-model cases run only with --run-slow (unet_mobilenetv2 keeps an encoder U-Net in the default run).
-HEAVY = {"unet_resnet50", "unet_efficientnetb0", "resnet50_imagenet"}
+# Full-width keras.applications encoders of a U-Net: seconds per build/save/step on a CPU. Beyond the output
+# shapes and the architectures table (every model, in CI) their reload, config and training cases run only with
+# --run-slow: they take the same path as unet_mobilenetv2 (build_encoder_unet on a backbones.BACKBONES entry,
+# ImageNetPreprocessing in front), whose cases run in CI. resnet50_imagenet, a builder of its own, runs in CI.
+HEAVY = {"unet_resnet50", "unet_efficientnetb0"}
 # Per-model cases CI reruns on JAX and PyTorch (compiling/dispatching there costs far more than on
 # TensorFlow), chosen to cover every layer type the from-scratch models use: transposed and bilinear
 # upsampling, dense skips, dilated convs, squeeze-excitation, attention gates, classification head.
@@ -194,8 +196,7 @@ def _overfit_case(name: str):
     return x, y, "sparse_categorical_crossentropy", 2
 
 
-# resnet34 only stacks more of resnet18's basic blocks, so its overfit case is left to --run-slow.
-@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY | {"resnet34"}))
+@pytest.mark.parametrize("name", _cases(backend=TRAIN_ON_ALL_BACKENDS, slow=HEAVY))
 def test_each_model_overfits_four_images(name):
     keras.utils.set_random_seed(0)
     x, y, loss, num_classes = _overfit_case(name)
@@ -241,15 +242,47 @@ def test_any_size_when_spatial_dims_are_none():
     assert _run(model, _images(1, 24, 2)).shape == (1, 24, 24, 1)
 
 
-@pytest.mark.parametrize("name", _cases(backend=set(), slow=HEAVY))
-def test_docstring_parameter_count_matches_default_build(name):
+@pytest.fixture(scope="module")
+def architectures_table():
+    """``python -m Functions architectures --image-size 128 --markdown``, run once: ``{name: row cells}``.
+
+    The command builds every registered model at its defaults (128x128x1, one class), so its table also gives
+    the default parameter counts the docstrings quote."""
+    import contextlib
+    import io
+
+    from Functions.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["architectures", "--image-size", "128", "--markdown"]) == 0
+    rows = [line.strip("| ").split(" | ") for line in out.getvalue().splitlines() if line.startswith("| ")]
+    assert rows[0] == ["name", "task", "paper", "parameters", "GFLOP/image"]
+    return {cells[0]: cells for cells in rows[1:]}
+
+
+def test_architectures_command_lists_every_model(architectures_table):
+    assert list(architectures_table) == list(MODEL_REGISTRY)
+    for name, (_, task, paper, parameters, gflops) in architectures_table.items():
+        assert task == model_info(name)["task"] and paper == model_info(name)["paper"]
+        assert float(gflops) > 0, name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_docstring_parameter_count_matches_default_build(name, architectures_table):
     doc = MODEL_REGISTRY[name].__doc__
     match = re.search(r"Default parameter count: ([\d,]+)", doc)
     assert match, f"{name}: docstring lacks 'Default parameter count: N'"
-    model = build_model(name, (128, 128, 1), 1, **offline_options(name))
-    assert model.count_params() == int(match.group(1).replace(",", ""))
+    assert architectures_table[name][3] == match.group(1), f"{name}: the architectures table counts differently"
     for word in ("Input", "Output"):
         assert word in doc
+
+
+def test_architectures_row_matches_a_build_of_its_own(architectures_table):
+    """The table's U-Net row: 1,945,233 parameters (notebook 02) and the FLOPs of a separate 128x128 build."""
+    model = build_model("unet", (128, 128, 1), 1)
+    assert architectures_table["unet"][3] == "1,945,233" == f"{model.count_params():,}"
+    assert float(architectures_table["unet"][4]) == pytest.approx(count_flops(model) / 1e9, abs=0.005)
 
 
 # --------------------------------------------------------------------------- specific behaviour
@@ -419,12 +452,3 @@ def test_architectures_table_formats_and_rejects_bad_sizes(capsys):
     assert main(["architectures", "--image-size", "100"]) == 2
     assert "multiple of 32" in capsys.readouterr().err
 
-
-@pytest.mark.slow
-def test_architectures_command_lists_every_model(capsys):
-    from Functions.cli import main
-
-    assert main(["architectures", "--image-size", "64", "--markdown"]) == 0
-    out = capsys.readouterr().out
-    for name in MODEL_REGISTRY:
-        assert f"| {name} |" in out

