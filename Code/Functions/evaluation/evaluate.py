@@ -9,7 +9,8 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.base.runs import read_run_settings
-from Functions.data.discovery import load_sample
+from Functions.data.discovery import load_roi, load_sample
+from Functions.data.samples import ROI_NOTE
 from Functions.data.sources import resolve_samples
 from Functions.data.splits import split_indices
 from Functions.inference.predictor import check_new_folder, load_predictor
@@ -121,8 +122,10 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
             preds = predictor.predict(images, batch_size=batch_size, tta=use_tta)
             for s, t, p in zip(chunk, truths, preds):  # each image's own spacing (DICOM/NIfTI): HD95/ASSD in mm
                 sp = spacing if spacing is not None else getattr(s, "spacing", None)
+                roi = load_roi(s, np.shape(t)) if num_classes == 1 else None   # DRIVE: inside the field of view
                 tables[use_tta].append(per_image_metrics([t], [p], names=[s.id], tolerance=tolerance, spacing=sp,
-                                                         num_classes=num_classes if num_classes > 1 else None))
+                                                         num_classes=num_classes if num_classes > 1 else None,
+                                                         rois=[roi]))
 
     table = pd.concat(tables[tta], ignore_index=True)
     summary = summarize(table)
@@ -134,7 +137,8 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
     table.to_csv(out / "metrics.csv", index=False)
     summary.to_csv(out / "summary.csv", index_label="statistic")
     _worst_figure(predictor, samples, table, out / "worst.png", n=worst, tta=tta)
-    _evaluation_report(out, run_dir, split, samples, summary, plain, tta)
+    _evaluation_report(out, run_dir, split, samples, summary, plain, tta,
+                       roi=num_classes == 1 and any(getattr(s, "roi", None) is not None for s in samples))
     return {"out": out, "table": table, "summary": summary, "split": split, "plain": plain}
 
 
@@ -155,11 +159,12 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
     plt.close(fig)
 
 
-def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
+def _evaluation_report(out, run_dir, split, samples, summary, plain, tta, roi: bool = False) -> None:
     lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
              f"{len(samples)} image(s), scored at each image's own (original) resolution; HD95 and ASSD in mm "
              f"where the image format stores the pixel spacing (DICOM, NIfTI) or --spacing is given, else in pixels"
-             f"{' with test-time augmentation (flips averaged)' if tta else ''}.\n",
+             f"{' with test-time augmentation (flips averaged)' if tta else ''}"
+             f"{'; ' + ROI_NOTE + ' (only pixels inside it count)' if roi else ''}.\n",
              "## Summary\n"]
     rows = [{"metric": c, **{s: float(summary.loc[s, c]) for s in summary.index}} for c in summary.columns]
     lines.append(markdown_table(rows))
