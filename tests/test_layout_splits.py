@@ -19,34 +19,8 @@ from PIL import Image
 from Functions.base.errors import UserError
 from Functions.data.discovery import find_samples, load_roi
 from Functions.data.splits import OFFICIAL, split_samples
-
-SIDE = 24
-
-
-def _fov() -> np.ndarray:
-    """A round field of view (255 inside), as DRIVE's mask/ files."""
-    yy, xx = np.mgrid[:SIDE, :SIDE]
-    return (((yy - SIDE / 2 + 0.5) ** 2 + (xx - SIDE / 2 + 0.5) ** 2) <= (SIDE / 2 - 2) ** 2).astype(np.uint8) * 255
-
-
-def write_drive(root: Path, test_folder: str = "test", n_train: int = 6, n_test: int = 4) -> Path:
-    """DRIVE as published (numbers 21.. for training, 01.. for test), tiny colour images with one vessel."""
-    rng = np.random.default_rng(0)
-    for split, numbers, kind in (("training", range(21, 21 + n_train), "training"),
-                                 (test_folder, range(1, 1 + n_test), "test")):
-        for n in numbers:
-            base = root / split
-            for sub in ("images", "1st_manual", "mask"):
-                (base / sub).mkdir(parents=True, exist_ok=True)
-            img = rng.integers(0, 60, (SIDE, SIDE, 3), dtype=np.uint8)
-            vessel = np.zeros((SIDE, SIDE), np.uint8)
-            vessel[4:20, 6 + n % 8] = 255
-            img[vessel > 0] = 200
-            img[_fov() == 0] = 0
-            Image.fromarray(img).save(base / "images" / f"{n:02d}_{kind}.tif")
-            Image.fromarray(vessel).save(base / "1st_manual" / f"{n:02d}_manual1.gif")
-            Image.fromarray(_fov()).save(base / "mask" / f"{n:02d}_{kind}_mask.gif")
-    return root
+from helpers import SIDE, write_drive
+from helpers import drive_fov as _fov
 
 
 def test_drive_keeps_its_official_split_and_field_of_view(tmp_path):
@@ -85,7 +59,7 @@ def test_drive_testing_folder_name_is_also_the_official_test(tmp_path):
 @pytest.mark.parametrize("names", [("train", "val", "test"), ("Training", "Valid", "Testing"),
                                    ("train", "validation", "test")])
 def test_train_val_test_folders_keep_their_parts(tmp_path, names):
-    from tests.helpers import write_blob_pairs
+    from helpers import write_blob_pairs
 
     counts = {}
     for name, n, seed in zip(names, (6, 3, 2), (0, 1, 2)):
@@ -100,7 +74,7 @@ def test_train_val_test_folders_keep_their_parts(tmp_path, names):
 
 
 def test_train_and_val_folders_without_test_draw_test_from_training(tmp_path):
-    from tests.helpers import write_blob_pairs
+    from helpers import write_blob_pairs
 
     write_blob_pairs(tmp_path / "train", n=10, size=16, seed=0, names=[f"t{i}" for i in range(10)])
     write_blob_pairs(tmp_path / "val", n=2, size=16, seed=1, names=["v0", "v1"])
@@ -112,7 +86,7 @@ def test_train_and_val_folders_without_test_draw_test_from_training(tmp_path):
 
 def test_official_split_is_refused_without_one_and_random_data_is_unchanged(tmp_path):
     from Functions.data.splits import split_indices
-    from tests.helpers import write_blob_pairs
+    from helpers import write_blob_pairs
 
     write_blob_pairs(tmp_path / "train", n=8, size=16)                    # a train/ folder alone is no split
     samples = find_samples(tmp_path)
