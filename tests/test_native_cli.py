@@ -152,3 +152,16 @@ def test_train_on_drive_keeps_the_official_split_and_weights_the_field_of_view(t
     assert ROI_NOTE in (run / "report.md").read_text()
     plan = {c["field"]: c for c in json.loads((run / "plan.json").read_text())["choices"]}
     assert plan["split"]["value"] == "official" and plan["roi"]["value"] == "field of view"
+
+
+def test_evaluate_test_split_of_other_data_is_its_official_test_part(tmp_path):
+    from helpers import write_drive
+
+    from Functions.evaluation.evaluate import run_samples
+
+    data = write_drive(tmp_path / "DRIVE", n_train=6, n_test=3)
+    chosen, split = run_samples(tmp_path, {"seed": 1}, data=str(data), split="test")
+    assert split == "test" and sorted(s.id for s in chosen) == ["01_test", "02_test", "03_test"]
+    randoms = [run_samples(tmp_path, {"seed": seed, "split": "random", "test_fraction": 0.3}, data=str(data),
+                           split="test")[0] for seed in range(4)]
+    assert all(len(c) == 3 for c in randoms) and any(s.split == "train" for c in randoms for s in c)

@@ -12,7 +12,7 @@ from Functions.base.runs import read_run_settings
 from Functions.data.discovery import load_roi, load_sample
 from Functions.data.samples import ROI_NOTE
 from Functions.data.sources import resolve_samples
-from Functions.data.splits import split_indices
+from Functions.data.splits import has_layout_split, official_split, split_indices
 from Functions.inference.predictor import check_new_folder, load_predictor
 from Functions.metrics.segmentation import per_image_metrics, summarize
 from Functions.viz.plotting import plot_predictions
@@ -43,8 +43,10 @@ def run_samples(run_dir, settings: dict, data: str | None = None, dataset: str |
 
     Without ``data``/``dataset``: the run's own data, split ``test`` by
     default, taken from the run's ``split.json`` (the exact files it held
-    out).  With other data: ``all`` samples by default, or the named split
-    drawn with the run's seed and fractions.
+    out).  With other data: ``all`` samples by default, or the named split:
+    the data's own split where its layout gives one (DRIVE ``test/``; unless
+    the run was trained with ``--split random``), else drawn with the run's
+    seed and fractions.
     """
     own = not (data or dataset)
     split = split or ("test" if own else "all")
@@ -68,8 +70,12 @@ def run_samples(run_dir, settings: dict, data: str | None = None, dataset: str |
                             f"{settings.get('data') or settings.get('dataset') or 'the sample data'}; "
                             "restore them or pass --data DIR")
     else:
-        idx = split_indices(len(samples), settings.get("val_fraction", 0.15), settings.get("test_fraction", 0.15),
-                            settings.get("seed", 42))
+        tags = [getattr(s, "split", None) for s in samples]
+        fractions = settings.get("val_fraction", 0.15), settings.get("test_fraction", 0.15)
+        if settings.get("split", "auto") != "random" and has_layout_split(tags):   # DRIVE's own test images
+            idx = official_split(tags, *fractions, settings.get("seed", 42))[0]
+        else:
+            idx = split_indices(len(samples), *fractions, settings.get("seed", 42))
         chosen = [samples[i] for i in idx[("train", "val", "test").index(split)]]
     if not chosen:
         raise UserError(f"the {split} split of {run_dir} is empty; choose another with --split "
