@@ -837,9 +837,11 @@ def read_decathlon(root: str | os.PathLike) -> VolumeDataset:
         cases = [replace(c, split="train") for c in cases]
         note = (f"imagesTs/ has labels in labelsTs/ for {len(labelled)} of {len(test)} volumes: they are the test "
                 "set (official split, from the layout)")
-    elif test:
-        note = (f"imagesTs/ holds {len(test)} volumes without labels (no labelsTs/; the Decathlon's own test set "
-                "is unlabelled): it is not a test set - the test split is drawn from imagesTr/")
+    elif test or meta.get("test"):
+        shipped = len(test) or len(meta.get("test", []))
+        where = "" if test else " (listed in dataset.json, not on disk)"
+        note = (f"imagesTs/ holds {shipped} volumes without labels{where} (no labelsTs/; the Decathlon's own test "
+                "set is unlabelled): it is not a test set - the test split is drawn from imagesTr/")
     else:
         note = ""
     labels = {int(k): str(v) for k, v in (meta.get("labels") or {}).items()}
