@@ -205,3 +205,17 @@ def test_patch_weights_are_zero_outside_the_field_of_view_and_the_loss_ignores_t
         changed[w == 1] = 0.5                                          # inside the FOV they do count
         assert float(loss(y, changed, sample_weight=w)) != pytest.approx(base, rel=1e-3), name
     assert keras.ops.convert_to_numpy(w).sum() == 2 * fov.sum()
+
+
+def test_volume_training_keeps_the_labelled_imagests_as_its_test_split(tmp_path):
+    from Functions.data.volumes import find_volumes
+    from Functions.engine.volumes import VolumeConfig, prepare_volumes
+
+    root = _decathlon(tmp_path / "Task09_Spleen", labels_ts=True)
+    data = prepare_volumes(VolumeConfig(data=str(root), val_fraction=0.34, seed=0), find_volumes(root))
+    assert sorted(c.id for c in data["test"][2]) == ["spleen_3", "spleen_4"]
+    assert len(data["val"][2]) == 1 and len(data["train"][2]) == 2
+    assert data["split_message"].startswith(f"Split: {OFFICIAL}") and "they are the test set" in data["split_message"]
+    random = prepare_volumes(VolumeConfig(data=str(root), val_fraction=0.2, test_fraction=0.2, seed=0, split="random"),
+                             find_volumes(root))
+    assert OFFICIAL not in random["split_message"] and len(random["test"][2]) == 1

@@ -772,6 +772,11 @@ class VolumeDataset:
     def channels(self) -> int:
         return max(1, len(self.modality))
 
+    @property
+    def labelled(self) -> list[VolumeCase]:
+        """Every case with a label: the training cases, then the test cases labelled in ``labelsTs/``."""
+        return [c for c in (*self.cases, *self.test) if c.label is not None]
+
 
 def is_decathlon_root(folder: Path) -> bool:
     """True for a Medical Segmentation Decathlon task folder: ``dataset.json`` beside ``imagesTr/``."""

@@ -183,7 +183,7 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     from Functions.inference.volumes import intensity_for, normalize
 
     dataset = dataset if dataset is not None else volume_source(config)
-    cases = [c for c in (*dataset.cases, *dataset.test) if c.label is not None]
+    cases = dataset.labelled
     cases = seeded_subset(cases, config.subset, config.seed)
     if len(cases) < 3:
         raise UserError(f"only {len(cases)} labelled volume(s) in {dataset.root}; training needs at least 3 "

@@ -277,7 +277,7 @@ def fingerprint_volumes(dataset, seed: int = 0) -> Fingerprint:
     from Functions.data.volumes import read_case
 
     t0 = time.time()
-    cases = [c for c in (*dataset.cases, *dataset.test) if c.label is not None]
+    cases = dataset.labelled
     if not cases:
         raise UserError(f"no labelled volumes in {dataset.root}; training needs image and label volumes")
     pick = _subset(len(cases), STAT_VOLUMES, seed)
