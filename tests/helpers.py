@@ -119,3 +119,36 @@ def pannuke_fold(root, n=3, k=1):
     np.save(fold / "masks" / f"fold{k}" / "masks.npy", masks)
     np.save(fold / "images" / f"fold{k}" / "types.npy", np.array(["Breast", "Colon", "Breast"]))
     return images, masks
+
+
+# ----------------------------------------------------------------------------- DRIVE in miniature
+SIDE = 24
+
+
+def drive_fov() -> np.ndarray:
+    """A round field of view (255 inside), as DRIVE's mask/ files."""
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    return (((yy - SIDE / 2 + 0.5) ** 2 + (xx - SIDE / 2 + 0.5) ** 2) <= (SIDE / 2 - 2) ** 2).astype(np.uint8) * 255
+
+
+def write_drive(root: Path, test_folder: str = "test", n_train: int = 6, n_test: int = 4, outside: int = 0) -> Path:
+    """DRIVE as published (numbers 21.. for training, 01.. for test): tiny colour images with one vessel (200 on
+    a background below 60), ``outside`` beyond the round field of view; ``.gif`` labels and FOV masks."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, numbers, kind in (("training", range(21, 21 + n_train), "training"),
+                                 (test_folder, range(1, 1 + n_test), "test")):
+        for n in numbers:
+            base = root / split
+            for sub in ("images", "1st_manual", "mask"):
+                (base / sub).mkdir(parents=True, exist_ok=True)
+            img = rng.integers(0, 60, (SIDE, SIDE, 3), dtype=np.uint8)
+            vessel = np.zeros((SIDE, SIDE), np.uint8)
+            vessel[4:20, 6 + n % 8] = 255
+            img[vessel > 0] = 200
+            img[drive_fov() == 0] = outside
+            Image.fromarray(img).save(base / "images" / f"{n:02d}_{kind}.tif")
+            Image.fromarray(vessel).save(base / "1st_manual" / f"{n:02d}_manual1.gif")
+            Image.fromarray(drive_fov()).save(base / "mask" / f"{n:02d}_{kind}_mask.gif")
+    return root

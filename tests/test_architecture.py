@@ -45,7 +45,8 @@ def test_contract_names_every_layer_in_order():
     text = contract_text()
     layers = re.findall(r'^\s*"(Functions\.[^"]+)",?\s*$', text, re.MULTILINE)
     assert layers == [
-        "Functions.cli : Functions.commands", "Functions.apps", "Functions.engine", "Functions.evaluation",
+        "Functions.cli : Functions.commands", "Functions.apps", "Functions.engine", "Functions.planning",
+        "Functions.evaluation",
         "Functions.viz", "Functions.inference", "Functions.models | Functions.losses | Functions.metrics",
         "Functions.data", "Functions.base",
     ]

@@ -14,15 +14,17 @@ def fails(capsys, argv, *needles):
     return cli_fails(capsys, argv, *needles)
 
 
-def patch_run(tmp_path, patch=64, **settings):
-    """A run folder with a fully convolutional 'model' (1x1 conv + sigmoid: p = sigmoid(20 (x - 0.5)))."""
+def patch_run(tmp_path, patch=64, kernel=20.0, **settings):
+    """A run folder with a fully convolutional 'model' (1x1 conv + sigmoid: p = sigmoid(k (x - 0.5)), k = 20, or
+    with ``kernel=0.2`` p = sigmoid(0.2 (x - 128)) for raw 0-255 values)."""
     import keras
 
     run = tmp_path / "run"
     run.mkdir()
+    bias = -10.0 if kernel == 20.0 else -128.0 * kernel
     inputs = keras.Input((None, None, 1))
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(20.0),
-                                  bias_initializer=keras.initializers.Constant(-10.0))(inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(kernel),
+                                  bias_initializer=keras.initializers.Constant(bias))(inputs)
     keras.Model(inputs, outputs).save(run / "model.keras")
     cfg = {"model": "tiny", "normalization": "none", "threshold": 0.5, "patch_size": patch, "overlap": 0.5,
            "channels": 1}
@@ -106,3 +108,62 @@ def test_score_samples_at_original_resolution_with_spacing(tmp_path):
     assert 5 < table["hd95"].iloc[0] <= 10
     assert table["hd95"].iloc[1] == pytest.approx(table["hd95"].iloc[0] / 2)
     assert table["assd"].iloc[1] == pytest.approx(table["assd"].iloc[0] / 2)
+
+
+def test_evaluate_scores_drive_inside_the_field_of_view(tmp_path):
+    """A 'model' that thresholds the grey value at 128 finds every vessel (200) inside DRIVE's field of view and
+    marks the white border outside it (255) as vessel too: inside the FOV it is perfect, over the image it is not."""
+    from helpers import write_drive
+
+    from Functions.data.samples import ROI_NOTE
+
+    data = write_drive(tmp_path / "DRIVE", n_train=2, n_test=2, outside=255)
+    run = patch_run(tmp_path, patch=16, kernel=0.2)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(run), "--data", str(data), "--split", "all", "--out", str(out)]) == 0
+    table = __import__("pandas").read_csv(out / "metrics.csv")
+    assert len(table) == 4
+    np.testing.assert_allclose(table["dice"], 1.0)
+    np.testing.assert_allclose(table["pixel_accuracy"], 1.0)
+    assert ROI_NOTE in (out / "report.md").read_text()
+
+
+def test_train_on_drive_keeps_the_official_split_and_weights_the_field_of_view(tmp_path, capsys):
+    """`train --data DRIVE`: the 4 official test images stay test, validation comes from the official training
+    images, the loss runs with the field-of-view weights, and the figures say they were scored inside it."""
+    from helpers import write_drive
+
+    from Functions.data.samples import ROI_NOTE
+    from Functions.data.splits import OFFICIAL
+
+    data = write_drive(tmp_path / "DRIVE", n_train=4, n_test=2)
+    run = tmp_path / "run"
+    recipe = tmp_path / "eager.toml"
+    recipe.write_text("run_eagerly = true\n")        # four steps: no graph to trace
+    assert main(["train", "--data", str(data), "--patch-size", "16", "--epochs", "1", "--batch-size", "2",
+                 "--model-option", "base_filters=4", "--model-option", "depth=2", "--progress-every", "0",
+                 "--config", str(recipe), "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Split: {OFFICIAL}: train 3, val 1 (drawn from the official training part, seeded), test 2" in printed
+    split = json.loads((run / "split.json").read_text())
+    assert split["split"] == OFFICIAL and sorted(p.rsplit("/", 1)[-1] for p in split["test"]) == [
+        "01_test.tif", "02_test.tif"]
+    assert all("/training/" in p for p in split["train"] + split["val"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["roi"] == ROI_NOTE and metrics["split"] == "test" and metrics["n_images"] == 2
+    assert ROI_NOTE in (run / "report.md").read_text()
+    plan = {c["field"]: c for c in json.loads((run / "plan.json").read_text())["choices"]}
+    assert plan["split"]["value"] == "official" and plan["roi"]["value"] == "field of view"
+
+
+def test_evaluate_test_split_of_other_data_is_its_official_test_part(tmp_path):
+    from helpers import write_drive
+
+    from Functions.evaluation.evaluate import run_samples
+
+    data = write_drive(tmp_path / "DRIVE", n_train=6, n_test=3)
+    chosen, split = run_samples(tmp_path, {"seed": 1}, data=str(data), split="test")
+    assert split == "test" and sorted(s.id for s in chosen) == ["01_test", "02_test", "03_test"]
+    randoms = [run_samples(tmp_path, {"seed": seed, "split": "random", "test_fraction": 0.3}, data=str(data),
+                           split="test")[0] for seed in range(4)]
+    assert all(len(c) == 3 for c in randoms) and any(s.split == "train" for c in randoms for s in c)

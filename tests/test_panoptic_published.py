@@ -34,7 +34,7 @@ def test_consep_folder_trains_on_patches_keeps_test_and_evaluates_the_run(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "random 32x32 patches at native resolution (4 per image and epoch)" in proc.stdout
     assert "Test/ tests" in proc.stdout
-    assert "Split kept from the data set" in proc.stdout
+    assert "official split (from the layout)" in proc.stdout
     assert "Test (test, 3 images, original resolution, sliding window 32x32)" in proc.stdout
     split = _split(run)
     assert split["test"] == ["test_1", "test_2", "test_3"]                      # CoNSeP's Test/ is the test split

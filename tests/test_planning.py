@@ -15,6 +15,7 @@ import pytest
 from Functions.cli import build_parser, main
 from Functions.planning.fingerprint import fingerprint, image_modality, touching_objects
 from Functions.planning.plan import make_plan
+from Functions.base.errors import UserError
 from Functions.planning.recipes import read_recipe, write_recipe
 from Functions.planning.rules import plan_rules
 
@@ -243,11 +244,25 @@ def test_repository_recipes_are_valid(tmp_path):
 
     files = sorted((REPO / "recipes").glob("*.toml"))
     assert {f.stem for f in files} >= {"dsb2018_instance", "dsb2018_semantic", "msd_hippocampus", "sample_nuclei",
-                                       "sample_volumes", "sample_tissue", "sample_ultrasound"}
+                                       "sample_volumes", "sample_tissue", "sample_ultrasound", "busi", "kvasir_seg",
+                                       "drive", "msd_spleen"}
+    anchors = {"busi": "F1 0.770", "kvasir_seg": "Dice 0.8133", "drive": "F1 0.816", "msd_spleen": "0.96"}
     for f in files:
         values = read_recipe(f, recipe_keys())
         head = f.read_text().split("\n\n")[0]
         assert "Figure" in head and ("not yet measured" in head or "Measured with" in head), f
+        if f.stem in anchors:                            # the public sets: a published anchor, nothing measured
+            assert "not yet measured here" in head and "Published anchor: " in head and anchors[f.stem] in head, f
+            with pytest.raises(UserError, match="did you mean 'patches_per_image'"):   # the check can fail: a key that is no setting
+                bad = tmp_path / f"{f.stem}.toml"
+                bad.write_text(f.read_text() + "patches_per_imag = 3\n")
+                read_recipe(bad, recipe_keys())
+            if values.get("dims") != 3:                  # 2-D: the settings build a valid run config
+                from tests.helpers import write_blob_pairs
+
+                data = tmp_path / "d" if (tmp_path / "d").is_dir() else write_blob_pairs(tmp_path / "d", n=6, size=32)
+                args, config_class, _ = resolve(_parse(["--config", str(f), "--no-plan", "--data", str(data)]))
+                config_from_args(config_class, args).validate()
         if "data" in values:                             # the samples: resolve and validate without training
             args, config_class, _ = resolve(_parse(["--config", str(f), "--no-plan", "--data",
                                                     str(REPO / values["data"])]))
@@ -288,3 +303,26 @@ def test_mixed_2d_and_3d_data_is_one_line(tmp_path, capsys):
     assert main(["plan", "--data", str(root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mixes 2-D images" in err[0] and "v.nii.gz" in err[0] and ".png" in err[0]
+
+
+def test_few_large_images_get_patches_per_epoch_from_the_budget_and_keep_their_official_split():
+    from Functions.planning.fingerprint import Fingerprint
+
+    def fp(n, size, layout=None, roi=0):
+        return Fingerprint(root="x", dims=2, n_samples=n, n_measured=min(n, 24), size_median=list(size),
+                           size_min=list(size), size_max=list(size), size_spread=1.0, spacing_median=None,
+                           channels=3, modality="fundus", modality_source="intensities",
+                           layout_split=layout or {}, roi_samples=roi)
+
+    drive = fp(40, (584, 565), {"train": 20, "val": 0, "test": 20}, roi=40)
+    planned = {c.field: c for c in plan_rules(drive, time_budget=12)}
+    # 2 x 584*565 / 128^2 = 40.3 -> 41 patches per image (cap 250 x 8 / 20 training images = 100)
+    assert planned["patches_per_image"].value == 41 and "nnU-Net" in planned["patches_per_image"].reason
+    assert planned["split"].value == "official" and "test 20" in planned["split"].reason
+    assert planned["roi"].value == "field of view" and "scored inside the field-of-view mask" in planned["roi"].reason
+    few = fp(60, (1024, 1024))                           # the nnU-Net cap: 250 x 8 / 60 = 33.3 -> 34 (cover: 128)
+    assert {c.field: c.value for c in plan_rules(few, time_budget=12)}["patches_per_image"] == 34
+    assert {c.field: c.value for c in plan_rules(drive)}["patches_per_image"] == 1          # no budget
+    many = fp(664, (520, 696))                           # many images (DSB2018-like): the measured two
+    values = {c.field: c.value for c in plan_rules(many, time_budget=12)}
+    assert values["patches_per_image"] == 2 and values["split"] == "auto" and "roi" not in values

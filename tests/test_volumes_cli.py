@@ -84,7 +84,8 @@ def test_train_volumes_writes_a_scored_run_with_aligned_nifti_predictions(volume
     assert cfg["dims"] == 3 and cfg["patch_size"] == [16, 32, 32] and cfg["intensity"] == "ct"
     assert cfg["target_spacing"] == [3.0, 1.5, 1.5] and cfg["num_classes"] == 1
     split = json.loads((run / "split.json").read_text())
-    assert sorted(len(v) for v in split.values()) == [1, 1, 4]                 # by volume
+    assert sorted(len(split[k]) for k in ("train", "val", "test")) == [1, 1, 4]   # by volume
+    assert split["split"] == "random (seeded)"                                 # the sample has no imagesTs/
     assert not set(split["train"]) & set(split["test"])
     table = pd.read_csv(run / "test_metrics.csv")
     assert list(table["id"]) == [V.volume_stem(p) for p in split["test"]]

@@ -253,6 +253,21 @@ def focal_tversky_loss(y_true, y_pred, *, alpha: float = 0.3, beta: float = 0.7,
 # ----------------------------------------------------------------------------
 # serializable classes
 # ----------------------------------------------------------------------------
+def outside_roi_as_truth(y_true, y_pred, weight):
+    """``(y_true, y_pred)`` prepared (:func:`prepare`) with the prediction replaced by the truth where the
+    per-pixel ``weight`` ``(B, ..., 1)`` is 0 (outside a region of interest such as DRIVE's field of view).
+
+    Every loss here then ignores those pixels: their prediction no longer reaches the loss, so they give no
+    gradient, and a pixel whose prediction equals its 0/1 truth adds (almost exactly) nothing to cross-entropy and
+    nothing to the soft-Dice error terms.  Works for every loss of this module, per image or per pixel.
+    """
+    y_true, y_pred = prepare(y_true, y_pred)
+    w = ops.cast(weight, "float32")
+    if len(w.shape) == len(y_pred.shape) - 1:
+        w = ops.expand_dims(w, -1)
+    return y_true, w * y_pred + (1.0 - w) * y_true
+
+
 class _SegmentationLoss(keras.losses.Loss):
     """Wraps one of the functions above; subclasses set ``fn`` and list their parameters."""
 
@@ -263,6 +278,14 @@ class _SegmentationLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         for key, value in params.items():
             setattr(self, key, value)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """Per-image weights ``(B,)`` are Keras's own; per-pixel weights (a region of interest,
+        :func:`outside_roi_as_truth`) take the pixels they zero out of the loss."""
+        if sample_weight is not None and len(sample_weight.shape) > 1:
+            y_true, y_pred = outside_roi_as_truth(y_true, y_pred, sample_weight)
+            sample_weight = None
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         return type(self).fn(y_true, y_pred, **{k: getattr(self, k) for k in self.params})

@@ -121,6 +121,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--split-by", choices=("group", "image"), default=d.split_by,
                    help="group: samples of one patient, volume or (with --near-duplicates) picture never go to "
                         "two splits; image: split sample by sample (%(default)s)")
+    n.add_argument("--split", choices=("auto", "official", "random"), default=d.split,
+                   help="auto: keep the data set's own split where its layout gives one (DRIVE training/ + "
+                        "test/, train/ + val/ + test/ folders, Decathlon imagesTs/ with labelsTs/; validation then "
+                        "drawn from the official training part with --val-fraction), else a seeded random split; "
+                        "official: require the layout's split; random: ignore it (%(default)s)")
     n.add_argument("--allow-shared-groups", action="store_true",
                    help="allow --split-by image on data with known groups (shows the leakage effect on purpose)")
     n.add_argument("--near-duplicates", action="store_true",

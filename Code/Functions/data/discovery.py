@@ -43,8 +43,8 @@ from Functions.base.errors import UserError
 from Functions.base.paths import walk_folders
 from Functions.data import medical_io, panoptic_published, public_layouts
 from Functions.data.imaging import is_image_file, read_image, read_mask
-from Functions.data.samples import (IMAGE_DIR_NAMES, INSTANCE_DIR_NAMES, MASK_DIR_NAMES, Sample, mask_key,
-                                    merge_masks)
+from Functions.data.samples import (IMAGE_DIR_NAMES, INSTANCE_DIR_NAMES, MASK_DIR_NAMES, Sample, layout_split,
+                                    mask_key, merge_masks)
 
 _SUFFIX_MASK = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
 
@@ -71,6 +71,27 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     except KeyError:
         raise UserError(f"no reader for samples of kind {sample.kind!r} ({sample.image})") from None
     return reader(sample)
+
+
+def load_roi(sample: Sample, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The sample's region of interest (``Sample.roi``, e.g. DRIVE's field-of-view mask) as a boolean ``(H, W)``
+    array (non-zero = inside), or ``None`` when it has none.  ``shape``: the image's ``(H, W)``, checked."""
+    if getattr(sample, "roi", None) is None:
+        return None
+    roi = np.asarray(read_mask(sample.roi))
+    roi = roi[..., 0] if roi.ndim == 3 else roi
+    if shape is not None and roi.shape != tuple(shape[:2]):
+        raise UserError(f"region-of-interest mask {sample.roi} is {roi.shape[1]}x{roi.shape[0]} but image "
+                        f"{sample.image} is {shape[1]}x{shape[0]}; the field-of-view mask must have its image's size")
+    return roi > 0
+
+
+def with_layout_splits(samples: list[Sample], root: Path) -> list[Sample]:
+    """``samples`` with ``split`` filled from their folders (``training/``, ``testing/``, ``val/``...; see
+    :func:`Functions.data.samples.layout_split`) where a reader has not set it."""
+    from dataclasses import replace
+
+    return [s if s.split is not None else replace(s, split=layout_split(s.image, root)) for s in samples]
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -227,7 +248,7 @@ def find_samples(root: str | os.PathLike, layouts: tuple[Layout, ...] = LAYOUTS)
     for layout in layouts:
         found = layout.detect(root)
         if found:
-            return sorted(found, key=lambda s: (str(s.image), s.index or 0))
+            return sorted(with_layout_splits(found, root), key=lambda s: (str(s.image), s.index or 0))
     claimed: set[Path] = set()
     samples, lonely_i, lonely_m = [], [], []
     for layout in (_per_sample_folders, _paired_folders, _suffix_masks):
@@ -248,4 +269,4 @@ def find_samples(root: str | os.PathLike, layouts: tuple[Layout, ...] = LAYOUTS)
             f"no image/mask pairs found under {root}; expected images/ + masks/ folders, name.png + name_mask.png files, "
             "or <id>/images/<id>.png with <id>/masks/ (see Data/README.md)"
         )
-    return sorted(samples, key=lambda s: str(s.image))
+    return sorted(with_layout_splits(samples, root), key=lambda s: str(s.image))

@@ -39,7 +39,8 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.data.array_cache import cached_entry, files_key
-from Functions.data.discovery import Sample, load_sample
+from Functions.data.discovery import Sample, load_roi, load_sample
+from Functions.data.samples import IGNORE
 from Functions.data.imaging import read_image
 from Functions.data.pipeline import bounded_map
 
@@ -191,6 +192,19 @@ def prepare_native(image: np.ndarray, mask: np.ndarray, channels: int, normaliza
     return normalize(x, normalization).astype(np.float32), m.astype(np.uint8)
 
 
+def outside_roi(mask: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    """``mask`` (uint8 targets) with the pixels outside ``roi`` set to :data:`~Functions.data.samples.IGNORE`,
+    which patch training turns into loss weight 0 (:func:`Functions.data.patches.patch_dataset`).  ``roi`` is
+    resized to the mask (nearest neighbour) when the image was resampled; ``None``: the mask unchanged."""
+    if roi is None:
+        return mask
+    if roi.shape != mask.shape[:2]:
+        from Functions.data.preprocessing import resize_mask
+
+        roi = resize_mask(roi.astype(np.uint8), mask.shape[:2]) > 0
+    return np.where(roi, mask, IGNORE).astype(np.uint8)
+
+
 @dataclass
 class NativeData:
     """Images ``(H_i, W_i, C)`` float32 and masks ``(H_i, W_i)`` uint8, one per sample, sizes may differ.
@@ -289,10 +303,12 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
         s, f = args
         if mask_spec is None:
             image, mask = load_sample(s)
-            return prepare_native(image, mask, channels, normalization, use_clahe, f, mask_mode)
-        image = read_image(s.image)
-        return prepare_native(image, mask_spec.read(s, image.shape[:2]), channels, normalization, use_clahe, f,
-                              "labels", mask_spec.target)
+            x, m = prepare_native(image, mask, channels, normalization, use_clahe, f, mask_mode)
+        else:
+            image = read_image(s.image)
+            x, m = prepare_native(image, mask_spec.read(s, image.shape[:2]), channels, normalization, use_clahe, f,
+                                  "labels", mask_spec.target)
+        return x, outside_roi(m, load_roi(s, image.shape[:2]))
 
     spacings = []
     for s, f in zip(samples, factors):
@@ -302,6 +318,8 @@ def load_native(samples: Sequence[Sample], channels: int, normalization: str = "
 
     settings = {"channels": channels, "normalization": normalization, "clahe": bool(use_clahe), "scale": scale,
                 "spacing": spacing, "mask_mode": mask_mode}
+    if any(getattr(s, "roi", None) is not None for s in samples):
+        settings["roi"] = [str(getattr(s, "roi", None)) for s in samples]
     if mask_spec is not None:
         settings["masks"] = mask_spec.key
     images: list = []

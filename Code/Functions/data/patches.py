@@ -180,7 +180,7 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
                   foreground_probability: float = 1 / 3, augmenter: Callable | None = None, seed: int = 0,
                   num_outputs: int = 1, workers: int = 1, pad: bool = True, pad_mode: str = "reflect",
                   target_fn: Callable[[np.ndarray], np.ndarray] | None = None, fixed: bool = False,
-                  weights: Sequence[float] | None = None):
+                  weights: Sequence[float] | None = None, ignore: int | None = None):
     """A :class:`keras.utils.PyDataset` of random patches (see :class:`PatchDataset` built inside).
 
     ``images``: full-resolution arrays ``(*spatial, C)`` (2 or 3 spatial axes,
@@ -198,6 +198,12 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
     :func:`sampling_weights` ``"area"``: in proportion to its pixels, so every
     pixel of the data set is equally likely to be in a patch); default: every
     image once per ``len(images)`` patches.
+    ``ignore``: the mask value of pixels outside a region of interest
+    (:data:`Functions.data.samples.IGNORE`, written by
+    :func:`Functions.data.native.outside_roi`).  Then each item is
+    ``(x, y, w)``: ``w`` ``(B, *patch, 1)`` float32 is 0 on those pixels and 1
+    elsewhere (Keras passes it to the loss as ``sample_weight``), ``y`` is 0
+    there, and no patch is centred on them.
     """
     import keras
 
@@ -257,7 +263,9 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
             if self.masks is None or self.foreground_probability <= 0:
                 return None
             if i not in self._points:
-                self._points[i] = foreground_points(self.masks[i], np.random.default_rng([self.seed, i, 13]))
+                m = self.masks[i] if ignore is None else np.where(np.asarray(self.masks[i]) == ignore, 0,
+                                                                   self.masks[i])
+                self._points[i] = foreground_points(m, np.random.default_rng([self.seed, i, 13]))
             return self._points[i]
 
         def sample(self, epoch: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -284,9 +292,15 @@ def patch_dataset(images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | No
             if self.masks is None:
                 return x
             y = np.stack([p[1] for p in pairs])
+            w = None
+            if ignore is not None:
+                outside = y == ignore
+                w = (~outside).astype(np.float32)
+                y = np.where(outside, 0, y).astype(y.dtype)
             y = target_fn(y) if target_fn is not None else y.astype(np.float32)
             if self.num_outputs > 1:
-                return x, tuple([y] * self.num_outputs)
-            return x, y
+                y = tuple([y] * self.num_outputs)
+                w = None if w is None else tuple([w] * self.num_outputs)
+            return (x, y) if w is None else (x, y, w)
 
     return PatchDataset()

@@ -49,12 +49,30 @@ def _drive_number(stem: str) -> str | None:
     return m.group(1) if m else None
 
 
+#: DRIVE's split folders (``training/``; ``test/`` in the official archive, ``testing/`` in some copies).
+_DRIVE_SPLITS = {"training": "train", "train": "train", "test": "test", "testing": "test"}
+
+
+def _numbered(folder: Path | None) -> dict[str, Path]:
+    """``{NN: file}`` for the image files ``NN_*`` of ``folder`` (first one per number); ``{}`` without it."""
+    out: dict[str, Path] = {}
+    if folder is None:
+        return out
+    for p in sorted(folder.iterdir()):
+        num = _drive_number(p.stem)
+        if num is not None and p.is_file() and is_image_file(p):
+            out.setdefault(num, p)
+    return out
+
+
 def detect_drive(root: Path) -> list[Sample] | None:
     """DRIVE detector (tried by :func:`Functions.data.discovery.find_samples`, see its layout table).
 
     A split folder (``training``/``test``) with ``images/`` and ``1st_manual/``
     pairs ``NN_training.tif`` with ``NN_manual1.gif`` by the number ``NN``.
-    ``mask/`` (the field-of-view masks) is never a label.  A split without
+    ``mask/`` (the field-of-view masks) is never a label: ``NN_training_mask.gif`` / ``NN_test_mask.gif`` becomes
+    the sample's ``roi`` (training loss and test scores count only the pixels inside the field of view, as DRIVE
+    papers score), and the split folder its ``split`` (the official 20 training / 20 test images).  A split without
     ``1st_manual/`` (the test split of some distributions) is skipped; a tree
     holding only such splits is refused rather than trained on FOV masks.
     """
@@ -83,17 +101,14 @@ def detect_drive(root: Path) -> list[Sample] | None:
         )
     samples, lonely = [], []
     for split in splits:
-        manual = {}
-        for p in sorted(child_dir(split, "1st_manual").iterdir()):
-            num = _drive_number(p.stem)
-            if num is not None and is_image_file(p):
-                manual.setdefault(num, p)
+        manual, fov = _numbered(child_dir(split, "1st_manual")), _numbered(child_dir(split, "mask"))
         for img in sorted(child_dir(split, "images").iterdir()):
             if not (img.is_file() and is_image_file(img)):
                 continue
             num = _drive_number(img.stem)
             if num in manual:
-                samples.append(Sample(id=img.stem, image=img, masks=(manual[num],)))
+                samples.append(Sample(id=img.stem, image=img, masks=(manual[num],), roi=fov.get(num),
+                                      split=_DRIVE_SPLITS.get(split.name.lower())))
             else:
                 lonely.append(img)
     if lonely:

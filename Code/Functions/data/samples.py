@@ -47,9 +47,33 @@ class Sample:
     #: an instance label-map file (``instances/<stem>.png`` beside ``images/``), read by
     #: :func:`Functions.data.instances.read_instances`; None: instances come from ``masks``.
     instances: Path | None = field(default=None, compare=False)
-    #: the data set's own split (``"train"``, ``"val"`` or ``"test"``; CoNSeP's Train/Test, PanNuke's folds),
-    #: kept by :func:`Functions.data.splits.layout_split`; ``None``: split by the seed.
+    #: the part of the data set's own split the sample came from (``"train"``, ``"val"`` or ``"test"``): read from
+    #: the layout's folder names (:func:`layout_split`: DRIVE's training/test, train/val/test folders), or set by
+    #: the typed-nuclei readers (CoNSeP's Train/Test, PanNuke's folds); ``None``: the layout has no split.
     split: str | None = field(default=None, compare=False)
+    #: a region-of-interest mask file (DRIVE's field-of-view ``mask/``): training loss and test scores count only
+    #: the pixels inside it; ``None``: every pixel counts.
+    roi: Path | None = field(default=None, compare=False)
+
+
+#: Folder names (compared in lower case) that name a part of a data set's own split.
+LAYOUT_SPLITS = {"training": "train", "train": "train", "validation": "val", "val": "val", "valid": "val",
+                 "testing": "test", "test": "test"}
+#: How reports, metrics.json and the plan say that samples with a region of interest (DRIVE's field-of-view
+#: masks) were scored on the pixels inside it only.
+ROI_NOTE = "scored inside the field-of-view mask"
+#: Mask value of the pixels outside a sample's region of interest in patch-training targets (weight 0 in the loss).
+IGNORE = 255
+
+
+def layout_split(path: Path, root: Path) -> str | None:
+    """The split a file under ``root`` belongs to by its folders (:data:`LAYOUT_SPLITS`, case-insensitive): the
+    folder nearest ``root`` that names one; ``None`` when no folder between ``root`` and the file does."""
+    try:
+        parts = Path(path).relative_to(root).parts[:-1]
+    except ValueError:
+        return None
+    return next((LAYOUT_SPLITS[p.lower()] for p in parts if p.lower() in LAYOUT_SPLITS), None)
 
 
 def mask_key(stem: str) -> str:

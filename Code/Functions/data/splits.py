@@ -214,11 +214,58 @@ def shared_groups(groups: Sequence, a: Sequence[int], b: Sequence[int]) -> list[
 
 
 SPLIT_BY = ("group", "image")
+#: ``--split``: ``auto`` keeps a split the layout gives (``training/``/``testing/``, ``train/``/``val/``/``test/``,
+#: Decathlon ``imagesTs/`` with ``labelsTs/``) and draws a random one otherwise; ``official`` insists on the
+#: layout's split; ``random`` ignores it.
+SPLIT_MODES = ("auto", "official", "random")
+#: The words split.json and the printed split line use for a split the layout gives.
+OFFICIAL = "official split (from the layout)"
+
+
+def layout_parts(tags: Sequence) -> dict[str, list[int]]:
+    """``{"train": [...], "val": [...], "test": [...]}``: the indices each layout tag names (``None`` -> train)."""
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i, t in enumerate(tags):
+        parts[t if t in ("val", "test") else "train"].append(i)
+    return parts
+
+
+def has_layout_split(tags: Sequence) -> bool:
+    """True when the layout names a validation or test part (a ``training/`` folder alone is no split)."""
+    return any(t in ("val", "test") for t in tags)
+
+
+def official_split(tags: Sequence, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
+                   stratify: Sequence | None = None, groups: Sequence | None = None
+                   ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], str]:
+    """The data set's own split: ``(train, val, test)`` indices and the words that say how each part was made.
+
+    ``tags``: one ``"train"``/``"val"``/``"test"``/``None`` per item (``Sample.split``).  The official test
+    part stays test; the official validation part stays validation.  What the layout lacks is drawn from its
+    training part, seeded and by group (:func:`split_indices` with ``val_fraction``, and ``test_fraction``
+    only when there is no official test part).
+    """
+    parts = layout_parts(tags)
+    train = np.asarray(parts["train"], int)
+
+    def sub(seq):
+        return None if seq is None else [seq[i] for i in train]
+
+    want_val = 0.0 if parts["val"] else val_fraction
+    want_test = 0.0 if parts["test"] else test_fraction
+    tr, va, te = split_indices(len(train), want_val, want_test, seed, stratify=sub(stratify), groups=sub(groups))
+    val = np.sort(np.concatenate([np.asarray(parts["val"], int), train[va]])).astype(int)
+    test = np.sort(np.concatenate([np.asarray(parts["test"], int), train[te]])).astype(int)
+    how = [f"train {len(tr)}",
+           f"val {len(val)}" + ("" if parts["val"] else " (drawn from the official training part, seeded)"),
+           f"test {len(test)}" + ("" if parts["test"] else " (drawn from the training part: the layout has none)")]
+    return (train[tr].astype(int), val, test), ", ".join(how)
 
 
 def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
                   stratify: Sequence | None = None, split_by: str = "group", allow_shared_groups: bool = False,
-                  near_duplicates: bool = False) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list, str]:
+                  near_duplicates: bool = False,
+                  split: str = "auto") -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list, str]:
     """The engine's split: ``(train, val, test)`` indices, the group of each sample, and the line to print.
 
     ``split_by="group"`` (the default) keeps every group (:func:`sample_groups`;
@@ -227,13 +274,21 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
     groups (slices of one volume, images of one patient) that leaks and is
     refused with :class:`~Functions.base.errors.UserError` unless
     ``allow_shared_groups`` (to show the leakage effect on purpose).
+
+    ``split`` (:data:`SPLIT_MODES`): ``auto`` keeps the data set's own split where the layout gives one
+    (``Sample.split``; :func:`official_split`: the validation part, when the layout has none, is drawn from the
+    official training part with ``val_fraction``), ``official`` requires it, ``random`` ignores it.
     """
     from Functions.base.errors import UserError
 
-    if any(getattr(s, "split", None) for s in samples):
-        return layout_split(samples, val_fraction, seed)
     if split_by not in SPLIT_BY:
         raise UserError(f"--split-by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
+    if split not in SPLIT_MODES:
+        raise UserError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
+    tags = [getattr(s, "split", None) for s in samples]
+    if split == "official" and not has_layout_split(tags):
+        raise UserError("--split official: the data layout names no test or validation part (folders such as "
+                        "training/ + testing/, or train/ + val/ + test/); use --split random or --split auto")
     notes: list[str] = []
     groups = sample_groups(samples, near_duplicates=near_duplicates, notes=notes)
     grouped = known_groups(groups)
@@ -244,6 +299,12 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
                         "scores would be inflated; use --split-by group (the default), or add "
                         "--allow-shared-groups to split by image on purpose")
     use = groups if split_by == "group" else None
+    if split != "random" and has_layout_split(tags):
+        idx, how = official_split(tags, val_fraction, test_fraction, seed, stratify=stratify, groups=use)
+        message = f"Split: {OFFICIAL}: {how}"
+        if grouped:
+            message += "; " + describe_groups(groups, idx)
+        return idx, groups, "; ".join([message, *notes])
     idx = split_indices(len(samples), val_fraction, test_fraction, seed, stratify=stratify, groups=use)
     if grouped:
         how = "by group" if split_by == "group" else "by image (groups shared on purpose)"
@@ -251,36 +312,3 @@ def split_samples(samples: Sequence, val_fraction: float = 0.15, test_fraction: 
     else:
         message = f"Split: no groups known ({len(samples)} independent samples)"
     return idx, groups, "; ".join([message, *notes])
-
-
-def _origin(samples: Sequence, ids) -> str:
-    """``"fold1_*"``: the name prefixes (up to the first ``_``) of the samples ``ids``."""
-    prefixes = sorted({str(samples[i].id).split("_")[0] for i in ids})
-    return ", ".join(f"{p}_*" for p in prefixes[:3]) + (", ..." if len(prefixes) > 3 else "")
-
-
-def layout_split(samples: Sequence, val_fraction: float = 0.15,
-                 seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list, str]:
-    """The data set's own split, kept (samples carrying :attr:`Sample.split`, e.g. CoNSeP's Train/Test and
-    PanNuke's folds, see :mod:`Functions.data.panoptic_published`).
-
-    ``"test"`` samples are the test split, ``"val"`` the validation split; when no sample is ``"val"``, the
-    validation split is drawn from the training part with ``seed`` (``val_fraction`` of it, whole groups).
-    Returns what :func:`split_samples` returns.
-    """
-    roles = [getattr(s, "split", None) for s in samples]
-    groups = sample_groups(samples)
-    test = np.array([i for i, r in enumerate(roles) if r == "test"], int)
-    val = np.array([i for i, r in enumerate(roles) if r == "val"], int)
-    pool = np.array([i for i, r in enumerate(roles) if r not in ("test", "val")], int)
-    drawn = ""
-    if len(val):
-        train = pool
-    else:
-        keys = [groups[i] for i in pool]
-        part = split_indices(len(pool), val_fraction, 0.0, seed, groups=keys if known_groups(keys) else None)
-        train, val = pool[np.sort(part[0])], pool[np.sort(part[1])]
-        drawn = f" drawn from the training part with seed {seed}"
-    message = (f"Split kept from the data set: train {len(train)} ({_origin(samples, train)}), validation "
-               f"{len(val)} ({_origin(samples, val)}{drawn}), test {len(test)} ({_origin(samples, test)})")
-    return (train, val, test), groups, message

@@ -743,6 +743,9 @@ class VolumeCase:
     id: str
     image: Path
     label: Path | None = None
+    #: the part of the data set's own split (``"train"``/``"test"``): set when the layout gives a labelled test
+    #: part (Decathlon ``imagesTs/`` with ``labelsTs/``); ``None``: no split from the layout.
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -755,6 +758,9 @@ class VolumeDataset:
     modality: dict
     name: str = ""
     test: tuple[VolumeCase, ...] = ()
+    #: one line on the layout's own split (printed by ``train``): a labelled ``imagesTs/`` is the test set, an
+    #: unlabelled one (MSD's own) is not.
+    split_note: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -765,6 +771,11 @@ class VolumeDataset:
     @property
     def channels(self) -> int:
         return max(1, len(self.modality))
+
+    @property
+    def labelled(self) -> list[VolumeCase]:
+        """Every case with a label: the training cases, then the test cases labelled in ``labelsTs/``."""
+        return [c for c in (*self.cases, *self.test) if c.label is not None]
 
 
 def is_decathlon_root(folder: Path) -> bool:
@@ -812,21 +823,36 @@ def read_decathlon(root: str | os.PathLike) -> VolumeDataset:
                 missing.append(str(p.relative_to(root.resolve())))
         cases.append(VolumeCase(volume_stem(image), image, label))
     test = []
+    labels_ts = root / "labelsTs"
     for item in meta.get("test", []):
         entry = item if isinstance(item, str) else item.get("image")
         image = _relative(root, entry, "image", listing)
         if not Path(image).name.startswith("._") and image.exists():
-            test.append(VolumeCase(volume_stem(image), image, None))
+            label = labels_ts / Path(image).name
+            test.append(VolumeCase(volume_stem(image), image, label if label.is_file() else None,
+                                   split="test" if label.is_file() else None))
     if missing:
         shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
         raise UserError(f"{listing} lists {len(missing)} file(s) that do not exist: {shown}; the download is "
                         "incomplete - install it again")
     if not cases:
         cases = list(_pair_folder(root))
+    labelled = [c for c in test if c.label is not None]
+    if labelled:
+        cases = [replace(c, split="train") for c in cases]
+        note = (f"imagesTs/ has labels in labelsTs/ for {len(labelled)} of {len(test)} volumes: they are the test "
+                "set (official split, from the layout)")
+    elif test or meta.get("test"):
+        shipped = len(test) or len(meta.get("test", []))
+        where = "" if test else " (listed in dataset.json, not on disk)"
+        note = (f"imagesTs/ holds {shipped} volumes without labels{where} (no labelsTs/; the Decathlon's own test "
+                "set is unlabelled): it is not a test set - the test split is drawn from imagesTr/")
+    else:
+        note = ""
     labels = {int(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     modality = {int(k): str(v) for k, v in (meta.get("modality") or {}).items()}
     return VolumeDataset(root=root, cases=tuple(cases), labels=labels, modality=modality,
-                         name=str(meta.get("name", root.name)), test=tuple(test))
+                         name=str(meta.get("name", root.name)), test=tuple(test), split_note=note)
 
 
 def _pair_folder(root: Path):

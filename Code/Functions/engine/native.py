@@ -69,12 +69,22 @@ def prepare_patch_data(config, data: dict, parts: dict, channels: int, masks=Non
             check_patch_fits([im.shape[:2] for im in loaded.images], config.patch_size, config.pad_patches)
     data["test"] = (None, None, parts["test"])
     data["normalization"] = mode
+    if data.get("roi"):
+        lines.append("Region of interest: the field-of-view mask each sample ships (DRIVE mask/); the loss gives "
+                     "weight 0 to the pixels outside it, and the test figures are " + data["roi"])
     data["native"] = lines
     preview = patch_dataset(data["val"][0][:4], data["val"][1][:4], config.patch_size,
                             batch_size=min(4, len(data["val"][0])), seed=config.seed + 1,
-                            foreground_probability=1.0, pad=True, fixed=True)
-    data["preview"] = preview[0]
+                            foreground_probability=1.0, pad=True, fixed=True, ignore=roi_ignore(data))
+    data["preview"] = preview[0][:2]
     return data
+
+
+def roi_ignore(data: dict) -> int | None:
+    """The mask value patch batches turn into loss weight 0 when the samples have a region of interest."""
+    from Functions.data.samples import IGNORE
+
+    return IGNORE if data.get("roi") else None
 
 
 def patch_batches(config, data: dict, model, batch_size: int):
@@ -86,7 +96,8 @@ def patch_batches(config, data: dict, model, batch_size: int):
     x_va, y_va, _ = data["val"]
     augmenter = get_augmenter(config.augment) if config.augment else None
     n_out = len(model.outputs)
-    common = dict(foreground_probability=config.foreground_fraction, num_outputs=n_out, pad=config.pad_patches)
+    common = dict(foreground_probability=config.foreground_fraction, num_outputs=n_out, pad=config.pad_patches,
+                  ignore=roi_ignore(data))
     weights = sampling_weights([im.shape[:2] for im in x_tr], config.patch_sampling)
     train = patch_dataset(x_tr, y_tr, config.patch_size, batch_size=batch_size,
                           patches_per_epoch=config.patches_per_image * len(x_tr), augmenter=augmenter,
@@ -160,6 +171,7 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
                     "peak_rss_mb": round(peak_rss_mb(), 1), "scored_at": "original resolution",
                     "distance_unit": "/".join(sorted(set(table["unit"]))) if len(table) else "px",
                     "patch_size": config.patch_size, "overlap": config.overlap,
+                    **({"roi": data["roi"]} if data.get("roi") else {}),
                     **best_epoch(hist, monitor, config.keep),
                     "summary": summary_json(summary)})
     write_json(run_dir / "metrics.json", metrics)
@@ -175,7 +187,10 @@ def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float
     with open(run_dir / "report.md", "a") as f:
         f.write("\n## How the test figures were computed\n\n" + NATIVE_NOTE
                 + f" Each test image was predicted whole by sliding window ({config.patch_size}x{config.patch_size} "
-                  f"tiles, overlap {config.overlap}, Gaussian weights).\n")
+                  f"tiles, overlap {config.overlap}, Gaussian weights)."
+                + (f" Every image was {data['roi']} it ships (DRIVE mask/): Dice, IoU, accuracy and the other "
+                   "figures count only the pixels inside it, as DRIVE papers score." if data.get("roi") else "")
+                + "\n")
     print(f"Test ({split_name}, {len(table)} images, original resolution): Dice {metrics['dice']:.4f}  "
           f"IoU {metrics['iou']:.4f}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
     return metrics

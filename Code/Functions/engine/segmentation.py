@@ -86,6 +86,7 @@ class TrainConfig(RunConfig):
     split_by: str = "group"            # "group": patients / volumes / duplicates never in two splits; "image"
     allow_shared_groups: bool = False  # let --split-by image split data with known groups (to show the leakage)
     near_duplicates: bool = False      # also group near-identical pictures (perceptual hash) before splitting
+    split: str = "auto"                # "auto": keep the layout's own split (training/ + testing/...); "official"; "random"
 
     MONITORS = ("dice", "iou", "mean_dice", "loss")
 
@@ -155,6 +156,8 @@ def native_checks(config) -> list[Check]:
         (config.max_memory is None or memory_ok(config.max_memory), "max_memory",
          f"must be a size such as 4G or 500M, or a fraction of the available RAM such as 0.5, got {config.max_memory}"),
         (config.split_by in ("group", "image"), "split_by", f"must be group or image, got {config.split_by!r}"),
+        (config.split in ("auto", "official", "random"), "split",
+         f"must be auto, official or random, got {config.split!r}"),
     ]
 
 
@@ -163,7 +166,7 @@ def prepare_data(config: TrainConfig, samples=None, masks=None) -> dict:
     """Split and load the arrays: ``dict`` with ``train``/``val``/``test`` ``(images, masks, samples)``,
     ``channels``, ``n_samples`` and the ``normalization`` used."""
     from Functions.data.pipeline import infer_channels, load_arrays
-    from Functions.data.splits import split_samples
+    from Functions.data.splits import OFFICIAL, split_samples
 
     if samples is None:
         samples = resolve_samples(config.data, config.dataset, config.data_dir, sample="nuclei")
@@ -175,9 +178,14 @@ def prepare_data(config: TrainConfig, samples=None, masks=None) -> dict:
     idx, groups, split_message = split_samples(samples, config.val_fraction, config.test_fraction, config.seed,
                                                stratify=stratify, split_by=config.split_by,
                                                allow_shared_groups=config.allow_shared_groups,
-                                               near_duplicates=config.near_duplicates)
+                                               near_duplicates=config.near_duplicates, split=config.split)
     channels = config.channels or infer_channels(samples)
-    data = {"channels": channels, "n_samples": len(samples), "split_message": split_message}
+    data = {"channels": channels, "n_samples": len(samples), "split_message": split_message,
+            "split_kind": OFFICIAL if OFFICIAL in split_message else "random (seeded)"}
+    if any(getattr(s, "roi", None) is not None for s in samples):   # DRIVE's field of view: test scores inside it
+        from Functions.data.samples import ROI_NOTE
+
+        data["roi"] = ROI_NOTE
     if any(groups):                                   # split.json records them; check-split reads them
         data["groups"] = {k: [groups[i] for i in ids] for k, ids in zip(("train", "val", "test"), idx)}
     if config.patch_size:                             # native resolution: Functions.engine.native
@@ -338,6 +346,10 @@ class SegmentationTask(Task):
 
     def split_record(self, data):
         record = super().split_record(data)
+        if data.get("split_kind"):
+            record["split"] = data["split_kind"]
+        if data.get("roi"):
+            record["roi"] = data["roi"]
         if data.get("groups"):
             record["groups"] = data["groups"]
         return record
@@ -476,6 +488,8 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
     summary = summarize(table.drop(columns=["width", "height", "dice_resized"], errors="ignore"))
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
     metrics.update(resized)
+    if data.get("roi") and resized:                   # scored by score_samples inside each field-of-view mask
+        metrics["roi"] = data["roi"]
     metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
                     "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
                     "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -178,19 +178,30 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
     ``patch`` and ``n_samples``.
     """
     from Functions.data.sources import seeded_subset
-    from Functions.data.splits import dominant_group, split_indices
+    from Functions.data.splits import OFFICIAL, dominant_group, has_layout_split, official_split, split_indices
     from Functions.data.volumes import read_case, read_volume, volume_group
     from Functions.inference.volumes import intensity_for, normalize
 
     dataset = dataset if dataset is not None else volume_source(config)
-    cases = [c for c in dataset.cases if c.label is not None]
+    cases = dataset.labelled
     cases = seeded_subset(cases, config.subset, config.seed)
     if len(cases) < 3:
         raise UserError(f"only {len(cases)} labelled volume(s) in {dataset.root}; training needs at least 3 "
                         "(train, validation, test)")
     groups = [volume_group(c.image) or f"volume:{c.id}" for c in cases]
-    idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed,
-                        groups=groups if len(set(groups)) < len(groups) else None)
+    use = groups if len(set(groups)) < len(groups) else None
+    tags = [c.split for c in cases]
+    if config.split == "official" and not has_layout_split(tags):
+        raise UserError(f"--split official: {dataset.root} gives no labelled test part (Decathlon imagesTs/ with "
+                        "labelsTs/); use --split random or --split auto")
+    if config.split != "random" and has_layout_split(tags):
+        idx, how = official_split(tags, config.val_fraction, config.test_fraction, config.seed, groups=use)
+        message = f"Split: {OFFICIAL}: {how}"
+    else:
+        idx = split_indices(len(cases), config.val_fraction, config.test_fraction, config.seed, groups=use)
+        message = "Split: random (seeded)"
+    if dataset.split_note:
+        message += f"; {dataset.split_note}"
     if not len(idx[0]) or not len(idx[1]):
         top = dominant_group(groups)
         if top is not None:
@@ -207,7 +218,8 @@ def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:
         spacing = [float(s) for s in np.median(np.array(spacings), axis=0)]
     spacing = tuple(float(s) for s in spacing)
     modality = dataset.modality.get(0) if dataset.modality else None
-    data: dict = {"channels": channels, "n_samples": len(cases), "spacing": spacing}
+    data: dict = {"channels": channels, "n_samples": len(cases), "spacing": spacing, "split_message": message,
+                  "split_kind": OFFICIAL if OFFICIAL in message else "random (seeded)"}
     intensity = config.intensity
     labels_seen: set = set()
     for name, ids in zip(("train", "val", "test"), idx):
@@ -250,10 +262,17 @@ class VolumeTask(Task):
 
     def describe(self, config, data, model):
         n = {k: len(data[k][2]) for k in ("train", "val", "test")}
-        return (f"Training {config.model} on {n['train']} volumes ({n['val']} validation, {n['test']} test), "
+        head = f"{data['split_message']}\n" if data.get("split_message") else ""
+        return head + (f"Training {config.model} on {n['train']} volumes ({n['val']} validation, {n['test']} test), "
                 f"patches {'x'.join(map(str, data['patch']))}, spacing "
                 f"{' x '.join(f'{s:g}' for s in data['spacing'])} mm, intensity {data['intensity']}, "
                 f"{model.count_params():,} parameters")
+
+    def split_record(self, data):
+        record = super().split_record(data)
+        if data.get("split_kind"):
+            record["split"] = data["split_kind"]
+        return record
 
     def build(self, config, data):
         from Functions.models import build_model

@@ -9,9 +9,10 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.base.runs import read_run_settings
-from Functions.data.discovery import load_sample
+from Functions.data.discovery import load_roi, load_sample
+from Functions.data.samples import ROI_NOTE
 from Functions.data.sources import resolve_samples
-from Functions.data.splits import split_indices
+from Functions.data.splits import has_layout_split, official_split, split_indices
 from Functions.inference.predictor import check_new_folder, load_predictor
 from Functions.metrics.segmentation import per_image_metrics, summarize
 from Functions.viz.plotting import plot_predictions
@@ -42,8 +43,10 @@ def run_samples(run_dir, settings: dict, data: str | None = None, dataset: str |
 
     Without ``data``/``dataset``: the run's own data, split ``test`` by
     default, taken from the run's ``split.json`` (the exact files it held
-    out).  With other data: ``all`` samples by default, or the named split
-    drawn with the run's seed and fractions.
+    out).  With other data: ``all`` samples by default, or the named split:
+    the data's own split where its layout gives one (DRIVE ``test/``; unless
+    the run was trained with ``--split random``), else drawn with the run's
+    seed and fractions.
     """
     own = not (data or dataset)
     split = split or ("test" if own else "all")
@@ -67,8 +70,12 @@ def run_samples(run_dir, settings: dict, data: str | None = None, dataset: str |
                             f"{settings.get('data') or settings.get('dataset') or 'the sample data'}; "
                             "restore them or pass --data DIR")
     else:
-        idx = split_indices(len(samples), settings.get("val_fraction", 0.15), settings.get("test_fraction", 0.15),
-                            settings.get("seed", 42))
+        tags = [getattr(s, "split", None) for s in samples]
+        fractions = settings.get("val_fraction", 0.15), settings.get("test_fraction", 0.15)
+        if settings.get("split", "auto") != "random" and has_layout_split(tags):   # DRIVE's own test images
+            idx = official_split(tags, *fractions, settings.get("seed", 42))[0]
+        else:
+            idx = split_indices(len(samples), *fractions, settings.get("seed", 42))
         chosen = [samples[i] for i in idx[("train", "val", "test").index(split)]]
     if not chosen:
         raise UserError(f"the {split} split of {run_dir} is empty; choose another with --split "
@@ -121,8 +128,10 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
             preds = predictor.predict(images, batch_size=batch_size, tta=use_tta)
             for s, t, p in zip(chunk, truths, preds):  # each image's own spacing (DICOM/NIfTI): HD95/ASSD in mm
                 sp = spacing if spacing is not None else getattr(s, "spacing", None)
+                roi = load_roi(s, np.shape(t)) if num_classes == 1 else None   # DRIVE: inside the field of view
                 tables[use_tta].append(per_image_metrics([t], [p], names=[s.id], tolerance=tolerance, spacing=sp,
-                                                         num_classes=num_classes if num_classes > 1 else None))
+                                                         num_classes=num_classes if num_classes > 1 else None,
+                                                         rois=[roi]))
 
     table = pd.concat(tables[tta], ignore_index=True)
     summary = summarize(table)
@@ -134,7 +143,8 @@ def evaluate_run(run_dir, data: str | None = None, dataset: str | None = None, d
     table.to_csv(out / "metrics.csv", index=False)
     summary.to_csv(out / "summary.csv", index_label="statistic")
     _worst_figure(predictor, samples, table, out / "worst.png", n=worst, tta=tta)
-    _evaluation_report(out, run_dir, split, samples, summary, plain, tta)
+    _evaluation_report(out, run_dir, split, samples, summary, plain, tta,
+                       roi=num_classes == 1 and any(getattr(s, "roi", None) is not None for s in samples))
     return {"out": out, "table": table, "summary": summary, "split": split, "plain": plain}
 
 
@@ -155,11 +165,12 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
     plt.close(fig)
 
 
-def _evaluation_report(out, run_dir, split, samples, summary, plain, tta) -> None:
+def _evaluation_report(out, run_dir, split, samples, summary, plain, tta, roi: bool = False) -> None:
     lines = [f"# Evaluation of {run_dir.name} on the {split} split\n",
              f"{len(samples)} image(s), scored at each image's own (original) resolution; HD95 and ASSD in mm "
              f"where the image format stores the pixel spacing (DICOM, NIfTI) or --spacing is given, else in pixels"
-             f"{' with test-time augmentation (flips averaged)' if tta else ''}.\n",
+             f"{' with test-time augmentation (flips averaged)' if tta else ''}"
+             f"{'; ' + ROI_NOTE + ' (only pixels inside it count)' if roi else ''}.\n",
              "## Summary\n"]
     rows = [{"metric": c, **{s: float(summary.loc[s, c]) for s in summary.index}} for c in summary.columns]
     lines.append(markdown_table(rows))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from Functions.data.discovery import load_sample
+from Functions.data.discovery import load_roi, load_sample
 from Functions.metrics.segmentation import per_image_metrics
 
 #: The sentence ``report.md`` uses for how the figures were computed.
@@ -33,7 +33,9 @@ def score_samples(predictor, samples: Sequence, *, batch_size: int = 8, tta: boo
 
     Images are decoded one batch at a time (``batch_size``), so memory does not
     grow with the number of samples.  ``spacing`` (``(row, col)`` or one
-    number) overrides the samples' own spacing.
+    number) overrides the samples' own spacing.  A binary sample with a
+    region of interest (``Sample.roi``, DRIVE's field of view) is scored on
+    the pixels inside it only (column ``roi`` True).
     """
     import pandas as pd
 
@@ -49,11 +51,15 @@ def score_samples(predictor, samples: Sequence, *, batch_size: int = 8, tta: boo
                 sp = (float(sp), float(sp))
             t = np.asarray(truth)
             t = t[..., 0] if t.ndim == 3 else t
-            table = per_image_metrics([t if (num_classes or 1) > 1 else (t > 0).astype(np.uint8)], [pred],
-                                      names=[s.id], num_classes=num_classes if (num_classes or 1) > 1 else None,
-                                      tolerance=tolerance, spacing=sp)
+            binary = (num_classes or 1) <= 1
+            roi = load_roi(s, t.shape) if binary else None
+            table = per_image_metrics([(t > 0).astype(np.uint8) if binary else t], [pred], names=[s.id],
+                                      num_classes=None if binary else num_classes, tolerance=tolerance, spacing=sp,
+                                      rois=[roi])
             row = table.iloc[0].to_dict()
             row.update(width=int(t.shape[1]), height=int(t.shape[0]), unit="mm" if sp is not None else "px")
+            if roi is not None:
+                row["roi"] = True
             rows.append(row)
     return pd.DataFrame(rows)
 

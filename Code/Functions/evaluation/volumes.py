@@ -99,7 +99,7 @@ def _cases_for(images, config, dataset):
         if root is None:
             raise UserError(f"the data of this run ({config.get('dataset') or config.get('data')}) is not on disk")
         dataset = find_volumes(root)
-    by_image = {str(Path(c.image).resolve()): c for c in dataset.cases}
+    by_image = {str(Path(c.image).resolve()): c for c in dataset.labelled}
     missing = [p for p in images if str(Path(p).resolve()) not in by_image]
     if missing:
         raise UserError(f"{len(missing)} volume(s) of the run's split are missing from {dataset.root}, e.g. "

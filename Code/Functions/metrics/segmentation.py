@@ -295,7 +295,7 @@ def boundary_f1(true, pred, *, tolerance: float = 2.0, spacing=None) -> float:
 # ----------------------------------------------------------------------------
 # all at once
 # ----------------------------------------------------------------------------
-def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0) -> dict[str, float]:
+def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0, roi=None) -> dict[str, float]:
     """Every binary measure of one image.
 
     Parameters: ``true``, ``pred`` - masks of one shape (non-zero = foreground);
@@ -305,9 +305,23 @@ def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0) -> dict[
     Returns a dict with keys ``dice, iou, precision, recall, specificity,
     pixel_accuracy, boundary_f1, hausdorff, hd95, assd`` (floats; distances may
     be ``inf`` when exactly one mask is empty - see the module docstring).
+
+    ``roi`` (a mask of the same shape, non-zero = inside; e.g. DRIVE's field of view): only the pixels inside
+    count - the overlap measures and pixel accuracy on those pixels alone, the boundary measures on both masks
+    cut to the region.
     """
     t, p = _as_pair(true, pred)
-    tp, fp, fn, tn = confusion(t, p)
+    if roi is not None:
+        r = np.asarray(roi).astype(bool)
+        if r.shape != t.shape:
+            raise ValueError(f"roi and masks differ in shape: {r.shape} vs {t.shape}")
+        t, p = t & r, p & r
+        tp, fp, fn, _ = confusion(t, p)
+        tn = int(r.sum()) - tp - fp - fn
+        size = int(r.sum())
+    else:
+        tp, fp, fn, tn = confusion(t, p)
+        size = t.size
     same = fp + fn == 0
     d_pt, d_tp = surface_distances(t, p, spacing=spacing)   # one pass for all boundary measures
     out = {
@@ -316,7 +330,7 @@ def binary_metrics(true, pred, *, spacing=None, tolerance: float = 2.0) -> dict[
         "precision": _ratio(tp, tp + fp, same),
         "recall": _ratio(tp, tp + fn, same),
         "specificity": _ratio(tn, tn + fp, same),
-        "pixel_accuracy": (tp + tn) / t.size,
+        "pixel_accuracy": (tp + tn) / size if size else 1.0,
         "boundary_f1": _boundary_f1_from(d_pt, d_tp, tolerance),
         "hausdorff": _hausdorff_from(d_pt, d_tp, None),
         "hd95": _hausdorff_from(d_pt, d_tp, 95),
@@ -469,6 +483,7 @@ def per_image_metrics(
     spacing=None,
     tolerance: float = 2.0,
     include_background: bool = False,
+    rois: Sequence | None = None,
 ):
     """One row per image: a :class:`pandas.DataFrame` whose first column is ``image``.
 
@@ -477,7 +492,8 @@ def per_image_metrics(
     ``num_classes`` None or 2 (binary masks, non-zero = foreground): columns
     :data:`METRIC_COLUMNS`.  ``num_classes`` >= 3 (integer label maps): the
     keys of :func:`multiclass_metrics`.  ``spacing``, ``tolerance`` and
-    ``include_background`` are passed on.
+    ``include_background`` are passed on.  ``rois``: one region-of-interest mask (or ``None``) per image for
+    binary masks (:func:`binary_metrics` ``roi``: only pixels inside count).
     """
     import pandas as pd
 
@@ -489,10 +505,13 @@ def per_image_metrics(
     names = [str(n) for n in names]
     if len(names) != len(trues):
         raise ValueError(f"{len(names)} names for {len(trues)} images")
+    rois = list(rois) if rois is not None else [None] * len(trues)
+    if len(rois) != len(trues):
+        raise ValueError(f"{len(rois)} regions of interest for {len(trues)} images")
     rows = []
-    for name, t, p in zip(names, trues, preds):
+    for name, t, p, r in zip(names, trues, preds, rois):
         if num_classes is None or num_classes <= 2:
-            m = binary_metrics(t, p, spacing=spacing, tolerance=tolerance)
+            m = binary_metrics(t, p, spacing=spacing, tolerance=tolerance, roi=r)
             row = {k: m[k] for k in METRIC_COLUMNS}
         else:
             row = multiclass_metrics(t, p, num_classes, include_background=include_background,

@@ -58,6 +58,9 @@ class Fingerprint:
     grouped_samples: int = 0              # samples inside such groups
     near_duplicate_samples: int = 0       # samples with a near-duplicate (perceptual hash)
     hashed: int = 0                       # samples hashed for near-duplicates
+    layout_split: dict = field(default_factory=dict)  # {"train": n, "val": n, "test": n} the layout's own split
+    layout_note: str = ""                 # what the layout says about its split (e.g. an unlabelled imagesTs/)
+    roi_samples: int = 0                  # samples that ship a region-of-interest mask (DRIVE field of view)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -224,6 +227,8 @@ def fingerprint_images(samples, root: str, seed: int = 0, near_duplicates: bool 
     _count_groups(fp, groups)
     if near_duplicates:
         _near_duplicates(fp, samples, seed)
+    fp.layout_split = split_counts([getattr(s, "split", None) for s in samples])
+    fp.roi_samples = sum(getattr(s, "roi", None) is not None for s in samples)
     fp.seconds = round(time.time() - t0, 2)
     return fp
 
@@ -272,7 +277,7 @@ def fingerprint_volumes(dataset, seed: int = 0) -> Fingerprint:
     from Functions.data.volumes import read_case
 
     t0 = time.time()
-    cases = [c for c in dataset.cases if c.label is not None]
+    cases = dataset.labelled
     if not cases:
         raise UserError(f"no labelled volumes in {dataset.root}; training needs image and label volumes")
     pick = _subset(len(cases), STAT_VOLUMES, seed)
@@ -308,8 +313,17 @@ def fingerprint_volumes(dataset, seed: int = 0) -> Fingerprint:
         foreground_share=round(float(np.mean(fg)), 4), objects_per_image=float(np.median(counts)),
         object_area_median=float(np.median(areas)) if areas else 0.0,
         touching_share=round(n_touch / n_obj, 4) if n_obj else 0.0)
+    fp.layout_split, fp.layout_note = split_counts([c.split for c in cases]), dataset.split_note
     fp.seconds = round(time.time() - t0, 2)
     return fp
+
+
+def split_counts(tags) -> dict:
+    """``{"train": n, "val": n, "test": n}`` of the layout's split tags when it names a validation or test part,
+    else ``{}`` (no split from the layout)."""
+    from Functions.data.splits import has_layout_split, layout_parts
+
+    return {k: len(v) for k, v in layout_parts(tags).items()} if has_layout_split(tags) else {}
 
 
 def _components3d(mask: np.ndarray) -> np.ndarray:

@@ -27,6 +27,15 @@ LONG_BUDGET = 5.0
 #: Epoch cap when a time budget decides the length (the cosine schedule is fitted to the epochs that fit).
 BUDGET_EPOCHS = 200
 
+#: Few large images (at most this many, each at least :data:`LARGE_IMAGE` patches of area): under a time budget the
+#: patches per image come from the image area instead of the fixed two (DRIVE: 20 training images of 565x584).
+FEW_IMAGES = 100
+LARGE_IMAGE = 4
+#: Patches per epoch cover every training pixel this many times on average (few large images, time budget) ...
+COVERAGE = 2
+#: ... but an epoch holds at most nnU-Net's 250 iterations x the batch size patches.
+NNUNET_ITERATIONS = 250
+
 BENCH = "benchmarks/LOG.md"
 NNUNET = "nnU-Net (Isensee et al. 2021, Nature Methods)"
 MICROSCOPY = ("fluorescence", "brightfield", "stained")
@@ -63,10 +72,7 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
         out.append(Choice("patch_sampling", "area",
                           f"sizes differ: patches in proportion to image area; DSB2018 Dice 0.9097 vs 0.8965 per image, "
                           f"1024x1024 fields 0.40 -> 0.83 ({BENCH} 'Native resolution', runs A-B)"))
-        out.append(Choice("patches_per_image", 2 if time_budget else 1,
-                          f"two patches per image and epoch under a time budget, as in the DSB2018 recipe "
-                          f"({BENCH} runs A-Y)" if time_budget else "one patch per image and epoch (the default) "
-                          "without a time budget, so an epoch stays short"))
+        out.append(patches_per_image(fp, side, time_budget))
     else:
         why = ("--image-size given: resize" if "image_size" in given
                else f"image sizes {sizes} (areas differ {fp.size_spread:g}x, below {NATIVE_SPREAD:g}x): resize")
@@ -129,6 +135,7 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
     if native:
         out.append(Choice("overlap", 0.5, f"sliding-window overlap 0.5 ({NNUNET}); 0.75 gave AP50 0.7962 vs 0.7960 "
                                           f"(run Y, {BENCH})"))
+    out += layout_rules(fp)
     dup_share = fp.near_duplicate_samples / fp.hashed if fp.hashed else 0.0
     group_note = (f"{fp.n_groups} groups ({fp.grouped_samples} samples) stay in one split" if fp.n_groups
                   else "no groups known")
@@ -136,6 +143,63 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
     out.append(Choice("near_duplicates", dup_share >= DUPLICATES,
                       f"{fp.near_duplicate_samples} of {fp.hashed} hashed images have a near-duplicate "
                       f"({dup_share:.1%}; grouped from {DUPLICATES:.0%}, BUSI has copies)"))
+    return out
+
+
+def patches_per_image(fp, side: int, time_budget) -> Choice:
+    """Training patches per image and epoch (native patches).
+
+    Few large images under a time budget (at most :data:`FEW_IMAGES` images of at least :data:`LARGE_IMAGE`
+    patches' area, e.g. DRIVE): enough patches that an epoch covers the training pixels :data:`COVERAGE` times,
+    at most nnU-Net's :data:`NNUNET_ITERATIONS` iterations x batch 8 per epoch - one patch per image would leave
+    an epoch of 2-3 batches and most of the budget unused.  Otherwise two under a budget (DSB2018 recipe), one
+    without.
+    """
+    import math
+
+    area = int(fp.size_median[0]) * int(fp.size_median[1])
+    per_image = area / side ** 2
+    if time_budget and fp.n_samples <= FEW_IMAGES and per_image >= LARGE_IMAGE:
+        n_train = max(1, int(fp.layout_split.get("train", fp.n_samples)))
+        cover = math.ceil(COVERAGE * per_image)
+        cap = max(1, math.ceil(NNUNET_ITERATIONS * 8 / n_train))
+        n = max(2, min(cover, cap))
+        return Choice("patches_per_image", n,
+                      f"{fp.n_samples} images of median {_size(fp.size_median)} ({per_image:.1f} {side}-px patches "
+                      f"each) under --time-budget {time_budget:g}: {n} patches per image and epoch, so an epoch "
+                      f"covers the training pixels {COVERAGE} times (at most {NNUNET}'s {NNUNET_ITERATIONS} "
+                      f"iterations x batch 8 = {NNUNET_ITERATIONS * 8} patches); one patch per image would make "
+                      "epochs of a few batches. Rule from nnU-Net and the image area, not yet measured here")
+    if time_budget:
+        return Choice("patches_per_image", 2, f"two patches per image and epoch under a time budget, as in the "
+                                              f"DSB2018 recipe ({BENCH} runs A-Y)")
+    return Choice("patches_per_image", 1, "one patch per image and epoch (the default) without a time budget, so an "
+                                          "epoch stays short")
+
+
+def layout_rules(fp) -> list[Choice]:
+    """The split and the region of interest the layout gives (2-D and 3-D)."""
+    from Functions.data.splits import OFFICIAL
+
+    parts = fp.layout_split
+    note = f"; {fp.layout_note}" if fp.layout_note else ""
+    if parts:
+        counts = ", ".join(f"{k} {v}" for k, v in parts.items() if v)
+        val = "" if parts.get("val") else "; validation drawn from the official training part (seeded, by group)"
+        test = "" if parts.get("test") else "; test drawn from the training part (the layout has none)"
+        out = [Choice("split", "official",
+                      f"{OFFICIAL}: {counts}. Published scores use it (DRIVE: 20 training / 20 test images), so "
+                      f"the official test part stays test{val}{test}; --split random ignores it{note}")]
+    else:
+        out = [Choice("split", "auto", f"the layout names no test or validation part: a seeded random split by "
+                                       f"--val-fraction / --test-fraction{note}")]
+    if fp.roi_samples:
+        from Functions.data.samples import ROI_NOTE
+
+        out.append(Choice("roi", "field of view",
+                          f"{fp.roi_samples} of {fp.n_samples} images ship a field-of-view mask (DRIVE mask/): the "
+                          f"loss gives weight 0 outside it (patch training) and test figures are {ROI_NOTE}, as "
+                          "DRIVE papers score; always on when the masks are there"))
     return out
 
 
@@ -196,6 +260,7 @@ def volume_rules(fp, *, task: str, time_budget: float | None, given: set) -> lis
     out.append(Choice("tta", long, "test-time flips (not measured on volumes here)" if long
                       else f"no test-time flips below a {LONG_BUDGET:g}-minute budget"))
     out.append(Choice("overlap", 0.5, f"sliding-window overlap 0.5 ({NNUNET})"))
+    out += layout_rules(fp)
     return out
 
 
