@@ -6,6 +6,9 @@ U-Net in 02); it must be collapsed (``metadata.jupyter.source_hidden = true``), 
 start with ``solution_``, and it may hold no class.  Every other cell keeps the 5-line limit.  The Colab
 set-up cell is the one in /tmp/setup_cell.py (shallow clone of ``REF``, loud failure, version check,
 optional Drive folder); ``test_colab_setup_comes_first`` checks its key lines.
+Every notebook holds the same set-up cell as 01 (``test_setup_cell_is_the_same_everywhere``); an existing
+clone is moved to a changed ``REF`` (git fetch + checkout), which
+``test_setup_cell_clones_and_moves_an_earlier_clone_to_ref`` runs against a local repository.
 Notebooks 07-12 (engineer B) keep solutions in markdown ``<details>`` blocks instead, with stub cells tagged
 ``exercise`` and check cells tagged ``exercise-check``; tests/test_notebook_exercises.py runs every check with
 the stub ("not done yet") and with the notebook's own solution (must pass). Add a notebook to its list to opt in.
