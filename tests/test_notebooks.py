@@ -167,14 +167,16 @@ def test_setup_cell_clones_and_moves_an_earlier_clone_to_ref(tmp_path, monkeypat
     monkeypatch.chdir(work)
 
     def run(ref):
-        exec(block, {"REF": ref, "REPO_URL": origin.as_uri(), "FOLDER": "course", "os": os, "subprocess": subprocess})
+        ns = {"REF": ref, "REPO_URL": origin.as_uri(), "FOLDER": "course", "os": os, "subprocess": subprocess}
+        exec(block, ns)
+        return ns["moved"]  # what decides the "restart the session" advice
 
-    run("a")
+    assert run("a") is False
     assert _git("rev-parse", "HEAD", cwd=work / "course") == commits["a"]
-    run("b")  # the old cell skipped an existing folder silently and stayed at a
+    assert run("b") is True  # the old cell skipped an existing folder silently and stayed at a
     assert _git("rev-parse", "HEAD", cwd=work / "course") == commits["b"]
     assert (work / "course" / "version.txt").read_text() == "b"
-    run("b")  # the same REF again: nothing to do, no error
+    assert run("b") is False  # the same REF again: nothing moves, no error
     (work / "course" / "version.txt").write_text("my edit")
     with pytest.raises(SystemExit, match=r"^SET-UP FAILED: course/ has local changes .*version.txt.*stash"):
         run("a")
