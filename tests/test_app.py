@@ -113,7 +113,21 @@ def runs(tmp_path_factory) -> Path:
     tiny_3d(root / "volumes")
     tiny_classifier(root / "classes")
     tiny_attention(root / "gated")
+    tiny_2d(root / "bad_panoptic", seed=3, channels=3, config={"task": "panoptic", "object_types": 3,
+                                                                "stuff_classes": 2})      # 3 channels, not 7
     return root
+
+
+@pytest.fixture(scope="module")
+def panoptic_run(tmp_path_factory) -> Path:
+    """A panoptic run trained for real (``train --task panoptic``, 1 epoch, a tiny U-Net) on 8 of the offline
+    sample's images."""
+    run = tmp_path_factory.mktemp("app_panoptic") / "pan"
+    assert main(["train", "--task", "panoptic", "--data", str(REPO / "Data" / "sample" / "panoptic"), "--out",
+                 str(run), "--subset", "8", "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                 "--model-option", "base_filters=4", "--model-option", "depth=2", "--progress-every", "0",
+                 "--verbose", "0", "--lr-schedule", "constant", "--seed", "0"]) == 0
+    return run
 
 
 def read_png(path) -> np.ndarray:
@@ -142,6 +156,11 @@ def test_find_runs_names_each_kind_and_the_card_reads_the_run_files(tmp_path):
     (root / "inst" / "classes.json").write_text(json.dumps({"num_classes": 3, "class_names": ["bg", "in", "edge"]}))
     (root / "compare" / "vol").mkdir(parents=True)
     (root / "compare" / "vol" / "config.json").write_text(json.dumps({"dims": 3, "patch_size": [16, 32, 32]}))
+    (root / "pan").mkdir()           # a panoptic run's classes.json names classes too: not a classifier
+    (root / "pan" / "config.json").write_text(json.dumps({"task": "panoptic", "object_types": 2, "stuff_classes": 1,
+                                                          "panoptic_names": ["tumour", "immune", "necrosis"]}))
+    (root / "pan" / "classes.json").write_text(json.dumps({"num_classes": 5, "class_names": ["bg", "edge", "t"]}))
+    (root / "pan" / "metrics.json").write_text(json.dumps({"mpq_plus": 0.25, "bpq": 0.5, "n_images": 2}))
     (root / "cls").mkdir()
     (root / "cls" / "config.json").write_text(json.dumps({"model": "resnet18"}))
     (root / "cls" / "classes.json").write_text(json.dumps({"classes": ["a", "b"], "image_size": 64}))
@@ -149,9 +168,9 @@ def test_find_runs_names_each_kind_and_the_card_reads_the_run_files(tmp_path):
     (root / "seg" / "backup" / "config.json").write_text("{}")
 
     found = {r.name: r for r in find_runs(root)}
-    assert sorted(found) == ["cls", "compare/vol", "inst", "seg"]
+    assert sorted(found) == ["cls", "compare/vol", "inst", "pan", "seg"]
     assert {n: r.kind for n, r in found.items()} == {"cls": "classifier", "compare/vol": "3-D", "inst": "instance",
-                                                      "seg": "2-D"}
+                                                      "pan": "panoptic", "seg": "2-D"}
     assert found["seg"].has_model and not found["inst"].has_model
     assert found["inst"].label == "inst (instance, no model)"
 
@@ -162,6 +181,9 @@ def test_find_runs_names_each_kind_and_the_card_reads_the_run_files(tmp_path):
         assert text in card, (text, card)
     assert "cannot predict" in report_card(root / "inst")
     assert "| patch | 16 x 32 x 32 |" in report_card(root / "compare" / "vol")
+    for text in ("mpq_plus 0.250, bpq 0.500 on 2 test images", "| object types | tumour, immune |",
+                 "| stuff classes | necrosis |"):
+        assert text in report_card(root / "pan"), text
     assert "| classes | a, b |" in report_card(root / "cls") and "not scored yet" in report_card(root / "cls")
     assert webapp.choose_run(str(root / "seg"))[1] == pytest.approx(0.4)
     with pytest.raises(UserError, match="does not exist"):
@@ -233,6 +255,63 @@ def test_instance_run_gives_the_label_map_of_predict_and_one_row_per_object(runs
     np.testing.assert_array_equal(got, want)
     assert len(table) == int(want.max()) and f"{int(want.max())} objects" in message
     assert table["area_px"].sum() == int((want > 0).sum())
+
+
+def test_panoptic_run_gives_predicts_instance_and_class_maps_and_each_objects_majority_type(panoptic_run,
+                                                                                             tmp_path):
+    from Functions.inference.panoptic import TYPE_COLOURS
+
+    run = panoptic_run
+    assert run_kind(run) == "panoptic" and find_runs(run.parent)[0].label == "pan (panoptic)"
+    card = report_card(run)
+    assert "| object types | lymphocyte, epithelial, spindle |" in card and "| stuff classes | stroma, gland |" in card
+    # an image off the training size (cropped to 101 x 90): predicted at its own size, as predict does
+    source = cv2.imread(str(REPO / "Data" / "sample" / "panoptic" / "images" / "panoptic_003.png"))
+    image = tmp_path / "tissue.png"
+    cv2.imwrite(str(image), source[5:106, 20:110])
+    pred = tmp_path / "pred"
+    assert main(["predict", "--task", "panoptic", "--model", str(run), "--images", str(image), "--out", str(pred),
+                 "--overlay"]) == 0
+    want_inst, want_cls = read_png(pred / "instances" / "tissue.png"), read_png(pred / "classes" / "tissue.png")
+    assert want_inst.shape == (101, 90) and want_inst.max() >= 2              # several objects: a real check
+
+    shown = webapp.show(str(run), None, [str(image)], None, workdir=tmp_path / "w")
+    files = {Path(f).name.rsplit("_", 1)[-1]: f for f in shown.files}
+    assert sorted(files) == ["classes.png", "instances.png", "overlay.png"], shown.files
+    got_inst, got_cls = read_png(files["instances.png"]), read_png(files["classes.png"])
+    assert got_inst.dtype == want_inst.dtype == np.uint16 and got_cls.dtype == want_cls.dtype
+    np.testing.assert_array_equal(got_inst, want_inst)
+    np.testing.assert_array_equal(got_cls, want_cls)
+    np.testing.assert_array_equal(read_png(files["overlay.png"]), read_png(pred / "overlays" / "tissue.png"))
+
+    # the table: one row per object, its pixels, and the type most of its pixels vote for (computed here from
+    # the network's probabilities, independently of the decoder)
+    ids = np.unique(want_inst[want_inst > 0])
+    from Functions.data.imaging import read_image
+
+    probs = live.load_run(run).predictor.probabilities([read_image(image)])[0]
+    votes = np.argmax(probs[..., 2:5], axis=-1) + 1
+    names = ["lymphocyte", "epithelial", "spindle"]
+    majority = [names[np.argmax(np.bincount(votes[want_inst == k], minlength=4)[1:])] for k in ids]
+    table = shown.table_a
+    assert list(table.columns) == ["id", "type", "pixels"]
+    assert table["id"].tolist() == ids.tolist()
+    assert table["pixels"].tolist() == [int((want_inst == k).sum()) for k in ids]
+    assert table["type"].tolist() == majority and len(set(majority)) >= 2     # types differ: a real check
+    assert f"{len(ids)} objects" in shown.message
+    assert all(f"{majority.count(n)} {n}" in shown.message for n in names), shown.message
+    # run B the same run: the two class maps agree everywhere
+    both = webapp.show(str(run), str(run), [str(image)], None, workdir=tmp_path / "w")
+    assert f"disagree on 0 of {want_inst.size:,} pixels" in both.message and both.table_b.equals(table)
+
+    # the picture: enlarged image with a legend strip below it, objects drawn in their type's colour
+    picture = shown.picture_a
+    assert picture.shape[1] == live.MIN_DISPLAY and picture.shape[0] > 26 + round(101 * live.MIN_DISPLAY / 90) + 60
+    height = round(101 * live.MIN_DISPLAY / 90)
+    drawn = {tuple(int(v) for v in c) for c in picture[26:26 + height].reshape(-1, 3)}
+    legend = {tuple(int(v) for v in c) for c in picture[26 + height:].reshape(-1, 3)}
+    for k, n in enumerate(names):                        # outlines in the type's colour; every type in the legend
+        assert (TYPE_COLOURS[k] in drawn) == (n in majority) and TYPE_COLOURS[k] in legend, n
 
 
 def test_volume_run_gives_predicts_nifti_with_the_input_affine_and_planes_at_the_true_aspect(runs, tmp_path):
@@ -400,6 +479,7 @@ def test_bad_input_gives_one_message_and_no_exception(runs, tmp_path):
         ((str(runs / "volumes"), None, [str(flat)], None), ("flat.nii.gz", "2-D array")),
         ((str(runs / "binary"), None, [str(nifti(tmp_path / "v.nii.gz"))], None), ("v.nii.gz is a volume",)),
         ((str(empty_run), None, [str(image)], None), ("unfinished has no model.keras",)),
+        ((str(runs / "bad_panoptic"), None, [str(image)], None), ("has 3 output channels", "(7 channels)")),
         ((str(runs / "binary"), None, [str(image), str(readme)], None), ("2 files uploaded",)),
         ((str(runs / "binary"), None, None, None), ("no input",)),
         ((None, None, [str(image)], None), ("choose a run first",)),

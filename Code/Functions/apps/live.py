@@ -4,15 +4,18 @@
   sample) as an :class:`Input`;
 * :func:`predict` - the run's prediction of it (:class:`Prediction`): 2-D and instance runs through
   :class:`~Functions.inference.predictor.Predictor` (native resolution, sliding window for patch runs, TTA),
+  panoptic runs decoded by :func:`Functions.inference.panoptic.predict_panoptic` (``predict --task panoptic``),
   3-D runs through :mod:`Functions.inference.volumes` (RAS, training spacing, sliding window, back onto the
   file's grid), classifiers through :mod:`Functions.inference.classifier` with Grad-CAM; every frame of a
   video (at most :data:`MAX_FRAMES`) through the same Predictor; the gate coefficients of an attention U-Net
   (:func:`Functions.models.attention_unet.attention_maps`) kept with the prediction;
-* :func:`render` - the picture: overlay, object outlines with ids, three orthogonal planes at the true aspect
+* :func:`render` - the picture: overlay, object outlines with ids (panoptic: coloured by type, stuff classes
+  tinted, a legend below), three orthogonal planes at the true aspect
   through given slice numbers, Grad-CAM heat map; :func:`gate_pictures` - each attention gate over the image;
   :func:`disagreement` - where two runs differ;
-* :func:`export` - the mask (PNG, NIfTI with the input's affine, or every frame's in ``.npz``) and the overlay
-  (PNG, or an ``.mp4`` video) as files.
+* :func:`export` - the mask (PNG, NIfTI with the input's affine, or every frame's in ``.npz``; panoptic: the
+  instance map and the class map as ``predict --task panoptic`` writes them) and the overlay (PNG, or an
+  ``.mp4`` video) as files.
 
 Models are loaded once per run (:func:`load_run`, keyed by the model file and its modification time) and the
 probabilities of the last few (run, input, TTA) triples are kept, so moving the threshold or a slice slider
@@ -183,8 +186,9 @@ def sample_inputs() -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- models, loaded once
 @dataclass
 class LoadedRun:
-    """A run ready to predict: ``kind``, ``path``, and the loaded ``predictor`` (2-D / instance), ``model`` +
-    ``settings`` (3-D) or ``model`` + ``info`` (classifier)."""
+    """A run ready to predict: ``kind``, ``path``, and the loaded ``predictor`` (2-D / instance / panoptic; a
+    panoptic run also ``panoptic``: ``(T, S, names)`` from its ``config.json``), ``model`` + ``settings`` (3-D)
+    or ``model`` + ``info`` (classifier)."""
 
     kind: str
     path: Path
@@ -192,6 +196,7 @@ class LoadedRun:
     model: object = None
     settings: object = None
     info: dict | None = None
+    panoptic: tuple | None = None
 
     @property
     def threshold(self) -> float:
@@ -240,7 +245,13 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
             from Functions.inference.instances import check_instance_head
 
             check_instance_head(predictor, run_dir)
-        loaded = LoadedRun(kind, run_dir, predictor=predictor)
+        panoptic = None
+        if kind == "panoptic":
+            from Functions.inference.panoptic import panoptic_head
+            from Functions.inference.predictor import run_settings
+
+            panoptic = panoptic_head(predictor, run_settings(model_file), run_dir)
+        loaded = LoadedRun(kind, run_dir, predictor=predictor, panoptic=panoptic)
     with _LOCK:
         _MODELS[key] = loaded
     return loaded
@@ -261,7 +272,8 @@ class Prediction:
     ``image``: 2-D ``(H, W, C)`` as stored; 3-D the volume in RAS ``(D, H, W)`` (first channel).  ``probs``:
     2-D semantic ``(H, W, K)``; 3-D ``(D0, H0, W0, K)`` on the file's own grid.  ``labels`` (call
     :meth:`labels_at`): the mask / class map / instance labels.  ``scores`` (classifier): ``{class: p}``;
-    ``heatmap``: Grad-CAM ``(H, W)`` in [0, 1].  Videos: ``image`` the first frame, ``probs``
+    ``heatmap``: Grad-CAM ``(H, W)`` in [0, 1].  Panoptic: ``instance_labels`` and ``class_map`` as
+    ``predict --task panoptic`` writes them.  Videos: ``image`` the first frame, ``probs``
     ``(N, H, W, K)``, ``seconds`` the time the network took.  ``gates`` (attention U-Nets): the coefficients of
     each gate, ``attention_map_1`` first, ``(h_i, w_i)`` at the gate's own resolution on the model's input.
     """
@@ -271,6 +283,7 @@ class Prediction:
     image: np.ndarray
     probs: np.ndarray | None = None
     instance_labels: np.ndarray | None = None
+    class_map: np.ndarray | None = None
     volume: object = None              # the file as read (data.volumes.Volume, own grid), for RAS and NIfTI
     scores: dict | None = None
     heatmap: np.ndarray | None = None
@@ -296,11 +309,11 @@ class Prediction:
 
     def labels_at(self, threshold: float | None = None) -> np.ndarray | None:
         """The mask at ``threshold`` (default: the run's) - exactly what ``predict`` writes: ``(H, W)`` uint8
-        0/1 or classes (2-D; ``(N, H, W)`` for a video), int32 object labels (instance), ``(D0, H0, W0)`` uint8
-        on the file's grid (3-D)."""
-        t = self.run.threshold if threshold is None else float(threshold)
-        if self.kind == "instance":
+        0/1 or classes (2-D; ``(N, H, W)`` for a video), int32 object labels (instance, panoptic),
+        ``(D0, H0, W0)`` uint8 on the file's grid (3-D)."""
+        if self.kind in ("instance", "panoptic"):
             return self.instance_labels
+        t = self.run.threshold if threshold is None else float(threshold)
         if self.kind == "3-D":
             from Functions.inference.volumes import probabilities_to_labels
 
@@ -382,6 +395,11 @@ def compute(run: LoadedRun, item: Input, tta: bool) -> Prediction:
 
         labels = predict_instances(run.predictor, [item.image], tta=tta)[0]
         return Prediction(run, item, item.image, instance_labels=labels, gates=gates)
+    if run.kind == "panoptic":
+        from Functions.inference.panoptic import predict_panoptic
+
+        labels, classes = predict_panoptic(run.predictor, [item.image], *run.panoptic[:2], tta=tta)[0]
+        return Prediction(run, item, item.image, instance_labels=labels, class_map=classes, gates=gates)
     probs = run.predictor.probabilities([item.image], tta=tta)[0]
     return Prediction(run, item, item.image, probs=probs, gates=gates)
 
@@ -546,6 +564,8 @@ def render(pred: Prediction, threshold: float | None = None, position=None) -> n
         return planes_picture(pred.image, pred.ras_labels(threshold), pred.spacing, position, pred.run.classes)
     if pred.kind == "classifier":
         return enlarge(heat_picture(pred.image, pred.heatmap))
+    if pred.kind == "panoptic":
+        return panoptic_picture(pred)
     labels = pred.labels_at(threshold)
     if pred.is_video:
         labels = labels[0]
@@ -556,12 +576,31 @@ def render(pred: Prediction, threshold: float | None = None, position=None) -> n
     return picture
 
 
-def foreground_labels(pred: Prediction, threshold: float | None) -> np.ndarray:
-    """What two runs are compared on: classes (2-D, 3-D; 3-D in RAS) or object / no object (instance)."""
+def panoptic_picture(pred: Prediction) -> np.ndarray:
+    """A panoptic prediction as ``predict --task panoptic --overlay`` draws it (objects in their type's colour,
+    stuff classes tinted, a legend naming each class), drawn on the enlarged image so that outlines stay thin
+    and the legend readable, with each object's id at its centre."""
+    from Functions.inference.panoptic import panoptic_overlay
+
+    t, _, names = pred.run.panoptic
+    image = np.asarray(pred.image)
+    h, w = image.shape[:2]
+    shape = enlarge(np.zeros((h, w), np.uint8)).shape[:2]
+    big = [resize_to(a, shape, nearest=True) for a in (image, pred.instance_labels, pred.class_map)]
+    labels, classes = big[1].astype(np.int32), big[2].astype(np.int32)
+    picture = panoptic_overlay(big[0], labels, classes, t, names)
+    return np.concatenate([draw_ids(picture[:shape[0]], labels), picture[shape[0]:]], axis=0)
+
+
+def foreground_labels(pred: Prediction, threshold: float | None, objects: bool = False) -> np.ndarray:
+    """What two runs are compared on: classes (2-D, 3-D; 3-D in RAS; panoptic: its class map) or object / no
+    object (instance; and any run when ``objects``)."""
     if pred.kind == "3-D":
         return pred.ras_labels(threshold)
     labels = pred.labels_at(threshold)
-    return (labels > 0).astype(np.uint8) if pred.kind == "instance" else labels
+    if pred.kind == "panoptic" and not objects:
+        return pred.class_map
+    return (labels > 0).astype(np.uint8) if objects or pred.kind in ("instance", "panoptic") else labels
 
 
 def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None, threshold_b: float | None = None,
@@ -569,7 +608,8 @@ def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None,
     """Where runs ``a`` and ``b`` disagree on the same input: ``(picture, sentence)``.
 
     Segmentations: the input with the pixels (voxels) whose label differs marked in yellow, and their count
-    (a video: counted over every frame, the first frame drawn).
+    (a video: counted over every frame, the first frame drawn).  Two panoptic runs compare class maps; a
+    panoptic run and an instance or 2-D run compare object / no object.
     Classifiers: no picture; the sentence says whether the predicted classes agree.
     """
     if a.input.key != b.input.key:
@@ -581,7 +621,8 @@ def disagreement(a: Prediction, b: Prediction, threshold_a: float | None = None,
         same = "agree" if top_a == top_b else "disagree"
         return None, (f"the classifiers {same}: A says {top_a} ({a.scores[top_a]:.0%}), "
                       f"B {top_b} ({b.scores[top_b]:.0%})")
-    la, lb = foreground_labels(a, threshold_a), foreground_labels(b, threshold_b)
+    objects = "panoptic" in (a.kind, b.kind) and a.kind != b.kind
+    la, lb = foreground_labels(a, threshold_a, objects), foreground_labels(b, threshold_b, objects)
     differ = la != lb
     n, total = int(differ.sum()), int(differ.size)
     unit = "voxels" if a.kind == "3-D" else f"pixels of {len(differ)} frames" if a.is_video else "pixels"
@@ -617,13 +658,33 @@ def object_table(labels: np.ndarray):
     return pd.DataFrame(rows, columns=["id", "area_px", "centre_y", "centre_x", "height", "width"])
 
 
+def panoptic_table(instances: np.ndarray, classes: np.ndarray, names: list[str]):
+    """One row per object of a panoptic map: ``id``, ``type`` (the name of its class in ``classes``, the
+    class most of its pixels carry; ``names[0]`` is class 1) and ``pixels``."""
+    import pandas as pd
+
+    inst, cls = np.asarray(instances).ravel(), np.asarray(classes).ravel().astype(np.int64)
+    on = inst > 0
+    pairs, counts = np.unique(np.stack([inst[on], cls[on]]), axis=1, return_counts=True)
+    order = np.lexsort((-counts, pairs[0]))                       # by id, the most frequent class first
+    ids, first = np.unique(pairs[0][order], return_index=True)
+    types = pairs[1][order][first]
+    pixels = np.bincount(inst[on], minlength=int(ids.max(initial=0)) + 1)[ids] if len(ids) else []
+    return pd.DataFrame({"id": ids.astype(int), "type": [names[k - 1] if 0 < k <= len(names) else f"class {k}"
+                                                          for k in types], "pixels": np.asarray(pixels, int)},
+                        columns=["id", "type", "pixels"])
+
+
 def summary_table(pred: Prediction, threshold: float | None = None):
-    """The table the page shows under a prediction: objects (instance), class probabilities (classifier),
-    or labelled pixels / voxels per class (2-D, 3-D; millilitres for volumes)."""
+    """The table the page shows under a prediction: objects (instance; panoptic with each object's type),
+    class probabilities (classifier), or labelled pixels / voxels per class (2-D, 3-D; millilitres for
+    volumes)."""
     import pandas as pd
 
     if pred.kind == "instance":
         return object_table(pred.labels_at())
+    if pred.kind == "panoptic":
+        return panoptic_table(pred.instance_labels, pred.class_map, pred.run.panoptic[2])
     if pred.kind == "classifier":
         return pd.DataFrame({"class": list(pred.scores), "probability": [round(v, 4) for v in pred.scores.values()]})
     labels = pred.labels_at(threshold)
@@ -644,7 +705,9 @@ def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: flo
            position=None) -> list[Path]:
     """Write the mask and the overlay of ``pred`` into ``folder``: ``<input>_<tag>_mask.png`` (as ``predict``
     writes it: 0/255, class values, or 16-bit object labels) or ``_mask.nii.gz`` (the input's affine and
-    header), and ``<input>_<tag>_overlay.png``; classifiers: ``_gradcam.png``; videos: ``_masks.npz`` (array
+    header), and ``<input>_<tag>_overlay.png``; panoptic runs: ``_instances.png`` and ``_classes.png`` (16-bit,
+    as ``predict --task panoptic`` writes ``instances/`` and ``classes/``) and its overlay with the legend;
+    classifiers: ``_gradcam.png``; videos: ``_masks.npz`` (array
     ``masks`` ``(N, H, W)`` uint8, 0/1 or classes) and ``_overlay.mp4`` (:func:`write_video`).  Returns the
     paths."""
     from Functions.data.imaging import write_image, write_mask
@@ -674,6 +737,8 @@ def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: flo
 
         files.append(folder / f"{stem}_mask.png")
         write_label_map(files[-1], labels)
+    elif pred.kind == "panoptic":
+        return files + export_panoptic(pred, folder, stem)
     elif pred.run.classes > 1:
         files.append(folder / f"{stem}_mask.png")
         write_image(files[-1], np.asarray(labels, np.uint8))
@@ -684,6 +749,25 @@ def export(pred: Prediction, folder: str | os.PathLike, tag: str, threshold: flo
     picture = render(pred, threshold, position) if pred.kind == "3-D" else \
         overlay_2d(pred.image, labels, pred.kind, pred.run.classes)
     write_image(files[-1], picture)
+    return files
+
+
+def export_panoptic(pred: Prediction, folder: Path, stem: str) -> list[Path]:
+    """``<stem>_instances.png``, ``<stem>_classes.png`` and ``<stem>_overlay.png`` of a panoptic prediction:
+    the files ``predict --task panoptic --overlay`` writes as ``instances/``, ``classes/`` and ``overlays/``
+    (:func:`Functions.data.panoptic_io.write_panoptic`, :func:`Functions.inference.panoptic.panoptic_overlay`)."""
+    from Functions.data.imaging import write_image
+    from Functions.data.panoptic_io import CLASS_DIR, INSTANCE_DIR, write_panoptic
+    from Functions.inference.panoptic import panoptic_overlay
+
+    staging = Path(tempfile.mkdtemp(prefix="panoptic-", dir=folder))
+    write_panoptic(staging, stem, pred.instance_labels, pred.class_map)
+    files = [folder / f"{stem}_instances.png", folder / f"{stem}_classes.png", folder / f"{stem}_overlay.png"]
+    shutil.move(staging / INSTANCE_DIR / f"{stem}.png", files[0])
+    shutil.move(staging / CLASS_DIR / f"{stem}.png", files[1])
+    shutil.rmtree(staging)
+    t, _, names = pred.run.panoptic
+    write_image(files[2], panoptic_overlay(pred.image, pred.instance_labels, pred.class_map, t, names))
     return files
 
 

@@ -6,6 +6,7 @@ the search goes a few levels down).  Its *kind* decides how the page uses it:
 
 * ``"2-D"`` - semantic segmentation of images (binary or several classes);
 * ``"instance"`` - ``train --task instance`` (one label per object);
+* ``"panoptic"`` - ``train --task panoptic`` (objects with a type each, plus stuff classes);
 * ``"3-D"`` - ``train --dims 3`` (NIfTI / DICOM volumes);
 * ``"classifier"`` - ``classify-train`` (a ``classes.json`` listing ``"classes"`` beside the model; a
   multi-class segmentation run's ``classes.json`` holds ``"class_names"`` instead).
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from Functions.base.errors import UserError
 
-KINDS = ("2-D", "instance", "3-D", "classifier")
+KINDS = ("2-D", "instance", "panoptic", "3-D", "classifier")
 #: How deep below the runs folder run folders are looked for (``compare`` nests one level).
 SEARCH_DEPTH = 3
 
@@ -62,8 +63,8 @@ def run_kind(run_dir: str | os.PathLike) -> str:
     config = read_json(run_dir / "config.json")
     if int(config.get("dims") or 2) == 3:
         return "3-D"
-    if config.get("task") == "instance":
-        return "instance"
+    if config.get("task") in ("instance", "panoptic"):
+        return str(config["task"])
     return "2-D"
 
 
@@ -130,6 +131,8 @@ def test_figures(kind: str, metrics: dict) -> str:
         keys = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
     elif kind == "instance":
         keys = ("ap50", "aji", "dice", "iou")
+    elif kind == "panoptic":
+        keys = ("mpq_plus", "mpq", "bpq", "mean_stuff_iou")
     else:
         keys = ("dice", "iou", "hd95")
     shown = [f"{k} {number(metrics.get(k))}" for k in keys if metrics.get(k) is not None]
@@ -179,6 +182,10 @@ def report_card(run_dir: str | os.PathLike) -> str:
             ("budget", budget(config, metrics)), ("patch" if kind == "3-D" else "input size", size_text)]
     if kind == "classifier" and config.get("classes"):
         rows.append(("classes", ", ".join(map(str, config["classes"]))))
+    elif kind == "panoptic" and config.get("object_types"):
+        t, names = int(config["object_types"]), list(config.get("panoptic_names") or [])
+        rows.append(("object types", ", ".join(map(str, names[:t])) or str(t)))
+        rows.append(("stuff classes", ", ".join(map(str, names[t:])) or number(config.get("stuff_classes") or 0)))
     elif int(config.get("num_classes") or 1) > 1:
         rows.append(("classes", str(config["num_classes"])))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)

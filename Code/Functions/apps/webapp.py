@@ -1,12 +1,14 @@
 """The classroom page: every trained run, live, in a browser (``python -m Functions app``; Gradio).
 
-Choose a run from the runs folder (2-D, instance, 3-D or classifier) and see its report card; upload an
-image, a NIfTI / DICOM volume, a short video or pick an offline sample; see the overlay (threshold slider for
+Choose a run from the runs folder (2-D, instance, panoptic, 3-D or classifier) and see its report card; upload
+an image, a NIfTI / DICOM volume, a short video or pick an offline sample; see the overlay (threshold slider for
 binary runs), the attention gates of an Attention U-Net over the image, object outlines with ids and a table
-(instance runs), three orthogonal planes at the true aspect with sliders in slice numbers (volumes), every
+(instance runs; panoptic runs: one colour per object type, the stuff classes tinted, a legend, and each
+object's type in the table), three orthogonal planes at the true aspect with sliders in slice numbers (volumes), every
 frame of a video segmented (2-D runs), or Grad-CAM (classifiers).  A second run shows side by side with the
 pixels where the two disagree marked.  Masks (PNG, NIfTI with the input's affine, or ``.npz`` for a video's
-frames) and overlays (PNG, ``.mp4``) download.
+frames; a panoptic run's instance map and class map as ``predict --task panoptic`` writes them) and overlays
+(PNG, ``.mp4``) download.
 
 The page's work is plain Python (:func:`show`, :func:`choose_run`, :func:`refresh_runs`, over
 :mod:`Functions.apps.live` and :mod:`Functions.apps.run_catalog`); Gradio is imported only in :func:`build`
@@ -183,6 +185,14 @@ def describe(tag: str, pred, threshold) -> str:
     labels = pred.labels_at(threshold)
     if pred.kind == "instance":
         return f"{tag} **{name}**: {int(labels.max(initial=0))} objects"
+    if pred.kind == "panoptic":
+        from collections import Counter
+
+        from Functions.apps.live import summary_table
+
+        counts = Counter(summary_table(pred)["type"])
+        types = ", ".join(f"{counts[n]} {n}" for n in pred.run.panoptic[2][:pred.run.panoptic[0]])
+        return f"{tag} **{name}**: {sum(counts.values())} objects ({types})"
     unit = "voxels" if pred.kind == "3-D" else f"pixels over {len(labels)} frames" if pred.is_video else "pixels"
     return f"{tag} **{name}**: {int((labels > 0).sum()):,} foreground {unit} ({float((labels > 0).mean()):.1%})"
 

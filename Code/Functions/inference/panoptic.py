@@ -55,6 +55,17 @@ def panoptic_settings(settings: dict, source) -> tuple[int, int, list[str]]:
     return int(t), int(s), names
 
 
+def panoptic_head(predictor, settings: dict, source) -> tuple[int, int, list[str]]:
+    """:func:`panoptic_settings` of a loaded run, checked against its model's output channels (``2 + T + S``);
+    a one-line :class:`UserError` naming ``source`` otherwise."""
+    t, s, names = panoptic_settings(settings, source)
+    channels = int(predictor.model.outputs[-1].shape[-1])
+    if channels != 2 + t + s:
+        raise UserError(f"{source} has {channels} output channels but its config.json describes {t} types and "
+                        f"{s} stuff classes ({2 + t + s} channels); the run folder is inconsistent")
+    return t, s, names
+
+
 def predict_panoptic(predictor, images, num_types: int, num_stuff: int, batch_size: int = 8,
                      tta: bool = False) -> list:
     """``[(instance map, class map)]`` for each image ``(H, W, C)`` at its own size."""
@@ -123,12 +134,7 @@ def predict_folder_panoptic(model_path, images, out, *, overlay: bool = False, b
     for f in files:
         read_image(f)
     predictor = load_predictor(model_path)
-    settings = run_settings(predictor_path(model_path))
-    t, s, names = panoptic_settings(settings, model_path)
-    channels = int(predictor.model.outputs[-1].shape[-1])
-    if channels != 2 + t + s:
-        raise UserError(f"{model_path} has {channels} output channels but its config.json describes {t} types and "
-                        f"{s} stuff classes ({2 + t + s} channels); the run folder is inconsistent")
+    t, s, names = panoptic_head(predictor, run_settings(predictor_path(model_path)), model_path)
     rows = []
     for chunk, arrays in images_in_chunks(files, out, overlay, batch_size):
         for f, im, (inst, cls) in zip(chunk, arrays, predict_panoptic(predictor, arrays, t, s, batch_size, tta)):
