@@ -97,6 +97,8 @@ WRONG_ANSWERS = {
         ("iou > th", "iou >= th"),
     ("14_volumes.ipynb", "my_voxel_to_mm"):                 # the offset (last column) left out
         (" + affine[:3, 3]", ""),
+    ("15_realtime_segmentation.ipynb", "my_ema"):           # the weights swapped: the old state weighted alpha
+        ("alpha * p + (1 - alpha) * state", "alpha * state + (1 - alpha) * p"),
     ("16_panoptic_segmentation.ipynb", "my_pq"):            # unmatched objects counted whole, not halved (RQ)
         ("tp + 0.5 * fp + 0.5 * fn", "tp + fp + fn"),
 }
