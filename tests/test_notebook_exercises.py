@@ -47,6 +47,8 @@ WITH_EXERCISE_CONVENTION = [
     "12_architecture_comparison.ipynb",
     "13_instance_segmentation.ipynb",
     "14_volumes.ipynb",
+    "15_realtime_segmentation.ipynb",
+    "16_panoptic_segmentation.ipynb",
 ]
 ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 SOLUTION = re.compile(r"<details>\s*<summary>Solution</summary>(.*?)</details>", re.S)
@@ -95,6 +97,10 @@ WRONG_ANSWERS = {
         ("iou > th", "iou >= th"),
     ("14_volumes.ipynb", "my_voxel_to_mm"):                 # the offset (last column) left out
         (" + affine[:3, 3]", ""),
+    ("15_realtime_segmentation.ipynb", "my_ema"):           # the weights swapped: the old state weighted alpha
+        ("alpha * p + (1 - alpha) * state", "alpha * state + (1 - alpha) * p"),
+    ("16_panoptic_segmentation.ipynb", "my_pq"):            # unmatched objects counted whole, not halved (RQ)
+        ("tp + 0.5 * fp + 0.5 * fn", "tp + fp + fn"),
 }
 
 

@@ -49,6 +49,7 @@ EXPECTED = [
     "12_architecture_comparison.ipynb",
     "13_instance_segmentation.ipynb",
     "14_volumes.ipynb",
+    "15_realtime_segmentation.ipynb",
     "16_panoptic_segmentation.ipynb",
 ]
 MAX_FUNCTION_LINES = 5  # a def's body may not be longer than this (helpers go into Functions)
