@@ -120,16 +120,11 @@ def test_colab_setup_comes_first(name):
     assert colab_link in nb.cells[0].source
 
 
-#: Notebooks another branch edits; the lead copies 01's set-up cell into them after merging (then drop them here).
-SETUP_CELL_PENDING = {"16_panoptic_segmentation.ipynb"}
-
-
 def _setup_cell(name: str) -> str:
     return next(c.source for c in _read(name).cells if c.cell_type == "code")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="cell not copied yet"))
-                                  if n in SETUP_CELL_PENDING else n for n in EXPECTED])
+@pytest.mark.parametrize("name", EXPECTED)
 def test_setup_cell_is_the_same_everywhere(name):
     """One set-up cell for the course: a fix made in 01 must reach every notebook."""
     assert _setup_cell(name) == _setup_cell(EXPECTED[0]), f"{name}: copy the set-up cell of {EXPECTED[0]}"
