@@ -48,7 +48,7 @@ def test_bad_native_settings(tmp_path, capsys):
           "--overlap must be in [0, 1)")
     fails(capsys, base + ["--patch-size", "32", "--spacing", "0", "--out", str(tmp_path / "o2")],
           "--spacing must be a positive pixel size")
-    fails(capsys, base + ["--scale", "0.5", "--out", str(tmp_path / "o3")], "--scale", "--patch-size P")
+    fails(capsys, base + ["--no-plan", "--scale", "0.5", "--out", str(tmp_path / "o3")], "--scale", "--patch-size P")
     fails(capsys, base + ["--patch-size", "32", "--max-memory", "lots", "--out", str(tmp_path / "o4")],
           "--max-memory must be a size")
     fails(capsys, base + ["--patch-size", "128", "--no-pad-patches", "--out", str(tmp_path / "o5")],
