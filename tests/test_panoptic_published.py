@@ -157,6 +157,7 @@ def test_a_generic_train_labels_folder_is_not_taken_for_consep(tmp_path, monkeyp
     import cv2
 
     from Functions.data.discovery import find_samples
+    from Functions.data.splits import has_layout_split
 
     monkeypatch.setenv("MIP_DATA_DIR", str(tmp_path / "d"))
     for sub in ("images", "labels"):
@@ -165,5 +166,6 @@ def test_a_generic_train_labels_folder_is_not_taken_for_consep(tmp_path, monkeyp
         cv2.imwrite(str(tmp_path / "ds" / "Train" / "images" / f"a{i}.png"), np.full((8, 8, 3), 50, np.uint8))
         cv2.imwrite(str(tmp_path / "ds" / "Train" / "labels" / f"a{i}.png"), np.zeros((8, 8), np.uint8))
     samples = find_samples(tmp_path / "ds")
-    assert [s.id for s in samples] == ["a0", "a1", "a2"] and all(s.split is None for s in samples)
+    assert [s.id for s in samples] == ["a0", "a1", "a2"]
+    assert {s.split for s in samples} == {"train"} and not has_layout_split([s.split for s in samples])  # a Train/ folder alone is no split
     assert not (tmp_path / "d").exists()
