@@ -111,6 +111,50 @@ def test_missing_converter_names_the_extra(run_dir, monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
+def test_saved_model_matches_keras_in_a_new_process(run_dir):
+    """The SavedModel export checks itself, and a new process running only TensorFlow gets the same numbers."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    from Functions.apps.export import export_run
+
+    report = export_run(run_dir / "run", "saved_model", images=run_dir / "data" / "images")
+    target = run_dir / "run" / "export" / "saved_model"
+    assert (target / "saved_model.pb").is_file() and report["file"] == "saved_model"
+    assert report["max_abs_diff"] < 1e-4 and report["dice"] == 1.0
+    x = np.random.default_rng(5).random((1, SIZE, SIZE, 1)).astype("float32")
+    np.save(run_dir / "x.npy", x)
+    code = ("import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "y = m.serve(tf.constant(np.load(sys.argv[2]))); "
+            "y = list(y.values())[-1] if isinstance(y, dict) else y; np.save(sys.argv[3], np.asarray(y))")
+    subprocess.run([sys.executable, "-c", code, str(target), str(run_dir / "x.npy"), str(run_dir / "y.npy")],
+                   check=True)
+    expected = keras.saving.load_model(run_dir / "run" / "model.keras", safe_mode=True).predict(x, verbose=0)
+    got = np.load(run_dir / "y.npy")
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert float(np.abs(expected - 0.5).max()) > 1e-3          # not a constant output that any file would match
+
+
+@pytest.mark.slow
+def test_litert_float16_is_half_the_size_and_close(run_dir):
+    pytest.importorskip("ai_edge_litert")
+    from Functions.apps.export import export_file, export_run
+
+    images = run_dir / "data" / "images"
+    full_file = export_file(run_dir / "run", "litert")
+    full = (json.loads(Path(f"{full_file}.check.json").read_text()) if full_file.exists()
+            else export_run(run_dir / "run", "litert", images=images))
+    half = export_run(run_dir / "run", "litert", quantize="float16", images=images)
+    assert half["file"] == "model-float16.tflite"
+    params = keras.saving.load_model(run_dir / "run" / "model.keras").count_params()
+    # float32 -> float16 saves 2 bytes a weight; at least 1 byte a parameter on average (norms may stay float32)
+    assert full["bytes"] - half["bytes"] > params
+    assert half["max_abs_diff"] < 1e-2 and half["dice"] > 0.95
+
+
+@pytest.mark.slow
 def test_litert_float32_and_int8(run_dir):
     pytest.importorskip("ai_edge_litert")
     from Functions.apps.export import export_run
