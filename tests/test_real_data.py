@@ -137,6 +137,21 @@ def test_reference_figures_are_those_the_recipes_and_the_logs_state():
     assert round(sum(runs) / 3, 4) == references.REFERENCES["dsb2018_instance"].value
 
 
+def test_the_pannuke_recipe_builds_a_valid_panoptic_run():
+    """The new recipe, resolved as ``train --config`` resolves it, on the offline panoptic sample (PanNuke's own
+    layout needs the real data)."""
+    from Functions.cli import build_parser
+    from Functions.commands.options import config_from_args
+    from Functions.commands.train import resolve
+
+    argv = ["train", "--config", str(references.REFERENCES["pannuke"].path), "--no-plan",
+            "--data", str(REPO / "Data" / "sample" / "panoptic")]
+    args, config_class, _ = resolve(build_parser("train").parse_args(argv))
+    config = config_from_args(config_class, args)
+    config.validate()
+    assert (config.task, config.loss, config.image_size, config.time_budget) == ("panoptic", "cce_dice", 256, 15.0)
+
+
 def test_compare_prints_the_tolerance_and_the_verdict():
     ref = references.REFERENCES["dsb2018_semantic"]                        # Dice 0.9129 ± 0.01
     assert ref.compare({"dice": 0.9050}) == \
