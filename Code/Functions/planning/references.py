@@ -121,30 +121,35 @@ class Reference:
 
 
 _LOG = "benchmarks/LOG.md"
+_DSB_COPY = ("measured on the course's copy of 664 images (the download holds the original 670), so the "
+             "test images differ")
+
+
+def _unmeasured(recipe: str, dataset: str, task: str, metric: str, anchor: str) -> Reference:
+    """A recipe not yet run here: its 15-minute budget and the published anchor only."""
+    return Reference(recipe, dataset, task, metric, None, None, "15 minutes of training (the recipe's time_budget)",
+                     SHARED_CPU, "not yet measured here", anchor)
+
+
 REFERENCES: dict[str, Reference] = {r.recipe: r for r in (
     Reference("dsb2018_semantic", "dsb2018", "semantic", "dice", 0.9129, 0.01,
               "15 minutes of training (the recipe's time_budget)", SHARED_CPU,
               f"{_LOG} run P: binary U-Net, 133 test images at original resolution; run G, the same without "
               "bfloat16 and --keep last, 0.9117",
               "DoubleU-Net Dice 0.9133 (Jha et al., CBMS 2020; its own split)",
-              "measured on the course's copy of 664 images (the download holds the original 670), so the test "
-              "images differ"),
+              _DSB_COPY),
     Reference("dsb2018_instance", "dsb2018", "instance", "dsb_score", 0.5778, 0.01,
               "15 minutes of training each (the recipe's time_budget)", SHARED_CPU,
               f"mean of runs P, Q, R (0.5792, 0.5759, 0.5784) in {_LOG}; README results table, 'the hand-set "
               "recipe', 133 test images at original resolution",
               "2018 Data Science Bowl stage 2: winner 0.632, CellProfiler 0.528 (hidden stage-2 set)",
-              "measured on the course's copy of 664 images (the download holds the original 670), so the test "
-              "images differ"),
-    Reference("kvasir_seg", "kvasir-seg", "semantic", "dice", None, None,
-              "15 minutes of training (the recipe's time_budget)", SHARED_CPU, "not yet measured here",
-              "Dice 0.8133 with ResUNet++ (Jha et al. 2019, IEEE ISM)"),
-    Reference("busi", "busi", "semantic", "dice", None, None,
-              "15 minutes of training (the recipe's time_budget)", SHARED_CPU, "not yet measured here",
-              "U-Net F1 0.770 (F1 of a binary mask is its Dice; Al-Dhabyani et al. 2020 published the data)"),
-    Reference("drive", "drive", "semantic", "dice", None, None,
-              "15 minutes of training (the recipe's time_budget)", SHARED_CPU, "not yet measured here",
-              "F1 0.816 inside the field of view, retina-unet (orobix/retina-unet, DRIVE test set)"),
+              _DSB_COPY),
+    _unmeasured("kvasir_seg", "kvasir-seg", "semantic", "dice",
+                "Dice 0.8133 with ResUNet++ (Jha et al. 2019, IEEE ISM)"),
+    _unmeasured("busi", "busi", "semantic", "dice",
+                "U-Net F1 0.770 (F1 of a binary mask is its Dice; Al-Dhabyani et al. 2020 published the data)"),
+    _unmeasured("drive", "drive", "semantic", "dice",
+                "F1 0.816 inside the field of view, retina-unet (orobix/retina-unet, DRIVE test set)"),
     Reference("msd_hippocampus", "msd-hippocampus", "semantic", "dice", 0.8268, 0.02,
               "the figure: 4 minutes of training under load (7 epochs; the README's --time-budget 4); the "
               "recipe trains 15 minutes, whose own figure is not yet measured", SHARED_CPU,
@@ -153,12 +158,10 @@ REFERENCES: dict[str, Reference] = {r.recipe: r for r in (
               "nnU-Net 0.90 / 0.89 (MSD test set; Isensee et al. 2018, arXiv 1809.10486)",
               "measured on half of the set (130 volumes); the download holds all 260, so more training volumes "
               "and other test volumes"),
-    Reference("msd_spleen", "msd-spleen", "semantic", "dice", None, None,
-              "15 minutes of training (the recipe's time_budget)", SHARED_CPU, "not yet measured here",
-              "about 0.96 mean Dice on the validation volumes of MONAI's spleen tutorial"),
-    Reference("pannuke", "pannuke", "panoptic", "mpq", None, None,
-              "15 minutes of training (the recipe's time_budget)", SHARED_CPU, "not yet measured here",
-              "HoVer-Net mPQ 0.4629, bPQ 0.6596 (Gamper et al. 2020, three folds)"),
+    _unmeasured("msd_spleen", "msd-spleen", "semantic", "dice",
+                "about 0.96 mean Dice on the validation volumes of MONAI's spleen tutorial"),
+    _unmeasured("pannuke", "pannuke", "panoptic", "mpq",
+                "HoVer-Net mPQ 0.4629, bPQ 0.6596 (Gamper et al. 2020, three folds)"),
 )}
 
 
