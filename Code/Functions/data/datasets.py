@@ -663,6 +663,25 @@ def download(name: str, data_dir: str | os.PathLike | None = None, force: bool =
     return install(name, archives=None, data_dir=data_dir, force=force, log=log)
 
 
+def ensure(name: str, data_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Path:
+    """The published root of data set ``name`` on disk, downloaded and installed first when it is missing.
+
+    The real-data step of the notebooks: nothing is downloaded when :func:`locate` finds the set under
+    ``data_dir`` (``None``: ``$MIP_DATA_DIR``, else ``Data/datasets``).  A set that needs a manual step (a
+    registration, such as DRIVE) raises :class:`UserError` saying where to get it and how to install it.
+    """
+    info = get(name)
+    found = locate(info.name, data_dir)
+    if found is None:
+        download(info.name, data_dir=data_dir, log=log)
+        found = locate(info.name, data_dir)
+        if found is None:  # install() checked the layout; only a changed data dir can lose it
+            raise UserError(f"{info.name} was installed but is not found under {resolve_data_dir(data_dir)}")
+    else:
+        log(f"{info.name}: found in {found}")
+    return found
+
+
 def describe(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
     """A few aligned lines about one entry, as printed by ``python -m Functions datasets``."""
     where = installed_path(info.name, data_dir)
@@ -731,7 +750,7 @@ class DataChoice:
         return self.reason
 
 
-def load_or_sample(name: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
+def load_or_sample(name: str | None, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
                    smoke: bool = False, fallback: str | None = None,
                    log: Callable[[str], None] | None = None) -> DataChoice:
     """The real data set ``name`` when it is on disk (or can be downloaded), else the offline sample.
@@ -739,14 +758,15 @@ def load_or_sample(name: str, data_dir: str | os.PathLike | None = None, *, allo
     Replaces the try-load / try-download / fall-back block of the notebooks.
 
     Args:
-        name: a registered data set (``"dsb2018"``, ``"busi"``, ...).
+        name: a registered data set (``"dsb2018"``, ``"busi"``, ...); ``None``: the offline sample, without
+            looking for real data (a notebook's ``DATASET = None``).
         data_dir: where data sets live (see :func:`load`); ``None`` = the default.
         allow_download: try :func:`download` when the set is missing and can be fetched automatically.
         smoke: use the offline sample without looking (quick test runs).
         fallback: ``"nuclei"`` or ``"ultrasound"``; ``None`` picks ``"ultrasound"`` for ultrasound
-            data sets and ``"nuclei"`` otherwise.
+            data sets and ``"nuclei"`` otherwise (also when ``name`` is ``None``).
         log: called once with the one-line explanation (``print`` in a notebook); ``None`` logs it on
-            the ``"Functions"`` logger (INFO for real data, WARNING when the sample stands in).
+            the ``"Functions"`` logger (INFO for real data and for ``name=None``, WARNING when the sample stands in).
 
     Returns:
         A :class:`DataChoice`; ``choice.samples`` is the list of
@@ -756,14 +776,16 @@ def load_or_sample(name: str, data_dir: str | os.PathLike | None = None, *, allo
 
     from Functions.base.paths import sample_dir
 
-    info = get(name)
+    info = None if name is None else get(name)
     if fallback is None:
-        fallback = "ultrasound" if info.modality == "ultrasound" else "nuclei"
+        fallback = "ultrasound" if info is not None and info.modality == "ultrasound" else "nuclei"
     if fallback not in ("nuclei", "ultrasound"):
         raise UserError(f"load_or_sample: fallback={fallback!r}; choose 'nuclei' or 'ultrasound'")
     logger = logging.getLogger("Functions")
     why = ""
-    if smoke:
+    if info is None:
+        why = "no data set named (DATASET = None); name a registered one for real data"
+    elif smoke:
         why = "smoke run"
     else:
         try:
@@ -795,8 +817,8 @@ def load_or_sample(name: str, data_dir: str | os.PathLike | None = None, *, allo
     samples = find_samples(folder)
     from Functions.data.augmentation import SAMPLE_MODALITIES
 
-    reason = (f"Using the synthetic offline sample Data/sample/{fallback} ({len(samples)} samples) "
-              f"in place of {info.name}: {why}.")
-    (log or logger.warning)(reason)
+    instead = f" in place of {info.name}" if info is not None else ""
+    reason = f"Using the synthetic offline sample Data/sample/{fallback} ({len(samples)} samples){instead}: {why}."
+    (log or (logger.info if info is None else logger.warning))(reason)   # None: the sample was asked for
     return DataChoice(samples, f"sample/{fallback}", False, reason, {"data": str(folder)},
                       SAMPLE_MODALITIES[fallback])
