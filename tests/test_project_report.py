@@ -93,6 +93,9 @@ def test_infinite_distances_and_a_small_test_set_are_named_with_their_numbers():
                         "difference between two runs smaller than that is noise.")
     assert found[1].startswith("2 test case(s) have an empty prediction or an empty truth: their hd95 is infinite")
     assert len(found) == 3
+    one = cautions(**_clean(table=table.iloc[[1]]))
+    assert one[0] == ("Only 1 test case (Dice 0.800): one figure has no spread, so it says little about the next "
+                      "case; test on more.") and len(one) == 2
     # grouping the near-duplicates silences that caution
     plan = {"choices": [], "fingerprint": {"near_duplicate_samples": 4, "hashed": 40}}
     assert len(cautions(**_clean(plan=plan, config={"epochs": 25, "near_duplicates": True}))) == 1

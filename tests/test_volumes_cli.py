@@ -242,6 +242,7 @@ def test_cli_report_of_a_3d_run_is_in_mm_and_shows_the_worst_volumes(cli_run, tm
     assert f"| {table['id'][table['dice'].idxmin()]} | {table['dice'].min():.4f} |" in text
     assert "![the lowest-Dice test cases at native resolution](ev/worst.png)" in text
     assert "volumes with masks" in text and "HD95 and ASSD are in pixels" not in text
+    assert "Export covers 2-D runs" in text
 
 
 def test_cli_errors_are_one_line_naming_the_file_or_flag(cli_run, volumes_dir, tmp_path, capsys):

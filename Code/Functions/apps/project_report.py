@@ -110,7 +110,10 @@ def cautions(*, metrics: dict, config: dict, plan: dict | None, table, unit: str
                    "split did not group them (--near-duplicates off): a copy in training and test inflates the score.")
     if "dice" in table:
         mean, half, n = interval(table["dice"])
-        if n and n < FEW_TEST:
+        if n == 1:
+            out.append(f"Only 1 test case (Dice {mean:.3f}): one figure has no spread, so it says little about the "
+                       "next case; test on more.")
+        elif n and n < FEW_TEST:
             out.append(f"Only {n} test cases: "
                        f"mean Dice {mean:.3f} +/- {half:.3f} (95 % interval of the mean); a difference between two "
                        "runs smaller than that is noise.")
@@ -252,9 +255,12 @@ def read_exports(run_dir: Path) -> list[dict]:
     return [read_json(p) for p in sorted((run_dir / "export").glob("*.check.json"))]
 
 
-def _export_section(exports: list[dict]) -> list[str]:
+def _export_section(exports: list[dict], kind: str) -> list[str]:
     from Functions.viz.reports import markdown_table
 
+    if not exports and kind == "3-D":
+        return ["Export covers 2-D runs; a 3-D run is deployed as its model.keras, and `predict` writes NIfTI files "
+                "with each scan's own header."]
     if not exports:
         return ["Not exported (`python -m Functions export RUN --images DIR`; needs `pip install -e .[deploy]`)."]
     rows = [{"file": e.get("file"), "precision": e.get("precision"), "MB": f"{e.get('bytes', 0) / 1e6:.2f}",
@@ -297,7 +303,7 @@ def write_project_report(run_dir: str | os.PathLike, *, evaluation: str | os.Pat
             "## 3. The plan: each setting and why", "", *_plan_section(plan), "",
             "## 4. Test figures at native resolution", "", *_figures_section(table, unit, source, metrics, where), "",
             "## 5. The worst cases", "", *_worst_section(table, evaluation, run_dir, where, worst), "",
-            "## 6. Export parity", "", *_export_section(exports), "",
+            "## 6. Export parity", "", *_export_section(exports, run_kind(run_dir)), "",
             "## 7. What to distrust", "",
             *[f"- {c}" for c in cautions(metrics=metrics, config=config, plan=plan, table=table, unit=unit,
                                          leakage=check, exports=exports)], "",
