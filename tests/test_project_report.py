@@ -65,9 +65,9 @@ def test_a_clean_run_gets_only_the_external_validity_caution():
     (dict(leakage=LeakageReport(group_source="file names only")), "No groups are known"),
     (dict(unit="px"), "HD95 and ASSD are in pixels"),
     (dict(metrics={"epochs_trained": 1}), "The model trained for 1 epoch(s)"),
-    (dict(metrics={"epochs_trained": 12}), "Training stopped after 12 of 25 epochs (stopped early)"),
-    (dict(metrics={"epochs_trained": 12}, config={"epochs": 25, "time_budget": 20.0}),
-     "Training stopped after 12 of 25 epochs (the 20-minute budget ran out)"),
+    (dict(metrics={"epochs_trained": 12}), "Training stopped after 12 of 25 epochs"),
+    (dict(metrics={"epochs_trained": 12}, config={"epochs": 200, "time_budget": 20.0}),
+     "The 20-minute budget allowed 12 epochs (of at most 200)"),
     (dict(metrics={"epochs_trained": 25, "dice": 0.85, "dice_resized": 0.9}),
      "Dice 0.900 at the training size but 0.850 at native resolution"),
     (dict(plan={"choices": [{"field": "augment", "value": "light", "reason": "R", "applied": False}]}),
@@ -96,9 +96,10 @@ def test_infinite_distances_and_a_small_test_set_are_named_with_their_numbers():
     one = cautions(**_clean(table=table.iloc[[1]]))
     assert one[0] == ("Only 1 test case (Dice 0.800): one figure has no spread, so it says little about the next "
                       "case; test on more.") and len(one) == 2
-    # grouping the near-duplicates silences that caution
+    # grouping the near-duplicates silences that caution, and so does a leakage check that hashed the split
     plan = {"choices": [], "fingerprint": {"near_duplicate_samples": 4, "hashed": 40}}
     assert len(cautions(**_clean(plan=plan, config={"epochs": 25, "near_duplicates": True}))) == 1
+    assert len(cautions(**_clean(plan=plan, leakage=LeakageReport(group_source="split.json", hashed=40)))) == 1
 
 
 # ----------------------------------------------------------------------------- a real run's page

@@ -105,7 +105,8 @@ def cautions(*, metrics: dict, config: dict, plan: dict | None, table, unit: str
                    "one video or one slide, they may sit on both sides of the split. Only near-duplicate pictures "
                    "were checked.")
     fp = (plan or {}).get("fingerprint") or {}
-    if fp.get("near_duplicate_samples") and not config.get("near_duplicates"):
+    unchecked = leakage is None or leakage.hashed is None      # a near-duplicate check finds them across the split
+    if fp.get("near_duplicate_samples") and not config.get("near_duplicates") and unchecked:
         out.append(f"{fp['near_duplicate_samples']} of {fp.get('hashed')} images have a near-duplicate but the "
                    "split did not group them (--near-duplicates off): a copy in training and test inflates the score.")
     if "dice" in table:
@@ -132,8 +133,11 @@ def cautions(*, metrics: dict, config: dict, plan: dict | None, table, unit: str
         out.append(f"The model trained for {trained} epoch(s): these figures show that the pipeline runs, not how "
                    "good the method is.")
     elif trained is not None and asked and trained < asked and not config.get("patience"):
-        why = f"the {config['time_budget']:g}-minute budget ran out" if config.get("time_budget") else "stopped early"
-        out.append(f"Training stopped after {trained} of {asked} epochs ({why}): a longer run may score higher.")
+        if config.get("time_budget"):
+            out.append(f"The {config['time_budget']:g}-minute budget allowed {trained} epochs (of at most {asked}): "
+                       "a longer budget may score higher.")
+        else:
+            out.append(f"Training stopped after {trained} of {asked} epochs: a longer run may score higher.")
     native, resized = metrics.get("dice"), metrics.get("dice_resized")
     if native is not None and resized is not None and resized - native >= RESIZE_GAP:
         out.append(f"Dice {resized:.3f} at the training size but {native:.3f} at native resolution: resizing loses "
