@@ -49,6 +49,7 @@ WITH_EXERCISE_CONVENTION = [
     "14_volumes.ipynb",
     "15_realtime_segmentation.ipynb",
     "16_panoptic_segmentation.ipynb",
+    "17_your_own_dataset.ipynb",
 ]
 ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 SOLUTION = re.compile(r"<details>\s*<summary>Solution</summary>(.*?)</details>", re.S)
@@ -101,6 +102,10 @@ WRONG_ANSWERS = {
         ("alpha * p + (1 - alpha) * state", "alpha * state + (1 - alpha) * p"),
     ("16_panoptic_segmentation.ipynb", "my_pq"):            # unmatched objects counted whole, not halved (RQ)
         ("tp + 0.5 * fp + 0.5 * fn", "tp + fp + fn"),
+    ("17_your_own_dataset.ipynb", "my_mean_interval"):      # the population spread (n): an interval too narrow
+        ("np.std(v, ddof=1)", "np.std(v)"),
+    ("17_your_own_dataset.ipynb", "my_test_images_needed"):  # rounded down: the interval slightly wider than asked
+        ("math.ceil((1.96 * sd / half_width) ** 2)", "int((1.96 * sd / half_width) ** 2)"),
 }
 
 

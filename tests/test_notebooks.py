@@ -51,6 +51,7 @@ EXPECTED = [
     "14_volumes.ipynb",
     "15_realtime_segmentation.ipynb",
     "16_panoptic_segmentation.ipynb",
+    "17_your_own_dataset.ipynb",
 ]
 MAX_FUNCTION_LINES = 5  # a def's body may not be longer than this (helpers go into Functions)
 SOLUTION_FUNCTION_LINES = 40  # ... except in a collapsed cell tagged "exercise-solution" (see the module docstring)
@@ -289,3 +290,58 @@ def test_notebook_runs_in_smoke_mode(name, kernel_name, tmp_path):
     assert not errors
     assert executed.cells[0].source == _read(name).cells[0].source
     print(f"{name}: {seconds:.0f} s")
+
+
+# ----------------------------------------------------------------------------- 17: any folder, 2-D or 3-D
+CAPSTONE = "17_your_own_dataset.ipynb"
+
+
+def _capstone_setup(data_dir) -> dict:
+    """Notebook 17's parameter cell (with ``DATA_DIR`` set), its smoke cell and its import cell, run in order."""
+    import contextlib
+    import io
+
+    code = [c for c in _read(CAPSTONE).cells if c.cell_type == "code"]
+    params = next(c for c in code if "parameters" in c.get("metadata", {}).get("tags", []))
+    imports = next(c for c in code if "environment_summary()" in c.source)
+    ns: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(params.source + f"\nSMOKE = True\nDATA_DIR = {data_dir!r}\n", ns)
+        exec(code[code.index(params) + 1].source, ns)
+        exec(imports.source, ns)
+    return ns
+
+
+@pytest.mark.parametrize("sample, volumes", [(None, False), ("volumes", True), ("ultrasound", False)])
+def test_capstone_takes_the_path_its_folder_needs(sample, volumes):
+    """DATA_DIR = None is the nuclei sample (2-D); a Decathlon folder takes the 3-D path, BUSI's layout the 2-D one."""
+    pytest.importorskip("keras")
+    from Functions.base.paths import sample_dir
+
+    ns = _capstone_setup(str(sample_dir(sample)) if sample else None)
+    assert ns["VOLUMES"] is volumes
+    assert ns["DATA"] == sample_dir(sample or "nuclei")
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_capstone_runs_a_decathlon_folder_in_3d(kernel_name, tmp_path):
+    """Notebook 17 top to bottom on the 3-D sample (SMOKE): a 3-D run, its evaluation and report; the export is
+    skipped with a message.  Slow (about the time of the 2-D smoke run), so CI runs only the 2-D one."""
+    import json
+
+    import papermill
+
+    from Functions.base.paths import sample_dir
+
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / CAPSTONE), str(tmp_path / CAPSTONE),
+        parameters={"SMOKE": True, "DATA_DIR": str(sample_dir("volumes"))}, kernel_name=kernel_name,
+        cwd=str(tmp_path), progress_bar=False, log_output=False, execution_timeout=CELL_TIMEOUT_S)
+    executed = nbformat.read(tmp_path / CAPSTONE, as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "the 3-D (volumes) path" in text and "export skipped: a 3-D run" in text
+    (run,) = sorted((tmp_path / "runs").glob("capstone-*"))
+    assert json.loads((run / "config.json").read_text())["dims"] == 3
+    assert (run / "evaluation-test" / "worst.png").is_file()
+    assert "distances in mm" in (run / "project_report.md").read_text()

@@ -231,6 +231,20 @@ def test_cli_evaluate_run_scores_each_volume_in_mm(cli_run, capsys):
     assert (cli_run / "evaluation-val" / "predictions").is_dir()
 
 
+def test_cli_report_of_a_3d_run_is_in_mm_and_shows_the_worst_volumes(cli_run, tmp_path, capsys):
+    assert cli.main(["evaluate", "--run", str(cli_run), "--split", "test", "--out", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "worst.png").stat().st_size > 1000          # three planes of the lowest-Dice volume
+    assert cli.main(["report", str(cli_run), "--evaluation", str(tmp_path / "ev"), "--out",
+                     str(tmp_path / "r.md")]) == 0
+    text = (tmp_path / "r.md").read_text()
+    assert "distances in mm" in text and "| hd95 (mm) |" in text
+    table = pd.read_csv(tmp_path / "ev" / "metrics.csv")
+    assert f"| {table['id'][table['dice'].idxmin()]} | {table['dice'].min():.4f} |" in text
+    assert "![the lowest-Dice test cases at native resolution](ev/worst.png)" in text
+    assert "volumes with masks" in text and "HD95 and ASSD are in pixels" not in text
+    assert "Export covers 2-D runs" in text
+
+
 def test_cli_errors_are_one_line_naming_the_file_or_flag(cli_run, volumes_dir, tmp_path, capsys):
     assert cli.main(["train", "--dims", "3", "--model", "resunet", "--data", str(volumes_dir),
                      "--out", str(tmp_path / "r"), *CLI_TINY]) == 2

@@ -14,7 +14,7 @@ from Functions.data.samples import ROI_NOTE
 from Functions.data.sources import resolve_samples
 from Functions.data.splits import has_layout_split, official_split, split_indices
 from Functions.inference.predictor import check_new_folder, load_predictor
-from Functions.metrics.segmentation import per_image_metrics, summarize
+from Functions.metrics.segmentation import lowest_dice, per_image_metrics, summarize
 from Functions.viz.plotting import plot_predictions
 from Functions.viz.reports import markdown_table
 
@@ -152,10 +152,9 @@ def _worst_figure(predictor, samples, table, path, n: int = 4, tta: bool = False
     """The ``n`` lowest-Dice images: image | truth | prediction | overlay."""
     import matplotlib.pyplot as plt
 
-
-    if "dice" not in table or not len(table):
+    order = lowest_dice(table, n)
+    if not order:
         return
-    order = np.argsort(table["dice"].to_numpy(), kind="stable")[:n]
     pairs = [load_sample(samples[i]) for i in order]
     preds = predictor.predict([p[0] for p in pairs], tta=tta)
     fig = plot_predictions([p[0] for p in pairs], [p[1] for p in pairs], preds, n=len(order),

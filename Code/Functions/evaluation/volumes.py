@@ -46,17 +46,19 @@ def score_cases(model, settings, cases, *, out_dir: Path | None = None, tta: boo
 
 
 def evaluate_volume_run(run_dir, *, split: str = "test", out: str | None = None, tta: bool = False,
-                        batch_size: int = 2) -> dict:
+                        batch_size: int = 2, worst: int = 3) -> dict:
     """Re-score a 3-D run on one part of its split (``train``/``val``/``test``/``all``), per volume.
 
-    Writes ``metrics.csv`` (one row per volume), ``summary.csv`` and
-    ``predictions/<id>.nii.gz`` into a new folder (``out``, default
-    ``RUN_DIR/evaluation-<split>``).  Returns ``{"out", "table", "summary"}``.
+    Writes ``metrics.csv`` (one row per volume), ``summary.csv``,
+    ``predictions/<id>.nii.gz`` and ``worst.png`` (the ``worst`` lowest-Dice
+    volumes, three planes each at their true aspect, truth green, prediction
+    red) into a new folder (``out``, default ``RUN_DIR/evaluation-<split>``).
+    Returns ``{"out", "table", "summary", "worst"}`` (``worst``: those volumes' ids, lowest Dice first).
     """
     from Functions.data.volumes import find_volumes
     from Functions.inference.loading import load_keras_model
     from Functions.inference.volumes import VolumeSettings
-    from Functions.metrics.segmentation import summarize
+    from Functions.metrics.segmentation import lowest_dice, summarize
 
     run_dir = Path(run_dir)
     config = read_run_settings(run_dir)
@@ -77,13 +79,24 @@ def evaluate_volume_run(run_dir, *, split: str = "test", out: str | None = None,
         raise UserError(f"{target} already exists; pass --out NEW_FOLDER")
     target.mkdir(parents=True)
     model = load_keras_model(run_dir / "model.keras", flag="--run")
-    table, _ = score_cases(model, settings, cases, out_dir=target / "predictions", tta=tta, batch_size=batch_size)
+    table, examples = score_cases(model, settings, cases, out_dir=target / "predictions", tta=tta,
+                                  batch_size=batch_size)
     table.to_csv(target / "metrics.csv", index=False)
+    order = lowest_dice(table, worst)
+    if order:
+        import matplotlib.pyplot as plt
+
+        from Functions.viz.volumes import plot_volume_predictions
+
+        fig = plot_volume_predictions([examples[i][:3] for i in order], [str(table["id"][i]) for i in order],
+                                      scores=[float(table["dice"][i]) for i in order],
+                                      spacings=[examples[i][3] for i in order], path=target / "worst.png")
+        plt.close(fig)
     summary = summarize(table.drop(columns=["id", "spacing_mm"]))
     summary.to_csv(target / "summary.csv")
     write_json(target / "summary.json", {k: float(summary.loc["mean", k]) for k in summary.columns
                                          if np.isfinite(summary.loc["mean", k])})
-    return {"out": target, "table": table, "summary": summary}
+    return {"out": target, "table": table, "summary": summary, "worst": [str(table["id"][i]) for i in order]}
 
 
 def _cases_for(images, config, dataset):

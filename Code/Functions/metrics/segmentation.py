@@ -544,3 +544,11 @@ def summarize(df):
             float(v.size),
         ]
     return pd.DataFrame(cols, index=["mean", "std", "median", "n"], columns=list(numeric.columns))
+
+
+def lowest_dice(table, n: int) -> list[int]:
+    """Row positions of the ``n`` lowest-Dice rows of ``table``, lowest first (ties in table order); ``[]``
+    without a ``dice`` column."""
+    if "dice" not in table or not len(table) or n <= 0:
+        return []
+    return [int(i) for i in np.argsort(table["dice"].to_numpy(dtype=float), kind="stable")[:n]]
