@@ -70,6 +70,8 @@ WRONG_ANSWERS = {
         ("use_bias=False", "use_bias=True"),
     ("03_projects_unet.ipynb", "my_summary"):               # the population spread (n), not the sample's (n - 1)
         ("np.std(v, ddof=1)", "np.std(v)"),
+    ("03_projects_unet.ipynb", "my_learning_rate"):         # the floor forgotten: the rate decays to 0, not to 1 %
+        ("floor + (base - floor) * 0.5 * (1 + np.cos(np.pi * progress))", "base * 0.5 * (1 + np.cos(np.pi * progress))"),
     ("04_unet_plus_plus.ipynb", "my_average_heads"):        # the last head only
         ("np.mean(np.stack(heads), axis=0)", "heads[-1]"),
     ("05_projects_unet_plus_plus.ipynb", "my_leak"):        # image indices compared, not patients
@@ -98,6 +100,8 @@ WRONG_ANSWERS = {
         ("iou > th", "iou >= th"),
     ("14_volumes.ipynb", "my_voxel_to_mm"):                 # the offset (last column) left out
         (" + affine[:3, 3]", ""),
+    ("14_volumes.ipynb", "my_tile_starts"):                 # rounded down: too few tiles, neighbours too far apart
+        ("np.ceil", "np.floor"),
     ("15_realtime_segmentation.ipynb", "my_ema"):           # the weights swapped: the old state weighted alpha
         ("alpha * p + (1 - alpha) * state", "alpha * state + (1 - alpha) * p"),
     ("16_panoptic_segmentation.ipynb", "my_pq"):            # unmatched objects counted whole, not halved (RQ)
