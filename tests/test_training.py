@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from Functions.base.errors import UserError
-from Functions.engine.segmentation import TrainConfig, train
+from Functions.engine.segmentation import TrainConfig
+from Functions.engine.tasks import train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -83,7 +84,9 @@ def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
     assert metrics["keep"] == "best" and metrics["kept_epoch"] == metrics["best_epoch"]
     report = (out / "report.md").read_text()
     assert f"Dice {metrics['dice']:.4f}" in report
-    assert f"python -m Functions train --data {tiny_pairs_dir.resolve()} --epochs 2 --image-size 32" in report
+    # the flags in the config's section order: data, optimisation, output, images, segmentation
+    assert (f"python -m Functions train --data {tiny_pairs_dir.resolve()} --channels 1 --epochs 2 --batch-size 4 "
+            f"--seed 3 {'--jit' if JIT else '--no-jit'} --image-size 32 --normalization minmax") in report
     assert "--seed 3" in report and "--model-option base_filters=4 --model-option depth=2" in report
     assert "![Validation predictions during training](progress.png)" in report
     assert (out / "progress.png").is_file() and not (out / "backup").exists()
