@@ -34,6 +34,16 @@ def test_train_writes_every_file_and_loss_falls(tiny_pairs_dir, tmp_path):
     assert len(per_image) == metrics["n_images"] == 2
     assert metrics["dice"] == pytest.approx(per_image["dice"].mean())
     assert "![Training curves](curves.png)" in (out / "report.md").read_text()
+    # the finish step (engine/finish.py) writes what the per-task copies before it wrote: these keys, columns
+    # and report sections were read from a run of the code before issue 36
+    assert set(metrics) == {"dice", "iou", "precision", "recall", "specificity", "pixel_accuracy", "boundary_f1",
+                            "hd95", "assd", "dice_resized", "iou_resized", "scored_at", "resized_to", "split",
+                            "n_images", "epochs_trained", "train_seconds", "parameters", "peak_rss_mb", "monitor",
+                            "best_epoch", "best_value", "keep", "kept_epoch", "final_learning_rate", "summary"}
+    assert list(per_image.columns) == ["image", "dice", "iou", "precision", "recall", "specificity", "pixel_accuracy",
+                                       "boundary_f1", "hd95", "assd", "width", "height", "unit", "dice_resized"]
+    assert [line for line in (out / "report.md").read_text().splitlines() if line.startswith("## ")] == [
+        "## Settings", "## Data", "## Metrics", "## Figures"]
     # the same folder again: refused, and the first run is untouched
     before = (out / "model.keras").read_bytes()
     with pytest.raises(UserError, match="already holds files"):
