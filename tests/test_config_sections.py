@@ -227,3 +227,26 @@ def test_finish_writes_tables_metrics_figures_report_and_one_line(tmp_path, caps
     assert "python -m Functions train --epochs 3" in report
     out = capsys.readouterr().out.strip()
     assert out == f"Test (test, 2 images, original resolution): Dice 0.6250  (12 s training) -> {tmp_path}"
+
+
+def test_task_for_picks_one_task_object_per_kind_each_with_only_a_scoring_step():
+    from Functions.engine import multiclass
+    from Functions.engine.classification import ClassificationTask
+    from Functions.engine.fit import Task
+    from Functions.engine.segmentation import SegmentationTask
+    from Functions.engine.tasks import task_for
+    from Functions.engine.volumes import VolumeTask
+
+    kinds = [(TrainConfig(), multiclass.MultiClassTask), (TrainConfig(num_classes=1), multiclass.BinaryCheckedTask),
+             (TrainConfig(num_classes=3), multiclass.MultiClassTask), (TrainConfig(task="instance"),
+                                                                       multiclass.InstanceTask),
+             (TrainConfig(task="panoptic"), multiclass.PanopticTask), (VolumeConfig(), VolumeTask),
+             (ClassifyConfig(), ClassificationTask)]
+    for config, kind in kinds:
+        task = task_for(config)
+        assert type(task) is kind, (config, task)
+        assert isinstance(task, SegmentationTask) == isinstance(config, TrainConfig)
+        assert task.command == ("classify-train" if kind is ClassificationTask else "train")
+        for cls in type(task).__mro__:                    # one finish step for all: no task writes its own
+            assert "finish" not in vars(cls), cls
+    assert "score" in vars(Task) and not hasattr(multiclass, "Delegating")
