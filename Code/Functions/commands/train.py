@@ -133,8 +133,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("plan and recipes (Functions.planning; docs/planning.md)")
     r.add_argument("--config", metavar="FILE",
                    help="a recipe file (TOML; YAML with PyYAML) of settings, keys = setting names (epochs, "
-                        "patch_size...); flags override it, it overrides the plan; a run folder's recipe.toml "
-                        "repeats that run")
+                        "patch_size...), flat or in the config's sections ([data], [optimisation], [patches]...; "
+                        "docs/planning.md, Reading a config); flags override it, it overrides the plan; a run "
+                        "folder's recipe.toml repeats that run")
     r.add_argument("--plan", action=argparse.BooleanOptionalAction, default=True,
                    help="fingerprint the data and let the plan choose the settings left open (default: on; "
                         "--no-plan: the built-in defaults)")
