@@ -37,7 +37,8 @@ def main() -> None:
 
     from Functions.data.sources import resolve_samples
     from Functions.data.splits import known_groups, sample_groups
-    from Functions.engine.segmentation import TrainConfig, train
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.tasks import train
     from Functions.evaluation.leakage import check_split
 
     samples = resolve_samples(args.data, args.dataset, args.data_dir)

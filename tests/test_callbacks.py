@@ -199,7 +199,7 @@ def test_best_model_rejects_an_unknown_keep(tmp_path):
 
 @pytest.mark.parametrize("keep, kept", [("best", 2), ("last", 4)])
 def test_best_epoch_reports_which_epoch_was_kept(keep, kept):
-    from Functions.engine.fit import best_epoch
+    from Functions.engine.finish import best_epoch
 
     hist = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_dice": [0.3, 0.8, 0.6, 0.7], "val_loss": [0.9, 0.5, 0.4, 0.6],
                          "learning_rate": [1e-3, 1e-3, 5e-4, 1e-5]})

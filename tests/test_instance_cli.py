@@ -464,14 +464,14 @@ def test_boundary_width_reaches_the_training_targets(tmp_path, patch):
     from Functions.base.errors import UserError
     from Functions.data.instance_targets import three_class_target
     from Functions.data.instances import read_instances
-    from Functions.engine.multiclass import task_for
-    from Functions.engine.segmentation import SEGMENTATION, TrainConfig
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.tasks import task_for
 
     data = _dsb_tree(tmp_path / "stage1_train", n=6, size=16)
     config = TrainConfig(data=str(data), task="instance", image_size=16, patch_size=patch, boundary_width=2,
                          val_fraction=0.2, test_fraction=0.2, seed=0)
     config.validate()
-    prepared = task_for(config, SEGMENTATION).prepare(config)
+    prepared = task_for(config).prepare(config)
     _, masks, samples = prepared["train"]
     for m, s in zip(masks, samples):
         want = three_class_target(read_instances(s, (16, 16)), 2)
@@ -490,14 +490,14 @@ def test_boundary_modes_reach_the_training_targets(tmp_path, patch, mode):
     from Functions.base.errors import UserError
     from Functions.data.instance_targets import three_class_target
     from Functions.data.instances import read_instances
-    from Functions.engine.multiclass import task_for
-    from Functions.engine.segmentation import SEGMENTATION, TrainConfig
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.tasks import task_for
 
     data = _dsb_tree(tmp_path / "stage1_train", n=6, size=16)
     config = TrainConfig(data=str(data), task="instance", image_size=16, patch_size=patch, boundary_width=2,
                          boundaries=mode, val_fraction=0.2, test_fraction=0.2, seed=0)
     config.validate()
-    _, masks, samples = task_for(config, SEGMENTATION).prepare(config)["train"]
+    _, masks, samples = task_for(config).prepare(config)["train"]
     for m, s in zip(masks, samples):
         labels = read_instances(s, (16, 16))
         want = three_class_target(labels, 2, mode)

@@ -10,7 +10,8 @@ import pytest
 
 from Functions.cli import main
 from Functions.metrics.segmentation import METRIC_COLUMNS
-from Functions.engine.segmentation import TrainConfig, train
+from Functions.engine.segmentation import TrainConfig
+from Functions.engine.tasks import train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from Functions.base.errors import UserError
-from Functions.engine.segmentation import TrainConfig, resume_config, train
+from Functions.engine.segmentation import TrainConfig, resume_config
+from Functions.engine.tasks import train
 from helpers import kill_after_epochs
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from Functions.base.errors import UserError
-from Functions.engine.segmentation import TrainConfig, train
+from Functions.engine.segmentation import TrainConfig
+from Functions.engine.tasks import train
 
 # XLA compilation costs more than it saves on these tiny runs, except on JAX (whose non-jit mode is eager)
 JIT = keras.backend.backend() == "jax"
@@ -33,6 +34,16 @@ def test_train_writes_every_file_and_loss_falls(tiny_pairs_dir, tmp_path):
     assert len(per_image) == metrics["n_images"] == 2
     assert metrics["dice"] == pytest.approx(per_image["dice"].mean())
     assert "![Training curves](curves.png)" in (out / "report.md").read_text()
+    # the finish step (engine/finish.py) writes what the per-task copies before it wrote: these keys, columns
+    # and report sections were read from a run of the code before issue 36
+    assert set(metrics) == {"dice", "iou", "precision", "recall", "specificity", "pixel_accuracy", "boundary_f1",
+                            "hd95", "assd", "dice_resized", "iou_resized", "scored_at", "resized_to", "split",
+                            "n_images", "epochs_trained", "train_seconds", "parameters", "peak_rss_mb", "monitor",
+                            "best_epoch", "best_value", "keep", "kept_epoch", "final_learning_rate", "summary"}
+    assert list(per_image.columns) == ["image", "dice", "iou", "precision", "recall", "specificity", "pixel_accuracy",
+                                       "boundary_f1", "hd95", "assd", "width", "height", "unit", "dice_resized"]
+    assert [line for line in (out / "report.md").read_text().splitlines() if line.startswith("## ")] == [
+        "## Settings", "## Data", "## Metrics", "## Figures"]
     # the same folder again: refused, and the first run is untouched
     before = (out / "model.keras").read_bytes()
     with pytest.raises(UserError, match="already holds files"):
@@ -83,7 +94,9 @@ def test_report_and_history_have_the_new_sections(tiny_pairs_dir, tmp_path):
     assert metrics["keep"] == "best" and metrics["kept_epoch"] == metrics["best_epoch"]
     report = (out / "report.md").read_text()
     assert f"Dice {metrics['dice']:.4f}" in report
-    assert f"python -m Functions train --data {tiny_pairs_dir.resolve()} --epochs 2 --image-size 32" in report
+    # the flags in the config's section order: data, optimisation, output, images, segmentation
+    assert (f"python -m Functions train --data {tiny_pairs_dir.resolve()} --channels 1 --epochs 2 --batch-size 4 "
+            f"--seed 3 {'--jit' if JIT else '--no-jit'} --image-size 32 --normalization minmax") in report
     assert "--seed 3" in report and "--model-option base_filters=4 --model-option depth=2" in report
     assert "![Validation predictions during training](progress.png)" in report
     assert (out / "progress.png").is_file() and not (out / "backup").exists()

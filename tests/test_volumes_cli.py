@@ -92,6 +92,17 @@ def test_train_volumes_writes_a_scored_run_with_aligned_nifti_predictions(volume
     assert {"dice", "iou", "hd95", "assd"} <= set(table.columns) and table["spacing_mm"][0] == "3x1.5x1.5"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["unit"] == "mm" and 0 <= metrics["dice"] <= 1 and metrics["epochs_trained"] == 1
+    # the finish step (engine/finish.py) writes what finish_volumes wrote before issue 36 (keys, columns, report
+    # sections read from a run of that code); config.json holds no 2-D setting
+    assert set(metrics) == {"dice", "iou", "precision", "recall", "specificity", "pixel_accuracy", "boundary_f1",
+                            "hausdorff", "hd95", "assd", "split", "n_images", "unit", "epochs_trained",
+                            "train_seconds", "parameters", "peak_rss_mb", "monitor", "best_epoch", "best_value",
+                            "keep", "kept_epoch", "final_learning_rate", "summary"}
+    assert list(table.columns) == ["id", "dice", "iou", "precision", "recall", "specificity", "pixel_accuracy",
+                                   "boundary_f1", "hausdorff", "hd95", "assd", "spacing_mm"]
+    assert [line for line in (run / "report.md").read_text().splitlines() if line.startswith("## ")] == [
+        "## Settings", "## Data", "## Metrics", "## Figures"]
+    assert not {"image_size", "normalization", "patch_sampling", "task", "progress_every"} & set(cfg)
     pred_file = run / "predictions" / f"{table['id'][0]}.nii.gz"
     src = nib.load(split["test"][0])
     pred = nib.load(str(pred_file))

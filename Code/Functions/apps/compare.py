@@ -73,7 +73,8 @@ def compare_models(models: list[str], base, out: str | Path | None = None) -> "o
     import pandas as pd
 
     from Functions.base.paths import new_run_dir
-    from Functions.engine.segmentation import build, prepare_data, train
+    from Functions.engine.segmentation import build, prepare_data
+    from Functions.engine.tasks import train
 
     models = parse_models(models)
     base = replace(base)

@@ -133,8 +133,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("plan and recipes (Functions.planning; docs/planning.md)")
     r.add_argument("--config", metavar="FILE",
                    help="a recipe file (TOML; YAML with PyYAML) of settings, keys = setting names (epochs, "
-                        "patch_size...); flags override it, it overrides the plan; a run folder's recipe.toml "
-                        "repeats that run")
+                        "patch_size...), flat or in the config's sections ([data], [optimisation], [patches]...; "
+                        "docs/planning.md, Reading a config); flags override it, it overrides the plan; a run "
+                        "folder's recipe.toml repeats that run")
     r.add_argument("--plan", action=argparse.BooleanOptionalAction, default=True,
                    help="fingerprint the data and let the plan choose the settings left open (default: on; "
                         "--no-plan: the built-in defaults)")
@@ -156,12 +157,27 @@ def recipe_keys() -> set[str]:
     """The keys a recipe file may hold: every setting of a 2-D or 3-D run and every ``train`` flag's name."""
     from dataclasses import fields
 
+    from Functions.engine.segmentation import TrainConfig
     from Functions.engine.volumes import VolumeConfig
 
     p = argparse.ArgumentParser(add_help=False)
     add_arguments(p)
     dests = {a.dest for a in p._actions if a.dest != argparse.SUPPRESS}
-    return ({f.name for f in fields(VolumeConfig)} | dests) - set(NOT_SETTINGS) - {"help", "help_all"}
+    settings = {f.name for c in (TrainConfig, VolumeConfig) for f in fields(c)}
+    return (settings | dests) - set(NOT_SETTINGS) - {"help", "help_all"}
+
+
+def recipe_sections() -> dict[str, set[str]]:
+    """The keys each ``[section]`` of a recipe file may hold (:meth:`~Functions.engine.config.RunConfig.sections`
+    of the 2-D and the 3-D config together)."""
+    from Functions.engine.segmentation import TrainConfig
+    from Functions.engine.volumes import VolumeConfig
+
+    sections: dict[str, set[str]] = {}
+    for config_class in (TrainConfig, VolumeConfig):
+        for name, keys in config_class.sections().items():
+            sections.setdefault(name, set()).update(keys)
+    return sections
 
 
 def resolve(args):
@@ -180,7 +196,7 @@ def resolve(args):
     if args.config:
         from Functions.planning.recipes import read_recipe
 
-        recipe = read_recipe(args.config, recipe_keys())
+        recipe = read_recipe(args.config, recipe_keys(), sections=recipe_sections())
 
     def chosen(name):                                 # flags > recipe > default, for what the plan reads
         return getattr(args, name) if name in given or name not in recipe else recipe[name]
@@ -204,6 +220,10 @@ def resolve(args):
     values.update({k: getattr(args, k) for k in given})
     values["model_option"] = list({**options, **dict(args.model_option)}.items())
     if three:                                         # 3-D: its own defaults and task
+        from Functions.engine.volumes import refuse_two_d_settings
+
+        refuse_two_d_settings(values, given)          # a 3-D config has no 2-D setting: one line, not ignored
+        refuse_two_d_settings(values, set(recipe) - given, source=f" of --config {args.config}")
         values = volume_defaults(values)
         if isinstance(values.get("patch_size"), int):
             values["patch_size"] = [values["patch_size"]]
@@ -222,7 +242,7 @@ def resolve(args):
 
 def run(args) -> int:
     from Functions.engine.segmentation import TrainConfig
-    from Functions.engine.volumes import resume_any, train_any     # 3-D (--dims 3) runs, else 2-D ones
+    from Functions.engine.tasks import resume_config, train       # 3-D (--dims 3) runs, else 2-D ones
 
     if args.resume:
         if args.config:
@@ -232,12 +252,12 @@ def run(args) -> int:
                             "new run with --config FILE --out NEW_FOLDER to repeat a recipe)")
         if args.patch_size is not None and len(args.patch_size) == 1:   # the run's own --patch-size P
             args.patch_size = int(args.patch_size[0])
-        return run_training(args, parser_factory=add_arguments, config_class=TrainConfig, train_fn=train_any,
-                            resume_fn=resume_any)
+        return run_training(args, parser_factory=add_arguments, config_class=TrainConfig, train_fn=train,
+                            resume_fn=resume_config)
     args, config_class, plan = resolve(args)
     files = None
     if plan is not None:
         print("\n".join(plan.lines()), flush=True)
         files = {"plan.json": plan.to_dict()}
-    return run_training(args, parser_factory=add_arguments, config_class=config_class, train_fn=train_any,
-                        resume_fn=resume_any, files=files)
+    return run_training(args, parser_factory=add_arguments, config_class=config_class, train_fn=train,
+                        resume_fn=resume_config, files=files)

@@ -24,16 +24,16 @@ with a finished run is :mod:`Functions.inference.classifier`.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import write_json
 from Functions.data.sources import seeded_subset
-from Functions.engine.config import Check, RunConfig
-from Functions.engine.fit import Task, best_epoch, fit, make_optimizer
+from Functions.engine.config import Check, Images, RunConfig
+from Functions.engine.fit import Task, fit, make_optimizer
 from Functions.engine.fit import resume_config as resume_run_config
 from Functions.metrics.classification import classification_metrics
 
@@ -58,12 +58,15 @@ AUTO_AUGMENT = dict(hflip=0.5, vflip=0.0, rotate90=0.0, rotate=0.3, max_angle=10
 
 # ============================================================================= config
 @dataclass
-class ClassifyConfig(RunConfig):
+class ClassifyConfig(Images, RunConfig):
     """Every setting of a classification run (the ``classify-train`` flags map one to one).
 
-    The shared fields are those of :class:`~Functions.engine.config.RunConfig`; the defaults
-    below are the classification ones (``data=None`` -> ``Data/sample/ultrasound``).
+    Its sections (:mod:`Functions.engine.config`): ``data``, ``optimisation`` and ``output`` (every run's),
+    ``images``, and its own ``classifier`` settings below; the defaults are the classification ones
+    (``data=None`` -> ``Data/sample/ultrasound``).
     """
+
+    SECTION: ClassVar[str] = "classifier"
 
     model: str = "resnet18"
     epochs: int = 30
@@ -268,8 +271,8 @@ class ClassificationTask(Task):
         val = make_batches(x_va[part_va], one_hot(y_va[part_va], k), batch_size, workers=1)
         return train, val
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return finish_classification(model, config, data, run_dir, hist, seconds)
+    def score(self, model, config, data, run_dir):
+        return score_classifier(model, config, data, run_dir)
 
 
 CLASSIFICATION = ClassificationTask()
@@ -290,32 +293,26 @@ def resume_config(run_dir: str | Path) -> ClassifyConfig:
     return resume_run_config(ClassifyConfig, run_dir)
 
 
-def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
-    """Test metrics, predictions table, figures and report for a trained classifier."""
-    import matplotlib.pyplot as plt
+def score_classifier(model, config: ClassifyConfig, data: dict, run_dir: Path):
+    """Test metrics, the predictions table and figures of a trained classifier
+    (:class:`~Functions.engine.finish.Scores`)."""
     import pandas as pd
 
-    from Functions.viz.plotting import plot_confusion_matrix, plot_gradcam, plot_history, plot_roc
+    from Functions.engine.finish import Scores
+    from Functions.viz.plotting import plot_confusion_matrix, plot_gradcam, plot_roc
 
     classes = data["classes"]
     split_name = "test" if data["test"][2] else "val"
     x_te, y_te, s_te = data[split_name]
     probs = np.asarray(model.predict(x_te, batch_size=config.batch_size, verbose=0), dtype=np.float64)
     metrics = classification_metrics(y_te, probs, classes)
-    metrics.update({"split": "test" if split_name == "test" else "validation", "epochs_trained": int(len(hist)),
-                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-                    **best_epoch(hist, config.monitor, config.keep)})
-    write_json(run_dir / "metrics.json", metrics)
+    split = "test" if split_name == "test" else "validation"
     table = pd.DataFrame({"image": [str(s.image) for s in s_te], "truth": [classes[i] for i in y_te],
                           "predicted": [classes[i] for i in probs.argmax(axis=1)]})
     for j, c in enumerate(classes):
         table[f"prob_{c}"] = probs[:, j]
-    table.to_csv(run_dir / "predictions.csv", index=False)
 
-    plt.close(plot_history(hist, run_dir / "curves.png", metrics=("loss", "accuracy")))
-    plt.close(plot_confusion_matrix(metrics["confusion_matrix"], classes, path=run_dir / "confusion_matrix.png"))
-    plt.close(plot_roc(y_te, probs, classes, path=run_dir / "roc.png"))
-    if config.gradcam_images:
+    def gradcam(run_dir):
         pick = spread_by_class(y_te, config.gradcam_images)
         try:
             from Functions.inference.gradcam import GradCAM
@@ -323,15 +320,20 @@ def finish_classification(model, config: ClassifyConfig, data: dict, run_dir: Pa
             heat, explained = GradCAM(model)(x_te[pick], batch_size=config.batch_size)
         except ValueError as exc:                        # e.g. a model without a 4-D feature layer
             logging.getLogger("Functions").warning("no Grad-CAM figure (%s)", exc)
-        else:
-            titles = [f"{s_te[i].id}\ntrue {classes[y_te[i]]}, pred {classes[c]} ({probs[i, c]:.2f})"
-                      for i, c in zip(pick, explained)]
-            plt.close(plot_gradcam(x_te[pick], heat, titles=titles, path=run_dir / "gradcam.png"))
-    write_classification_report(run_dir, config, data, metrics)
-    print(f"Test ({metrics['split']}, {metrics['n_images']} images): accuracy {metrics['accuracy']:.4f}  "
-          f"balanced accuracy {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
-          f"ROC-AUC {_fmt(metrics['roc_auc'])}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+            return None
+        titles = [f"{s_te[i].id}\ntrue {classes[y_te[i]]}, pred {classes[c]} ({probs[i, c]:.2f})"
+                  for i, c in zip(pick, explained)]
+        return plot_gradcam(x_te[pick], heat, titles=titles, path=run_dir / "gradcam.png")
+
+    figures = [lambda run_dir: plot_confusion_matrix(metrics["confusion_matrix"], classes,
+                                                     path=run_dir / "confusion_matrix.png"),
+               lambda run_dir: plot_roc(y_te, probs, classes, path=run_dir / "roc.png")]
+    return Scores(split=split, n_images=metrics["n_images"], metrics=metrics, tables={"predictions.csv": table},
+                  figures=figures + ([gradcam] if config.gradcam_images else []), curves=("loss", "accuracy"),
+                  title=f"Classification run {Path(run_dir).name}",
+                  sections=report_sections(data, {**metrics, "split": split}),
+                  line=f"accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
+                       f"macro F1 {metrics['macro_f1']:.4f}  ROC-AUC {_fmt(metrics['roc_auc'])}  ")
 
 
 def spread_by_class(y: np.ndarray, n: int) -> np.ndarray:
@@ -346,29 +348,21 @@ def spread_by_class(y: np.ndarray, n: int) -> np.ndarray:
     return np.array(sorted(out), dtype=np.int64)
 
 
-def write_classification_report(run_dir: Path, config: ClassifyConfig, data: dict, metrics: dict) -> Path:
-    """``report.md``: the shared settings/data/metrics/figures report plus class counts, per-class metrics
-    and the confusion matrix."""
-    from Functions.viz.reports import markdown_table, write_report
+def report_sections(data: dict, metrics: dict) -> str:
+    """The classification parts of ``report.md``: class counts, per-class metrics and the confusion matrix."""
+    from Functions.viz.reports import markdown_table
 
     classes = data["classes"]
-    path = write_report(run_dir, config=asdict(config), data=data, metrics=metrics,
-                        title=f"Classification run {Path(run_dir).name}", command=CLASSIFICATION.reproduce(config))
     counts = [{"split": name, **{c: int(np.sum(data[name][1] == k)) for k, c in enumerate(classes)}}
               for name in ("train", "val", "test")]
     per_class = [{"class": c, **{m: (v if v is not None else float("nan")) for m, v in stats.items()}}
                  for c, stats in metrics["per_class"].items()]
     cm = [{"truth \\ predicted": c, **{p: n for p, n in zip(classes, row)}}
           for c, row in zip(classes, metrics["confusion_matrix"])]
-    extra = ("\n## Classes\n\n" + markdown_table(counts)
-             + f"\n## Per-class metrics ({metrics['split']})\n\n"
-             + markdown_table(per_class, ["class", "precision", "recall", "f1", "roc_auc", "support"])
-             + f"\n## Confusion matrix ({metrics['split']}, rows = truth)\n\n" + markdown_table(cm))
-    text = path.read_text()
-    marker = "\n## Figures\n"
-    text = text.replace(marker, extra + marker, 1) if marker in text else text + extra
-    path.write_text(text)
-    return path
+    return ("\n## Classes\n\n" + markdown_table(counts)
+            + f"\n## Per-class metrics ({metrics['split']})\n\n"
+            + markdown_table(per_class, ["class", "precision", "recall", "f1", "roc_auc", "support"])
+            + f"\n## Confusion matrix ({metrics['split']}, rows = truth)\n\n" + markdown_table(cm))
 
 
 def _fmt(v) -> str:

@@ -16,7 +16,7 @@ repeatable and robust:
 * resume after a kill (``SIGKILL`` included) from the last committed epoch, with the same split,
   the same shuffling and augmentation stream and the callbacks' counters.
 
-Call it through the tasks: :func:`Functions.engine.segmentation.train` and
+Call it through the tasks: :func:`Functions.engine.tasks.train` (any segmentation run) and
 :func:`Functions.engine.classification.train_classifier`.
 """
 
@@ -37,6 +37,7 @@ from Functions.base.runs import (check_same_split, clean_partial_files, is_finis
 from Functions.base.runtime import set_precision, set_seed
 from Functions.engine import distribute as dist
 from Functions.engine.config import RunConfig
+from Functions.engine.finish import finish
 from Functions.inference.loading import load_keras_model
 
 
@@ -103,8 +104,13 @@ class Task:
         return []
 
     # ------------------------------------------------------------------ after training
-    def finish(self, model, config, data: dict, run_dir: Path, hist, seconds: float) -> dict:
-        """Score the best model, write metrics, figures and ``report.md``; return the metrics."""
+    def score(self, model, config, data: dict, run_dir: Path):
+        """Score the kept model (on the test split, else validation): a :class:`~Functions.engine.finish.Scores`.
+
+        The one finish step (:func:`Functions.engine.finish.finish`) writes what it returns: the tables,
+        ``metrics.json``, the figures, ``report.md`` and the printed line.  ``run_dir`` is for the files that
+        scoring itself writes (3-D ``predictions/``, the tuned watershed's ``instance_decoder.json``).
+        """
         raise NotImplementedError
 
     def reproduce(self, config) -> str:
@@ -210,18 +216,19 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, callbacks: list 
     finally:
         scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
-    metrics = task.finish(best, config, data, run_dir, hist, seconds)
+    metrics = finish(task, best, config, data, run_dir, hist, seconds)
     remove_backup(run_dir)                             # the run is complete: nothing left to resume
     return {"run_dir": run_dir, "metrics": metrics, "history": hist, "model": best}
 
 
 def write_run_recipe(run_dir: Path, config: RunConfig) -> Path:
-    """``run_dir/recipe.toml``: every setting of the run (``out`` left out), so that ``train --config`` with it
-    repeats the run (:mod:`Functions.planning.recipes`)."""
+    """``run_dir/recipe.toml``: every setting of the run (``out`` left out) in one table per config section
+    (``[data]``, ``[optimisation]``...), so that ``train --config`` with it repeats the run
+    (:mod:`Functions.planning.recipes`)."""
     from Functions.planning.recipes import write_recipe
 
     values = {k: v for k, v in asdict(config).items() if k != "out"}
-    return write_recipe(run_dir / "recipe.toml", values, header=[
+    return write_recipe(run_dir / "recipe.toml", values, sections=config.sections(), header=[
         f"The full recipe of run {run_dir.name}, as it ran (settings decided from the data included).",
         f"Repeat it: python -m Functions train --config {run_dir / 'recipe.toml'} --out NEW_FOLDER"])
 
@@ -327,26 +334,6 @@ def make_callbacks(task: Task, config, model, run_dir: Path, data: dict, rows: l
     cbs.append(TrainingState(run_dir / "backup", history, stateful=stateful, nan_guard=guard,
                              total_epochs=config.epochs, restore=state))
     return cbs, guard
-
-
-def best_epoch(hist, monitor: str, keep: str = "best") -> dict:
-    """``best_epoch`` (1-based), ``monitor`` and ``best_value`` from the history table, when it has the column.
-
-    Also ``keep`` (``"best"`` or ``"last"``, the run's ``--keep``) and ``kept_epoch``, the epoch whose
-    model the run kept (1-based): the best one, or the last one.
-    """
-    if monitor not in hist or not len(hist):
-        return {"monitor": monitor, "keep": keep}
-    values = hist[monitor].to_numpy(dtype=float)
-    if not np.isfinite(values).any():
-        return {"monitor": monitor, "keep": keep}
-    i = int(np.nanargmin(values) if monitor.endswith("loss") else np.nanargmax(values))
-    out = {"monitor": monitor, "best_epoch": int(hist["epoch"].iloc[i]) + 1, "best_value": float(values[i]),
-           "keep": keep}
-    out["kept_epoch"] = int(hist["epoch"].iloc[-1]) + 1 if keep == "last" else out["best_epoch"]
-    if "learning_rate" in hist:
-        out["final_learning_rate"] = float(hist["learning_rate"].iloc[-1])
-    return out
 
 
 def verbose_level(config) -> int:

@@ -1,6 +1,7 @@
 """Multi-class semantic and instance segmentation runs on the one training loop.
 
-:func:`task_for` picks the task of a :class:`~Functions.engine.segmentation.TrainConfig`:
+:func:`segmentation_task` picks the task of a :class:`~Functions.engine.segmentation.TrainConfig` (each a
+:class:`~Functions.engine.segmentation.SegmentationTask` subclass that overrides only what differs):
 
 * binary (``num_classes`` 1, or inferred as binary) - the plain :class:`SegmentationTask`;
 * :class:`MultiClassTask` - ``num_classes K >= 2`` given, or inferred from the
@@ -38,9 +39,10 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.base.runs import summary_json, write_json
-from Functions.base.runtime import peak_rss_mb
 from Functions.data.instance_targets import instance_class_names
-from Functions.engine.fit import Task, best_epoch, make_optimizer
+from Functions.engine.finish import Scores, scored_split
+from Functions.engine.fit import make_optimizer
+from Functions.engine.segmentation import SegmentationTask, prepare_data
 
 log = logging.getLogger("Functions")
 
@@ -76,22 +78,17 @@ def class_setup(config, samples) -> tuple[int, dict | None]:
     return len(mapping), mapping
 
 
-def task_for(config, base):
-    """The :class:`~Functions.engine.fit.Task` for ``config`` (see the module docstring).
-
-    ``base``: the binary segmentation task (``Functions.engine.segmentation.SEGMENTATION``), whose
-    data loading, model building, batches and binary scoring these tasks reuse (passed in, so this
-    module does not import the segmentation module that calls it).
-    """
+def segmentation_task(config) -> SegmentationTask:
+    """The 2-D segmentation task for ``config`` (see the module docstring): one object per kind of run."""
     if getattr(config, "task", "semantic") == "instance":
-        return InstanceTask(base)
+        return InstanceTask()
     if getattr(config, "task", "semantic") == "panoptic":
-        return PanopticTask(base)
+        return PanopticTask()
     if config.class_map or (config.num_classes or 1) > 1:
-        return MultiClassTask(base)
+        return MultiClassTask()
     if config.num_classes is None:
-        return MultiClassTask(base)   # decides in prepare(): falls back to binary when the masks are binary
-    return BinaryCheckedTask(base)
+        return MultiClassTask()   # decides in prepare(): falls back to binary when the masks are binary
+    return BinaryCheckedTask()
 
 
 # ----------------------------------------------------------------------------- loading
@@ -169,7 +166,7 @@ def check_binary(data: dict) -> None:
 def replace_with_instance_targets(data: dict, image_size, width: int = 1, boundaries: str = "all") -> None:
     """Swap the training and validation masks for class targets ``(N, H, W, 1)`` (3 classes, or 4 with
     ``boundaries="contact"``) drawn on the label maps resized to ``image_size`` (the test split is scored on its
-    label maps as stored, see :func:`finish_instance`)."""
+    label maps as stored, see :func:`score_instance`)."""
     from Functions.data.instance_targets import instance_class_target
     from Functions.data.instances import read_instances
 
@@ -188,63 +185,16 @@ def replace_with_instance_targets(data: dict, image_size, width: int = 1, bounda
 
 
 # ----------------------------------------------------------------------------- tasks
-class Delegating(Task):
-    """A task that does everything as ``base`` (the segmentation task) unless a subclass overrides it."""
-
-    def __init__(self, base):
-        self.base = base
-        self.command, self.config_class = base.command, base.config_class
-
-    def prepare(self, config):
-        return self.base.prepare(config)
-
-    def settle(self, config, data):
-        self.base.settle(config, data)
-
-    def split_record(self, data):
-        return self.base.split_record(data)
-
-    def run_files(self, config, data):
-        return self.base.run_files(config, data)
-
-    def describe(self, config, data, model):
-        return self.base.describe(config, data, model)
-
-    def build(self, config, data):
-        return self.base.build(config, data)
-
-    def compile(self, model, config):
-        self.base.compile(model, config)
-
-    def monitor_name(self, model, monitor):
-        return self.base.monitor_name(model, monitor)
-
-    def batches(self, config, data, model, batch_size):
-        return self.base.batches(config, data, model, batch_size)
-
-    def fit_kwargs(self, config, data):
-        return self.base.fit_kwargs(config, data)
-
-    def callbacks(self, config, model, run_dir, data):
-        return self.base.callbacks(config, model, run_dir, data)
-
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return self.base.finish(model, config, data, run_dir, hist, seconds)
-
-    def reproduce(self, config):
-        return self.base.reproduce(config)
-
-
-class BinaryCheckedTask(Delegating):
+class BinaryCheckedTask(SegmentationTask):
     """``--num-classes 1`` given: binary, refusing label-map masks with one clear error."""
 
     def prepare(self, config):
-        data = self.base.prepare(config)
+        data = prepare_data(config)
         check_binary(data)
         return data
 
 
-class MultiClassTask(Delegating):
+class MultiClassTask(SegmentationTask):
     """Softmax over ``K`` classes; or binary when the class setup finds binary masks."""
 
     def prepare(self, config):
@@ -253,7 +203,7 @@ class MultiClassTask(Delegating):
         k, mapping = class_setup(config, _samples(config))
         several = k > 1 or mapping is not None
         patches = bool(getattr(config, "patch_size", None))
-        data = self.base.prepare(config, masks=class_mask_spec(mapping, max(k, 2)) if several and patches else None)
+        data = prepare_data(config, masks=class_mask_spec(mapping, max(k, 2)) if several and patches else None)
         data["num_classes"], data["class_map"] = k, mapping
         if several:
             if not patches:
@@ -279,13 +229,13 @@ class MultiClassTask(Delegating):
                                  "class_names": class_names(config)}}
 
     def compile(self, model, config):
-        self.base.compile(model, config)
+        super().compile(model, config)
         compile_with_classes(model, config)
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
+    def score(self, model, config, data, run_dir):
         if (config.num_classes or 1) <= 1:
-            return self.base.finish(model, config, data, run_dir, hist, seconds)
-        return finish_multiclass(self, model, config, data, run_dir, hist, seconds)
+            return super().score(model, config, data, run_dir)
+        return score_multiclass(model, config, data)
 
 
 class InstanceTask(MultiClassTask):
@@ -295,9 +245,9 @@ class InstanceTask(MultiClassTask):
     def prepare(self, config):
         width, boundaries = config.boundary_width, config.boundaries
         if getattr(config, "patch_size", None):
-            data = self.base.prepare(config, masks=instance_mask_spec(width, boundaries))
+            data = prepare_data(config, masks=instance_mask_spec(width, boundaries))
         else:
-            data = self.base.prepare(config)
+            data = prepare_data(config)
             replace_with_instance_targets(data, config.image_size, width=width, boundaries=boundaries)
         data["num_classes"], data["class_map"] = len(config.instance_names()), None
         return data
@@ -306,8 +256,8 @@ class InstanceTask(MultiClassTask):
         super().settle(config, data)
         config.num_classes = len(config.instance_names())
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return finish_instance(self, model, config, data, run_dir, hist, seconds)
+    def score(self, model, config, data, run_dir):
+        return score_instance(model, config, data, run_dir)
 
 
 class PanopticTask(MultiClassTask):
@@ -331,9 +281,9 @@ class PanopticTask(MultiClassTask):
         auto_patches(config, samples)
         width, boundaries = config.boundary_width, config.boundaries
         if config.patch_size:
-            data = self.base.prepare(config, masks=panoptic_mask_spec(t, s, width, boundaries))
+            data = prepare_data(config, masks=panoptic_mask_spec(t, s, width, boundaries))
         else:
-            data = self.base.prepare(config)
+            data = prepare_data(config)
             replace_with_panoptic_targets(data, config.image_size, t, s, width, boundaries)
         data["num_classes"], data["class_map"] = 2 + t + s, None
         data["panoptic"] = (t, s, names)
@@ -347,8 +297,8 @@ class PanopticTask(MultiClassTask):
         config.object_types, config.stuff_classes, config.panoptic_names = t, s, list(names)
         config.num_classes = 2 + t + s
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return finish_panoptic(self, model, config, data, run_dir, hist, seconds)
+    def score(self, model, config, data, run_dir):
+        return score_panoptic(model, config, data)
 
 
 def auto_patches(config, samples) -> None:
@@ -472,20 +422,6 @@ def compile_with_classes(model, config) -> None:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _common(task, model, config, hist, seconds, split_name, n) -> dict:
-    return {"split": split_name, "n_images": int(n), "epochs_trained": int(len(hist)),
-            "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            **best_epoch(hist, task.monitor_name(model, config.monitor), config.keep)}
-
-
-def _scored_split(data):
-    """``(samples, split name)`` of the split the finished model is scored on (test, else validation)."""
-    if data["test"][2]:
-        return list(data["test"][2]), "test"
-    return list(data["val"][2]), "validation"
-
-
 def _predictor(model, config, data):
     from Functions.engine.native import predictor_for
     from Functions.models import single_output
@@ -499,61 +435,48 @@ def _where(config) -> str:
     return prediction_note(asdict(config))
 
 
-def finish_multiclass(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
-    """Per-class, macro and micro test metrics at each image's original size, confusion matrix, figures with a
-    colour legend, report."""
-    import matplotlib.pyplot as plt
-
+def score_multiclass(model, config, data) -> Scores:
+    """Per-class, macro and micro test metrics at each image's original size, the confusion matrix, figures
+    with a colour legend."""
     from Functions.data.classes import parse_class_map
     from Functions.evaluation.native import score_class_samples
     from Functions.metrics.segmentation import summarize
-    from Functions.viz.plotting import plot_class_predictions, plot_confusion_matrix, plot_history
-    from Functions.viz.reports import write_report
+    from Functions.viz.plotting import plot_class_predictions, plot_confusion_matrix
 
     k = int(config.num_classes)
-    samples, split_name = _scored_split(data)
+    samples, split_name = scored_split(data)
     mapping = parse_class_map(config.class_map) if config.class_map else None
     table, cm, shown = score_class_samples(
         _predictor(model, config, data), samples, lambda s, shape: read_class_map(s, shape, mapping, k), k,
         batch_size=config.batch_size, tta=config.tta)
-    table.to_csv(run_dir / "test_metrics.csv", index=False)
     summary = summarize(table.drop(columns=["width", "height"], errors="ignore"))
     metrics = {c: float(summary.loc["mean", c]) for c in summary.columns}
     metrics["dice"], metrics["iou"] = metrics["macro_dice"], metrics["macro_iou"]
     names = class_names(config)
-    metrics.update(_common(task, model, config, hist, seconds, split_name, len(table)))
-    metrics.update({"num_classes": k, "class_map": config.class_map, "class_names": names,
-                    "confusion_matrix": np.asarray(cm).tolist(), "scored_at": "original resolution",
-                    "summary": summary_json(summary)})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
-    plt.close(plot_confusion_matrix(cm, names, path=run_dir / "confusion_matrix.png"))
-    plt.close(plot_class_predictions([sh[0] for sh in shown], [sh[1] for sh in shown], [sh[2] for sh in shown],
-                                     names, n=len(shown), titles=[s.id for s in samples[:len(shown)]],
-                                     path=run_dir / "predictions.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
-    with open(run_dir / "report.md", "a") as f:
-        f.write(f"\n## How the test figures were computed\n\nPer-class Dice and IoU at the original resolution: "
-                f"{_where(config)}; classes absent from both truth and prediction are left out of an image's "
-                "macro mean.\n")
+    figures = [lambda run_dir: plot_confusion_matrix(cm, names, path=run_dir / "confusion_matrix.png"),
+               lambda run_dir: plot_class_predictions(
+                   [sh[0] for sh in shown], [sh[1] for sh in shown], [sh[2] for sh in shown], names, n=len(shown),
+                   titles=[s.id for s in samples[:len(shown)]], path=run_dir / "predictions.png")]
     per_class = "  ".join(f"{names[c]} {metrics.get(f'dice_{c}', float('nan')):.4f}" for c in range(1, k))
-    print(f"Test ({split_name}, {len(table)} images, original resolution): macro Dice {metrics['macro_dice']:.4f}  "
-          f"micro Dice {metrics['micro_dice']:.4f}  per class: {per_class} ({seconds:.0f} s training) -> {run_dir}",
-          flush=True)
-    return metrics
+    return Scores(
+        split=split_name, n_images=len(table), metrics=metrics, tables={"test_metrics.csv": table},
+        after={"num_classes": k, "class_map": config.class_map, "class_names": names,
+               "confusion_matrix": np.asarray(cm).tolist(), "scored_at": "original resolution",
+               "summary": summary_json(summary)},
+        figures=figures, where=", original resolution",
+        note=f"Per-class Dice and IoU at the original resolution: {_where(config)}; classes absent from both truth "
+             "and prediction are left out of an image's macro mean.",
+        line=f"macro Dice {metrics['macro_dice']:.4f}  micro Dice {metrics['micro_dice']:.4f}  per class: "
+             f"{per_class} ")
 
 
-def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
+def score_instance(model, config, data, run_dir: Path) -> Scores:
     """Watershed-decoded test predictions at each image's original size, scored with the instance metrics +
-    pixel Dice; figures; report."""
-    import matplotlib.pyplot as plt
-
+    pixel Dice (the watershed tuned on validation first, saved as ``instance_decoder.json``)."""
     from Functions.evaluation.instance import (MIN_KIND_IMAGES, describe_decoder, predict_and_score, tune_decoder,
                                                worst_figure)
-    from Functions.viz.plotting import plot_history
-    from Functions.viz.reports import write_report
 
-    samples, split_name = _scored_split(data)
+    samples, split_name = scored_split(data)
     predictor = _predictor(model, config, data)
     tuned = None
     if split_name == "test" and data["val"][2]:      # tuned on validation only, never on the images it is scored on
@@ -564,75 +487,57 @@ def finish_instance(task, model, config, data, run_dir: Path, hist, seconds: flo
               f"(validation DSB score {tuned['chosen_score']:.4f}, {tuned['general_score']:.4f} with one setting "
               f"for all, {tuned['default_score']:.4f} with the defaults)", flush=True)
     table, worst = predict_and_score(predictor, samples, batch_size=config.batch_size, tta=config.tta)
-    table.to_csv(run_dir / "test_metrics.csv", index=False)
     mean = table.iloc[-1]
     metrics = {c: float(mean[c]) for c in table.columns if c != "image"}
     metrics["dice"] = metrics["pixel_dice"]
     per_image = table["pixel_dice"].to_numpy()[:-1]
     metrics["iou"] = float(np.mean(per_image / np.maximum(2.0 - per_image, 1e-12)))  # IoU = D / (2 - D) per image
-    metrics.update(_common(task, model, config, hist, seconds, split_name, len(table) - 1))
-    metrics.update({"task": "instance", "scored_at": "original resolution",
-                    "decoder": tuned["chosen"] if tuned else None})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
-    worst_figure(run_dir / "predictions.png", table, worst)
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
-    with open(run_dir / "report.md", "a") as f:
-        f.write(f"\n## How the test figures were computed\n\nInstance metrics (DSB2018 score, AP, PQ, AJI) on "
-                f"label maps at the original resolution: {_where(config)}, then decoded by marker-controlled "
-                "watershed and compared with the true instances as stored. The figure shows the lowest-scoring "
-                "test images.\n")
-        if tuned:
-            f.write(f"\nThe watershed's thresholds and smallest object size were chosen on the validation split "
-                    f"({tuned['n_images']} images, DSB score {tuned['default_score']:.4f} at the defaults, "
-                    f"{tuned['general_score']:.4f} with one setting for all, {tuned['chosen_score']:.4f} chosen: "
-                    f"{describe_decoder(tuned['chosen'])}); where the validation split held at least "
-                    f"{MIN_KIND_IMAGES} images of a kind (fluorescence, brightfield, stained), that kind was tuned "
-                    "on its own. `predict` and `evaluate` use them (instance_decoder.json).\n")
-    print(f"Test ({split_name}, {len(table) - 1} images, original resolution): DSB score {metrics['dsb_score']:.4f}  "
-          f"AP50 {metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI {metrics['aji']:.4f}  pixel Dice "
-          f"{metrics['pixel_dice']:.4f} ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+    note = (f"Instance metrics (DSB2018 score, AP, PQ, AJI) on label maps at the original resolution: "
+            f"{_where(config)}, then decoded by marker-controlled watershed and compared with the true instances "
+            "as stored. The figure shows the lowest-scoring test images.")
+    if tuned:
+        note += (f"\n\nThe watershed's thresholds and smallest object size were chosen on the validation split "
+                 f"({tuned['n_images']} images, DSB score {tuned['default_score']:.4f} at the defaults, "
+                 f"{tuned['general_score']:.4f} with one setting for all, {tuned['chosen_score']:.4f} chosen: "
+                 f"{describe_decoder(tuned['chosen'])}); where the validation split held at least "
+                 f"{MIN_KIND_IMAGES} images of a kind (fluorescence, brightfield, stained), that kind was tuned "
+                 "on its own. `predict` and `evaluate` use them (instance_decoder.json).")
+    return Scores(
+        split=split_name, n_images=len(table) - 1, metrics=metrics, tables={"test_metrics.csv": table},
+        after={"task": "instance", "scored_at": "original resolution",
+               "decoder": tuned["chosen"] if tuned else None},
+        figures=[lambda run_dir: worst_figure(run_dir / "predictions.png", table, worst)],
+        note=note, where=", original resolution",
+        line=f"DSB score {metrics['dsb_score']:.4f}  AP50 {metrics['ap50']:.4f}  PQ {metrics['pq']:.4f}  AJI "
+             f"{metrics['aji']:.4f}  pixel Dice {metrics['pixel_dice']:.4f} ")
 
 
-def finish_panoptic(task, model, config, data, run_dir: Path, hist, seconds: float) -> dict:
+def score_panoptic(model, config, data) -> Scores:
     """Test images predicted at their original size, decoded into instance + class maps and scored with
     :func:`Functions.metrics.panoptic.panoptic_scores` (``test_metrics.csv`` per image, ``test_classes.csv`` per
     class, ``metrics.json`` with mPQ, mPQ+, bPQ, per-class PQ and stuff IoU)."""
-    import matplotlib.pyplot as plt
-
     from Functions.evaluation.panoptic import predict_and_score_panoptic
-    from Functions.viz.plotting import plot_history
-    from Functions.viz.reports import write_report
 
-    samples, split_name = _scored_split(data)
+    samples, split_name = scored_split(data)
     t, s = int(config.object_types), int(config.stuff_classes or 0)
     scores = predict_and_score_panoptic(_predictor(model, config, data), samples, t, s, config.panoptic_names,
                                         batch_size=config.batch_size, tta=config.tta)
-    scores["images"].to_csv(run_dir / "test_metrics.csv", index=False)
-    scores["classes"].to_csv(run_dir / "test_classes.csv", index=False)
     summ, dice = scores["summary"], scores["dice"]
     metrics = {"task": "panoptic", "mpq": summ["mpq"], "mpq_plus": summ["mpq_plus"], "bpq": summ["bpq"],
                "mean_stuff_iou": summ["mean_stuff_iou"], "per_class": summ["per_class"],
                "stuff_iou": summ["stuff_iou"], "dice": float(np.mean(dice)) if dice else float("nan")}
     metrics["iou"] = float(np.mean([d / (2.0 - d) for d in dice])) if dice else float("nan")
-    metrics.update(_common(task, model, config, hist, seconds, split_name, len(samples)))
-    metrics.update({"object_types": t, "stuff_classes": s, "class_names": list(config.panoptic_names or []),
-                    "scored_at": "original resolution", "prediction": _where(config),
-                    "patch_size": config.patch_size})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=task.reproduce(config))
-    with open(run_dir / "report.md", "a") as f:
-        f.write(f"\n## How the test figures were computed\n\nPanoptic quality at the original resolution: "
-                f"{_where(config)}; objects separated by watershed on the folded 3-class head, each object typed by "
-                "the majority of its pixels, stuff left semantic. mPQ as PanNuke (per image over the types present "
-                "in its truth, then over images), mPQ+ as the CoNIC challenge (counts summed over images per type), "
-                "bPQ class-agnostic (images with objects in the truth); definitions in "
-                "Functions.metrics.panoptic.\n")
     how = f", sliding window {config.patch_size}x{config.patch_size}" if config.patch_size else ""
-    print(f"Test ({split_name}, {len(samples)} images, original resolution{how}): bPQ {summ['bpq']:.4f}  mPQ "
-          f"{summ['mpq']:.4f}  mPQ+ {summ['mpq_plus']:.4f}"
-          + (f"  stuff IoU {summ['mean_stuff_iou']:.4f}" if s else "")
-          + f" ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+    return Scores(
+        split=split_name, n_images=len(samples), metrics=metrics,
+        tables={"test_metrics.csv": scores["images"], "test_classes.csv": scores["classes"]},
+        after={"object_types": t, "stuff_classes": s, "class_names": list(config.panoptic_names or []),
+               "scored_at": "original resolution", "prediction": _where(config), "patch_size": config.patch_size},
+        note=f"Panoptic quality at the original resolution: {_where(config)}; objects separated by watershed on the "
+             "folded 3-class head, each object typed by the majority of its pixels, stuff left semantic. mPQ as "
+             "PanNuke (per image over the types present in its truth, then over images), mPQ+ as the CoNIC challenge "
+             "(counts summed over images per type), bPQ class-agnostic (images with objects in the truth); "
+             "definitions in Functions.metrics.panoptic.",
+        where=f", original resolution{how}",
+        line=f"bPQ {summ['bpq']:.4f}  mPQ {summ['mpq']:.4f}  mPQ+ {summ['mpq_plus']:.4f}"
+             + (f"  stuff IoU {summ['mean_stuff_iou']:.4f}" if s else "") + " ")

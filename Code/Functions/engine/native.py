@@ -12,7 +12,7 @@
   of them centred on a foreground pixel, images smaller than a patch padded
   (image and mask reflected alike, so a mirrored nucleus keeps its label;
   ``--no-pad-patches`` makes that an error); validation on a fixed, seeded set of patches.
-* **scoring** (:func:`finish_native`): each test image is predicted whole by
+* **scoring** (:func:`score_native`): each test image is predicted whole by
   sliding window (``--overlap``, Gaussian weights) and scored at its original
   resolution (HD95/ASSD in mm where the pixel spacing is known).
 """
@@ -145,52 +145,40 @@ def score_test_native(model, config, data: dict, split_samples: list):
                          threshold=config.threshold), predictor
 
 
-def finish_native(model, config, data: dict, run_dir: Path, hist, seconds: float, reproduce: str,
-                  monitor: str) -> dict:
-    """Test metrics at native resolution, figures and report for a model trained on patches."""
-    import matplotlib.pyplot as plt
-
-    from Functions.base.runs import summary_json, write_json
-    from Functions.base.runtime import peak_rss_mb
+def score_native(model, config, data: dict):
+    """The scoring step of a model trained on patches (:class:`~Functions.engine.finish.Scores`): each test
+    image predicted whole by sliding window and scored at its native resolution."""
+    from Functions.base.runs import summary_json
     from Functions.data.discovery import load_sample
-    from Functions.engine.fit import best_epoch
+    from Functions.engine.finish import Scores
     from Functions.evaluation.native import NATIVE_NOTE
     from Functions.metrics.segmentation import summarize
-    from Functions.viz.plotting import plot_history, plot_predictions
-    from Functions.viz.reports import write_report
-    from dataclasses import asdict
+    from Functions.viz.plotting import plot_predictions
 
     split_name = "test" if data["test"][2] else "validation"
     samples = data["test"][2] or data["val"][2]
     table, predictor = score_test_native(model, config, data, samples)
-    table.to_csv(run_dir / "test_metrics.csv", index=False)
     summary = summarize(table.drop(columns=["width", "height"], errors="ignore"))
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
-    metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
-                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-                    "peak_rss_mb": round(peak_rss_mb(), 1), "scored_at": "original resolution",
-                    "distance_unit": "/".join(sorted(set(table["unit"]))) if len(table) else "px",
-                    "patch_size": config.patch_size, "overlap": config.overlap,
-                    **({"roi": data["roi"]} if data.get("roi") else {}),
-                    **best_epoch(hist, monitor, config.keep),
-                    "summary": summary_json(summary)})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
     order = np.argsort(-table["dice"].to_numpy())
     pick = order[np.linspace(0, len(order) - 1, num=min(4, len(order))).astype(int)]
-    pairs = [load_sample(samples[i]) for i in pick]
-    preds = predictor.predict([p[0] for p in pairs], batch_size=config.batch_size, tta=config.tta)
-    plt.close(plot_predictions([p[0] for p in pairs], [p[1] for p in pairs], preds, n=len(pick),
-                               scores=table["dice"].to_numpy()[pick], titles=[samples[i].id for i in pick],
-                               path=run_dir / "predictions.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=reproduce)
-    with open(run_dir / "report.md", "a") as f:
-        f.write("\n## How the test figures were computed\n\n" + NATIVE_NOTE
-                + f" Each test image was predicted whole by sliding window ({config.patch_size}x{config.patch_size} "
-                  f"tiles, overlap {config.overlap}, Gaussian weights)."
-                + (f" Every image was {data['roi']} it ships (DRIVE mask/): Dice, IoU, accuracy and the other "
-                   "figures count only the pixels inside it, as DRIVE papers score." if data.get("roi") else "")
-                + "\n")
-    print(f"Test ({split_name}, {len(table)} images, original resolution): Dice {metrics['dice']:.4f}  "
-          f"IoU {metrics['iou']:.4f}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+
+    def predictions(run_dir):
+        pairs = [load_sample(samples[i]) for i in pick]
+        preds = predictor.predict([p[0] for p in pairs], batch_size=config.batch_size, tta=config.tta)
+        return plot_predictions([p[0] for p in pairs], [p[1] for p in pairs], preds, n=len(pick),
+                                scores=table["dice"].to_numpy()[pick], titles=[samples[i].id for i in pick],
+                                path=run_dir / "predictions.png")
+
+    note = (NATIVE_NOTE + f" Each test image was predicted whole by sliding window ({config.patch_size}x"
+            f"{config.patch_size} tiles, overlap {config.overlap}, Gaussian weights)."
+            + (f" Every image was {data['roi']} it ships (DRIVE mask/): Dice, IoU, accuracy and the other "
+               "figures count only the pixels inside it, as DRIVE papers score." if data.get("roi") else ""))
+    after = {"scored_at": "original resolution",
+             "distance_unit": "/".join(sorted(set(table["unit"]))) if len(table) else "px",
+             "patch_size": config.patch_size, "overlap": config.overlap,
+             **({"roi": data["roi"]} if data.get("roi") else {}), "summary": summary_json(summary)}
+    return Scores(split=split_name, n_images=len(table), metrics=metrics, after=after,
+                  tables={"test_metrics.csv": table}, figures=[predictions], note=note,
+                  where=", original resolution",
+                  line=f"Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  ")

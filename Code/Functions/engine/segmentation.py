@@ -1,6 +1,6 @@
 """Training a segmentation model end to end: the ``train`` main job.
 
-:func:`train` takes a :class:`TrainConfig` and produces a run folder::
+:func:`Functions.engine.tasks.train` takes a :class:`TrainConfig` and produces a run folder::
 
     run/
       config.json        every setting (data path, channels, normalisation...), so the run can be
@@ -19,8 +19,10 @@
       tensorboard/       with ``--tensorboard``
 
 The loop itself (callbacks, resume, NaN guard, time budget, distribution, mixed
-precision) is :func:`Functions.engine.fit.fit`; this module is the segmentation
-:class:`SegmentationTask` on it.
+precision) is :func:`Functions.engine.fit.fit`, and its finish step (tables, ``metrics.json``, figures,
+``report.md``) is :func:`Functions.engine.finish.finish`; this module is the segmentation
+:class:`SegmentationTask` on them (the multi-class, instance and panoptic tasks of
+:mod:`Functions.engine.multiclass` subclass it).
 
 Resuming (``train(resume_config(run_dir), resume=True)``, or ``python -m
 Functions train --resume RUN_DIR``) restarts from the last epoch committed in
@@ -32,133 +34,44 @@ learning-rate-plateau counters.  The shuffling and augmentation of epoch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import summary_json, write_json
-from Functions.base.runtime import has_gpu, peak_rss_mb
-from Functions.data.instance_targets import BOUNDARY_MODES, instance_class_names
+from Functions.base.runs import summary_json
+from Functions.base.runtime import has_gpu
 from Functions.data.sources import resolve_samples, seeded_subset
-from Functions.engine.config import Check, RunConfig
-from Functions.engine.fit import Task, best_epoch, fit, make_optimizer
+from Functions.engine.config import Check, Images, Instances, Patches, RunConfig, Segmentation, Splits
+from Functions.engine.fit import Task, make_optimizer
 from Functions.engine.fit import resume_config as resume_run_config
 
 
 @dataclass
-class TrainConfig(RunConfig):
-    """Every setting of a segmentation run (the ``train`` flags map one to one).
+class TrainConfig(Instances, Patches, Splits, Segmentation, Images, RunConfig):
+    """Every setting of a 2-D segmentation run (the ``train`` flags map one to one).
 
-    The shared fields (data, model, schedule, run folder, resume, distribution...) are those of
-    :class:`~Functions.engine.config.RunConfig`; the defaults below are the segmentation ones.
+    Its sections (:mod:`Functions.engine.config`), in ``config.json`` order: ``data``, ``optimisation``,
+    ``output`` (every run's), ``images``, ``segmentation``, ``splits``, ``patches`` and ``instances``; the
+    defaults below are the 2-D segmentation ones.  3-D runs are the sibling
+    :class:`~Functions.engine.volumes.VolumeConfig`.
     """
+
+    SECTION: ClassVar[str] = "segmentation"
+    MONITORS = ("dice", "iou", "mean_dice", "loss")
 
     normalization: str = "auto"        # "auto": dark_background for mixed brightfield/fluorescence data, else minmax
     augment: str | None = "light"      # a preset of Functions.data.augmentation (light: flips, 90-degree turns) or None
     monitor: str = "val_dice"
     lr_schedule: str = "cosine"        # "cosine": warm-up + cosine decay (Functions.engine.schedules); "constant"
-    loss: str = "bce_dice"
-    threshold: float = 0.5
     progress_every: int = 5            # progress.png every N epochs; 0 = off
-    tta: bool = False                  # test metrics from the mean of the four flips (evaluate/predict --tta)
-    # multi-class and instance segmentation (Functions.engine.multiclass)
-    task: str = "semantic"             # "semantic"; "instance": 3-class head + watershed, instance metrics
-    num_classes: int | None = None     # None: inferred from the training masks' values (1 = binary)
-    class_map: str | None = None       # "VALUE:CLASS,..." e.g. "0:0,128:1,255:2"; recorded when inferred
-    class_weights: list | None = None  # one loss weight per class (cce, cce_dice, dice, focal)
-    boundary_width: int = 1            # --task instance: boundary band in pixels (4-connected steps) per object
-    boundaries: str = "all"            # --task instance: "all" rims; "touching": where objects meet; "both"
-    object_types: int | None = None    # --task panoptic: object (nucleus) types T; None: classes.json or inferred
-    stuff_classes: int | None = None   # --task panoptic: stuff classes S (ids T+1..T+S); None: as object_types
-    panoptic_names: list | None = None  # --task panoptic: names of the T types then the S stuff classes
-    # native resolution and group-aware splits (Functions.engine.native, Functions.data.splits)
-    patch_size: int | None = None      # train on random P x P patches of full-size images; None: resize to image_size
-    overlap: float = 0.5               # sliding-window overlap when whole images are predicted (patch training)
-    foreground_fraction: float = 1 / 3  # share of training patches centred on a foreground pixel (nnU-Net)
-    patches_per_image: int = 1         # random training patches per image and epoch
-    patch_sampling: str = "image"      # "image": every image equally often; "area": in proportion to its pixels
-    pad_patches: bool = True           # pad images smaller than a patch (image and mask reflected alike); False: error
-    scale: float | None = None         # patch training: resample every image by this factor first
-    spacing: float | None = None       # patch training: resample to this pixel size (formats that store spacing)
-    max_memory: str | None = None      # budget for decoded training data ("4G", "0.5" of RAM); None: half the RAM
-    split_by: str = "group"            # "group": patients / volumes / duplicates never in two splits; "image"
-    allow_shared_groups: bool = False  # let --split-by image split data with known groups (to show the leakage)
-    near_duplicates: bool = False      # also group near-identical pictures (perceptual hash) before splitting
-    split: str = "auto"                # "auto": keep the layout's own split (training/ + testing/...); "official"; "random"
-
-    MONITORS = ("dice", "iou", "mean_dice", "loss")
-
-    def instance_names(self) -> tuple:
-        """The classes ``--task instance`` trains for these ``boundaries``: 3, or 4 for ``contact`` (the 3 of
-        the default while ``boundaries`` is not a valid mode, which its own check reports)."""
-        return instance_class_names(self.boundaries if self.boundaries in BOUNDARY_MODES else "all")
 
     def checks(self) -> list[Check]:
-        names = self.instance_names()
         return super().checks() + [
-            (0 < self.threshold < 1, "threshold", f"must be between 0 and 1, got {self.threshold}"),
             (self.progress_every >= 0, "progress_every", f"must be 0 (off) or more, got {self.progress_every}"),
-            (self.task in ("semantic", "instance", "panoptic"), "task",
-             f"must be semantic, instance or panoptic, got {self.task!r}"),
-            (self.object_types is None or self.object_types >= 1, "object_types",
-             f"must be at least 1, got {self.object_types}"),
-            (self.stuff_classes is None or self.stuff_classes >= 0, "stuff_classes",
-             f"must be 0 or more, got {self.stuff_classes}"),
-            (self.num_classes is None or self.num_classes >= 1, "num_classes",
-             f"must be 1 (binary) or more, got {self.num_classes}"),
-            (self.task != "instance" or self.num_classes in (None, len(names)), "num_classes",
-             f"is {len(names)} ({', '.join(names)}) for --task instance with --boundaries {self.boundaries}, "
-             f"got {self.num_classes}; leave --num-classes out"),
-            (not self.class_weights or all(w >= 0 for w in self.class_weights), "class_weights",
-             f"must be numbers >= 0, got {self.class_weights}"),
-            (self.task != "instance" or not self.class_weights or len(self.class_weights) == len(names),
-             "class_weights", f"needs one weight per class for --task instance with --boundaries {self.boundaries} "
-             f"({', '.join(names)}), got {len(self.class_weights or [])}"),
-            (isinstance(self.boundary_width, int) and self.boundary_width >= 1, "boundary_width",
-             f"must be a whole number of pixels >= 1, got {self.boundary_width}"),
-            (self.boundary_width == 1 or self.task == "instance", "boundary_width",
-             "draws the boundary class of --task instance; add --task instance or leave it out"),
-            (self.boundaries in BOUNDARY_MODES, "boundaries",
-             f"must be one of {', '.join(BOUNDARY_MODES)}, got {self.boundaries!r}"),
-            (self.boundaries == "all" or self.task == "instance", "boundaries",
-             "draws the boundary class of --task instance; add --task instance or leave it out"),
-        ] + native_checks(self)
-
-
-def native_checks(config) -> list[Check]:
-    """Checks of the native-resolution and split settings (patch size, overlap, resampling, memory, split)."""
-    from Functions.data.native import parse_memory
-
-    def memory_ok(value) -> bool:
-        try:
-            parse_memory(value)
-        except UserError:
-            return False
-        return True
-
-    patch = config.patch_size
-    return [
-        (not isinstance(patch, int) or patch >= 16, "patch_size", f"must be at least 16 pixels, got {patch}"),
-        (0 <= config.overlap < 1, "overlap",
-         f"must be in [0, 1) (the fraction of a tile shared with its neighbour, e.g. 0.5), got {config.overlap}"),
-        (0 <= config.foreground_fraction <= 1, "foreground_fraction",
-         f"must be between 0 and 1, got {config.foreground_fraction}"),
-        (config.patches_per_image >= 1, "patches_per_image", f"must be at least 1, got {config.patches_per_image}"),
-        (config.patch_sampling in ("image", "area"), "patch_sampling",
-         f"must be image or area, got {config.patch_sampling!r}"),
-        (config.scale is None or config.scale > 0, "scale", f"must be a positive factor such as 0.5, got {config.scale}"),
-        (config.spacing is None or config.spacing > 0, "spacing",
-         f"must be a positive pixel size such as 0.5 (mm), got {config.spacing}"),
-        ((config.scale is None and config.spacing is None) or bool(patch), "scale",
-         "and --spacing resample the full-size images of patch training; add --patch-size P"),
-        (config.max_memory is None or memory_ok(config.max_memory), "max_memory",
-         f"must be a size such as 4G or 500M, or a fraction of the available RAM such as 0.5, got {config.max_memory}"),
-        (config.split_by in ("group", "image"), "split_by", f"must be group or image, got {config.split_by!r}"),
-        (config.split in ("auto", "official", "random"), "split",
-         f"must be auto, official or random, got {config.split!r}"),
-    ]
+        ]
 
 
 # ----------------------------------------------------------------------------- data
@@ -327,7 +240,8 @@ class SegmentationTask(Task):
     The methods below are the places where segmentation differs from other
     tasks: data (:func:`prepare_data`), model (:func:`build`,
     :func:`compile_model`), batches, the progress figure and the scoring of
-    the finished model (:func:`finish_run`).
+    the finished model (:meth:`score`: :func:`score_resized`, or
+    :func:`Functions.engine.native.score_native` for patch training).
     """
 
     command = "train"
@@ -408,68 +322,41 @@ class SegmentationTask(Task):
         return [ProgressFigure(x_va[:k], y_va[:k], run_dir / "progress.png", every=config.progress_every,
                                threshold=config.threshold, total_epochs=config.epochs)]
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return finish_run(model, config, data, run_dir, hist, seconds)
+    def score(self, model, config, data, run_dir):
+        if config.patch_size:                         # trained on patches: Functions.engine.native
+            from Functions.engine.native import score_native
+
+            return score_native(model, config, data)
+        return score_resized(model, config, data)
 
 
 SEGMENTATION = SegmentationTask()
 
 
-# ----------------------------------------------------------------------------- main job
-def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None,
-          data: dict | None = None, files: dict | None = None) -> dict:
-    """Train, keep the best model by ``config.monitor``, evaluate on the test split and write the run folder.
-
-    ``resume=True`` continues the interrupted run in ``config.out`` (see
-    :func:`resume_config`) from its last completed epoch, with the model and
-    optimizer weights, learning rate, history, best value and callback
-    counters it had then.  ``callbacks``: extra Keras callbacks (notebooks,
-    tests).  ``data``: the output of :func:`prepare_data` for this config,
-    when the caller already loaded it (``compare`` trains several models on it).  ``files``: more JSON files
-    of the run folder (``{name: object}``, e.g. ``plan.json``).
-
-    Returns ``{"run_dir": Path, "metrics": dict, "history": DataFrame, "model": keras.Model}``.
-    Raises :class:`UserError` for bad settings or data (before any folder is
-    made) and when the loss becomes NaN.
-
-    3-D runs on volumes (``train --dims 3``) go through
-    :func:`Functions.engine.volumes.train_volumes` instead.
-    """
-    from Functions.engine.multiclass import task_for   # multi-class / instance / binary (see that module)
-
-    return fit(task_for(config, SEGMENTATION), config, resume=resume, callbacks=callbacks, data=data, files=files)
-
-
+# ----------------------------------------------------------------------------- run settings
 def load_run_config(run_dir: str | Path, flag: str = "--run") -> TrainConfig:
     """The :class:`TrainConfig` saved in ``run_dir/config.json`` (unknown keys ignored)."""
     return TrainConfig.load(run_dir, flag=flag)
 
 
 def resume_config(run_dir: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` of an interrupted run, to pass to ``train(config, resume=True)``
-    (``--dims 3`` runs: :func:`Functions.engine.volumes.resume_any`)."""
+    """The :class:`TrainConfig` of an interrupted run, to pass to :func:`Functions.engine.tasks.train`
+    with ``resume=True`` (any ``train`` run, 2-D or 3-D: :func:`Functions.engine.tasks.resume_config`)."""
     return resume_run_config(TrainConfig, run_dir)
 
 
-def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
-    """Test metrics, figures and report for a trained model.
+def score_resized(model, config: TrainConfig, data: dict):
+    """The scoring step of a model trained on resized images (:class:`~Functions.engine.finish.Scores`).
 
-    The test metrics are computed on each test image at its original resolution
-    (:func:`Functions.engine.native.score_test_native`; a binary model trained on resized images has its
-    masks resized back first); the figures at the training size are kept as ``dice_resized``/``iou_resized``.
+    A binary model's test metrics are computed on each test image at its original resolution
+    (:func:`Functions.engine.native.score_test_native`: its masks resized back first); the figures at the
+    training size are kept as ``dice_resized``/``iou_resized``.
     """
-    import matplotlib.pyplot as plt
-
-    if config.patch_size:
-        from Functions.engine.native import finish_native
-
-        return finish_native(model, config, data, run_dir, hist, seconds, SEGMENTATION.reproduce(config),
-                             monitor_name(model, config.monitor))
+    from Functions.engine.finish import Scores
     from Functions.evaluation.evaluate import score_masks
     from Functions.inference.tta import predict_probabilities, probabilities_to_masks
     from Functions.metrics.segmentation import summarize
-    from Functions.viz.plotting import plot_history, plot_predictions
-    from Functions.viz.reports import write_report
+    from Functions.viz.plotting import plot_predictions
 
     x_te, y_te, s_te = data["test"] if data["test"][0] is not None else data["val"]
     split_name = "test" if data["test"][0] is not None else "validation"
@@ -484,31 +371,24 @@ def finish_run(model, config: TrainConfig, data: dict, run_dir: Path, hist, seco
                    "scored_at": "original resolution", "resized_to": f"{config.image_size}x{config.image_size}"}
         table = score_test_native(model, config, data, list(s_te))[0].assign(
             dice_resized=table["dice"].to_numpy())
-    table.to_csv(run_dir / "test_metrics.csv", index=False)
     summary = summarize(table.drop(columns=["width", "height", "dice_resized"], errors="ignore"))
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
     metrics.update(resized)
     if data.get("roi") and resized:                   # scored by score_samples inside each field-of-view mask
         metrics["roi"] = data["roi"]
-    metrics.update({"split": split_name, "n_images": int(len(table)), "epochs_trained": int(len(hist)),
-                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-                    "peak_rss_mb": round(peak_rss_mb(), 1),
-                    **best_epoch(hist, monitor_name(model, config.monitor), config.keep),
-                    "summary": summary_json(summary)})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
     order = np.argsort([-d for d in table["dice"].to_numpy()])  # best first would hide failures: show spread
     pick = order[np.linspace(0, len(order) - 1, num=min(4, len(order))).astype(int)]
-    plt.close(plot_predictions(x_te[pick], y_te[pick], preds[pick], n=len(pick),
-                               scores=table["dice"].to_numpy()[pick], titles=[s_te[i].id for i in pick],
-                               path=run_dir / "predictions.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics,
-                 command=SEGMENTATION.reproduce(config))
-    where = ", original resolution" if resized else ""
+
+    def predictions(run_dir):
+        return plot_predictions(x_te[pick], y_te[pick], preds[pick], n=len(pick),
+                                scores=table["dice"].to_numpy()[pick], titles=[s_te[i].id for i in pick],
+                                path=run_dir / "predictions.png")
+
     also = f"; at {resized['resized_to']}: Dice {resized['dice_resized']:.4f}" if resized else ""
-    print(f"Test ({split_name}, {len(table)} images{where}): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}"
-          f"{also}  ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+    return Scores(split=split_name, n_images=len(table), metrics=metrics,
+                  after={"summary": summary_json(summary)}, tables={"test_metrics.csv": table},
+                  figures=[predictions], where=", original resolution" if resized else "",
+                  line=f"Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}{also}  ")
 
 
 def reproduce_command(config: TrainConfig) -> str:

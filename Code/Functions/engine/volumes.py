@@ -21,7 +21,7 @@ is the :class:`VolumeTask` on it - what is particular to volumes:
   augmentation
   (:class:`Functions.data.augmentation3d.Augment3D`); validation on a fixed
   set of patches (two per validation volume, drawn once from the seed);
-* **scoring** (:func:`finish_volumes`): each test volume is predicted whole
+* **scoring** (:func:`score_volumes`): each test volume is predicted whole
   with Gaussian-weighted sliding windows, mapped back onto its file's voxel
   grid, written to ``predictions/<id>.nii.gz`` (the input's affine and
   header) and scored against its label file: Dice, IoU, HD95 and ASSD in
@@ -34,16 +34,15 @@ orthogonal planes per test volume - and ``report.md``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from Functions.base.errors import UserError
-from Functions.base.runs import summary_json, write_json
-from Functions.base.runtime import peak_rss_mb
-from Functions.engine.config import Check
-from Functions.engine.fit import Task, best_epoch, fit
+from Functions.base.runs import summary_json
+from Functions.engine.config import RunConfig, Segmentation, Volumes
+from Functions.engine.fit import Task, fit
 from Functions.engine.fit import resume_config as resume_run_config
 from Functions.engine.segmentation import TrainConfig, compile_model, monitor_name
 
@@ -52,64 +51,25 @@ MAX_AUTO_PATCH = (48, 96, 96)
 
 
 @dataclass
-class VolumeConfig(TrainConfig):
-    """Settings of a 3-D run: the segmentation settings plus the volume ones below.
+class VolumeConfig(Volumes, Segmentation, RunConfig):
+    """Every setting of a 3-D run (``train --dims 3``): the ``data``, ``optimisation`` and ``output`` sections of
+    every run, ``segmentation`` (loss, threshold, classes) and ``volumes`` (:mod:`Functions.engine.config`).
 
-    ``patch_size`` ``[D, H, W]`` (None: the median volume shape, at most
-    :data:`MAX_AUTO_PATCH`, rounded down to a multiple of ``2**depth``);
-    ``target_spacing`` ``[z, y, x]`` mm (None: the median of the training
-    volumes); ``intensity`` ``auto``/``ct``/``mri``/``none``; ``window``
-    ``[center, width]`` HU for CT; ``patches_per_volume`` training patches
-    drawn from each training volume per epoch, ``foreground_fraction`` of
-    them centred on a labelled voxel (the 2-D field and flag); ``overlap`` of
-    the sliding windows at test time.  ``num_classes`` is set from the labels.
-
-    The 2-D settings that volumes do not read (:data:`TWO_D_ONLY`) must keep
-    their defaults: a run that sets one is refused with a message naming it,
-    rather than trained as if it had not been given.
+    A sibling of the 2-D :class:`~Functions.engine.segmentation.TrainConfig`, not a subclass: it has none of the
+    2-D settings (image size, normalisation, 2-D patches, instances...), so none can be accepted and ignored;
+    ``train`` refuses them for a 3-D run with one line (:func:`refuse_two_d_settings`).  ``num_classes`` is set
+    from the labels.
     """
 
-    dims: int = 3
     model: str = "unet3d"
     epochs: int = 15
     batch_size: int = 2
     learning_rate: float = 3e-3
     augment: str | None = "3d"           # "3d": Augment3D defaults; None: no augmentation
-    normalization: str = "none"          # 2-D setting, unused: volumes use ``intensity``
-    patch_size: list | None = None
-    target_spacing: list | None = None
-    intensity: str = "auto"
-    window: list | None = None
-    patches_per_volume: int = 2
-    overlap: float = 0.5
-    num_classes: int | None = None
-    progress_every: int = 0
+    monitor: str = "val_dice"
+    lr_schedule: str = "cosine"
 
-    def checks(self) -> list[Check]:
-        from Functions.inference.volumes import INTENSITIES
-
-        patch_ok = self.patch_size is None or (len(self.patch_size) in (1, 3)
-                                               and all(int(p) >= 8 for p in self.patch_size))
-        spacing_ok = self.target_spacing is None or (len(self.target_spacing) == 3
-                                                     and all(float(s) > 0 for s in self.target_spacing))
-        inherited = [c for c in super().checks() if c[1] != "channels"]     # volumes may have 4 MRI sequences
-        return inherited + [
-            (self.channels is None or int(self.channels) >= 1, "channels",
-             f"must be at least 1, got {self.channels}"),
-            (self.dims == 3, "dims", f"must be 3 for volume training, got {self.dims}"),
-            (patch_ok, "patch_size", f"must be three sides (D H W) or one, of at least 8 voxels, got "
-                                     f"{self.patch_size}"),
-            (spacing_ok, "target_spacing", f"must be three positive sizes in mm (z y x), got {self.target_spacing}"),
-            (self.intensity in INTENSITIES, "intensity", f"must be one of {', '.join(INTENSITIES)}, "
-                                                           f"got {self.intensity!r}"),
-            (self.window is None or (len(self.window) == 2 and float(self.window[1]) > 0), "window",
-             f"must be a center and a positive width in HU, got {self.window}"),
-            (self.patches_per_volume >= 1, "patches_per_volume", f"must be at least 1, got {self.patches_per_volume}"),
-            (0 <= self.overlap < 1, "overlap", f"must be in [0, 1), got {self.overlap}"),
-            (self.augment in (None, "3d"), "augment", f"must be 3d or none for volumes, got {self.augment!r}"),
-        ] + [(getattr(self, name) == VolumeConfig.__dataclass_fields__[name].default, name,
-              f"is a 2-D setting that 3-D runs do not read ({why}); leave it out")
-             for name, why in TWO_D_ONLY.items()]
+    MONITORS = ("dice", "iou", "mean_dice", "loss")
 
     @classmethod
     def from_dict(cls, values: dict):
@@ -121,8 +81,9 @@ class VolumeConfig(TrainConfig):
         return super().from_dict(values)
 
 
-#: The 2-D settings (fields of :class:`TrainConfig`) that 3-D runs do not read, and why.
-TWO_D_ONLY = {
+#: Why 3-D runs do not read a 2-D setting (the settings themselves are the fields of
+#: :class:`~Functions.engine.segmentation.TrainConfig` that :class:`VolumeConfig` lacks).
+TWO_D_REASONS = {
     "image_size": "volumes keep their voxels at --target-spacing; --patch-size sets the model's input",
     "normalization": "volume intensities follow --intensity (and --window for CT)",
     "clahe": "volume intensities follow --intensity (and --window for CT)",
@@ -135,11 +96,35 @@ TWO_D_ONLY = {
     "split_by": "volumes are split by patient (DICOM) or by volume",
     "allow_shared_groups": "volumes are split by patient (DICOM) or by volume",
     "near_duplicates": "volumes are split by patient (DICOM) or by volume",
-    "task": "3-D runs are semantic segmentation",
     "class_map": "the label volumes' values are the classes",
     "class_weights": "3-D runs weigh every class alike",
     "progress_every": "3-D runs draw no progress.png",
 }
+
+#: What a 3-D run's ``config.json`` / ``recipe.toml`` recorded for these 2-D settings while
+#: :class:`VolumeConfig` still carried them (other 2-D settings: the 2-D default).
+OLD_THREE_D_VALUES = {"normalization": "none", "progress_every": 0}
+
+
+def two_d_settings() -> list[str]:
+    """The settings of a 2-D run that a 3-D run does not have: the difference of the two config classes."""
+    three = {f.name for f in fields(VolumeConfig)}
+    return [f.name for f in fields(TrainConfig) if f.name not in three]
+
+
+def refuse_two_d_settings(values: dict, names, source: str = "") -> None:
+    """One :class:`UserError` (``field`` set) for the first of ``names`` that is a 2-D setting whose value in
+    ``values`` is not the one a 3-D run leaves it at (its 2-D default, or what old 3-D runs recorded).
+    ``source``: where the value came from, e.g. ``" (from --config r.toml)"``."""
+    default = TrainConfig()
+    for name in two_d_settings():
+        if name not in names:
+            continue
+        value = values.get(name)
+        if value == getattr(default, name) or (name in OLD_THREE_D_VALUES and value == OLD_THREE_D_VALUES[name]):
+            continue
+        why = TWO_D_REASONS.get(name, "3-D runs are semantic segmentation")
+        raise UserError(f"is a 2-D setting that 3-D runs do not read ({why}); leave it out{source}", field=name)
 
 
 # ----------------------------------------------------------------------------- data
@@ -322,8 +307,8 @@ class VolumeTask(Task):
                            num_outputs=n_out, workers=1)
         return train, val
 
-    def finish(self, model, config, data, run_dir, hist, seconds):
-        return finish_volumes(model, config, data, run_dir, hist, seconds)
+    def score(self, model, config, data, run_dir):
+        return score_volumes(model, config, data, run_dir)
 
     def reproduce(self, config):
         """``python -m Functions train --dims 3 ...``: the settings that differ from a 2-D run's defaults."""
@@ -340,7 +325,7 @@ VOLUMES = VolumeTask()
 
 def train_volumes(config: VolumeConfig, *, resume: bool = False, callbacks: list | None = None,
                   data: dict | None = None, files: dict | None = None) -> dict:
-    """Train a 3-D model (``train --dims 3``); same contract as :func:`Functions.engine.segmentation.train`.
+    """Train a 3-D model (``train --dims 3``); same contract as :func:`Functions.engine.tasks.train`.
 
     Returns ``{"run_dir", "metrics", "history", "model"}``.
     """
@@ -353,42 +338,31 @@ def resume_volume_config(run_dir) -> VolumeConfig:
 
 
 # ----------------------------------------------------------------------------- scoring
-def finish_volumes(model, config: VolumeConfig, data: dict, run_dir: Path, hist, seconds: float) -> dict:
-    """Sliding-window predictions of the test volumes, scores in mm, NIfTI predictions, figures, report."""
-    import matplotlib.pyplot as plt
-
+def score_volumes(model, config: VolumeConfig, data: dict, run_dir: Path):
+    """Sliding-window predictions of the test volumes written as NIfTI (``run_dir/predictions/``), scored in mm
+    (:class:`~Functions.engine.finish.Scores`)."""
+    from Functions.engine.finish import Scores
+    from Functions.evaluation.volumes import score_cases
+    from Functions.inference.volumes import VolumeSettings
     from Functions.metrics.segmentation import summarize
-    from Functions.viz.plotting import plot_history
-    from Functions.viz.reports import write_report
+    from Functions.viz.volumes import plot_volume_predictions
 
     cases = data["test"][2] or data["val"][2]
     split_name = "test" if data["test"][2] else "validation"
-    from Functions.evaluation.volumes import score_cases
-    from Functions.inference.volumes import VolumeSettings
-
     table, examples = score_cases(model, VolumeSettings.from_config(asdict(config)), cases,
                                   out_dir=run_dir / "predictions", tta=config.tta, batch_size=config.batch_size)
-    table.to_csv(run_dir / "test_metrics.csv", index=False)
-    numeric = table.drop(columns=["id", "spacing_mm"])
-    summary = summarize(numeric)
+    summary = summarize(table.drop(columns=["id", "spacing_mm"]))
     metrics = {k: float(summary.loc["mean", k]) for k in summary.columns}
-    metrics.update({"split": split_name, "n_images": int(len(table)), "unit": "mm", "epochs_trained": int(len(hist)),
-                    "train_seconds": round(seconds, 1), "parameters": int(model.count_params()),
-                    "peak_rss_mb": round(peak_rss_mb(), 1),
-                    **best_epoch(hist, monitor_name(model, config.monitor), config.keep),
-                    "summary": summary_json(summary)})
-    write_json(run_dir / "metrics.json", metrics)
-    plt.close(plot_history(hist, run_dir / "curves.png"))
-    from Functions.viz.volumes import plot_volume_predictions
 
-    plt.close(plot_volume_predictions([e[:3] for e in examples[:4]], [c.id for c in cases[:4]],
-                                      scores=table["dice"].to_numpy()[:4], spacings=[e[3] for e in examples[:4]],
-                                      path=run_dir / "predictions.png"))
-    write_report(run_dir, config=asdict(config), data=data, metrics=metrics, command=VOLUMES.reproduce(config),
-                 title=f"3-D run {run_dir.name}")
-    print(f"Test ({split_name}, {len(table)} volumes): Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  "
-          f"HD95 {metrics['hd95']:.2f} mm  ({seconds:.0f} s training) -> {run_dir}", flush=True)
-    return metrics
+    def predictions(run_dir):
+        return plot_volume_predictions([e[:3] for e in examples[:4]], [c.id for c in cases[:4]],
+                                       scores=table["dice"].to_numpy()[:4], spacings=[e[3] for e in examples[:4]],
+                                       path=run_dir / "predictions.png")
+
+    return Scores(split=split_name, n_images=len(table), metrics=metrics, tables={"test_metrics.csv": table},
+                  after={"unit": "mm", "summary": summary_json(summary)}, figures=[predictions],
+                  title=f"3-D run {run_dir.name}", unit="volumes",
+                  line=f"Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  HD95 {metrics['hd95']:.2f} mm  ")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -415,30 +389,8 @@ def volume_defaults(values: dict) -> dict:
     (``--model unet`` -> ``unet3d``, ``--epochs 25`` -> 15, ``--augment light`` -> ``3d`` ...)."""
     two_d, three_d = TrainConfig(), VolumeConfig()
     values = dict(values)
-    for name in ("model", "epochs", "batch_size", "learning_rate", "augment", "normalization", "progress_every"):
+    for name in ("model", "epochs", "batch_size", "learning_rate", "augment"):
         if values.get(name) == getattr(two_d, name):
             values[name] = getattr(three_d, name)
     values["dims"] = 3
     return values
-
-
-def train_any(config, *, resume: bool = False, callbacks: list | None = None, data: dict | None = None,
-              files: dict | None = None) -> dict:
-    """``train``'s entry point: a :class:`VolumeConfig` (``dims == 3``) trains on volumes, any other
-    config is a 2-D run (:func:`Functions.engine.segmentation.train`)."""
-    if getattr(config, "dims", 2) == 3:
-        return train_volumes(config, resume=resume, callbacks=callbacks, data=data, files=files)
-    from Functions.engine.segmentation import train
-
-    return train(config, resume=resume, callbacks=callbacks, data=data, files=files)
-
-
-def resume_any(run_dir):
-    """The config of an interrupted ``train`` run: :class:`VolumeConfig` for a ``--dims 3`` run, else
-    :class:`~Functions.engine.segmentation.TrainConfig`."""
-    from Functions.base.runs import read_run_settings
-    from Functions.engine.segmentation import resume_config
-
-    if int(read_run_settings(run_dir, flag="--resume").get("dims") or 2) == 3:
-        return resume_volume_config(run_dir)
-    return resume_config(run_dir)

@@ -1,9 +1,10 @@
 """Recipe files: every setting of a run in one TOML file (``train --config FILE``; YAML too when PyYAML is
 installed), and ``recipe.toml``, the full resolved recipe every ``train`` run folder holds.
 
-Keys are config field names (``epochs``, ``patch_size``, ``class_weights``...), flat or grouped in any
-``[section]`` (sections only group: ``[model] epochs = 3`` is ``epochs = 3``), except ``[model_options]``,
-whose keys are the architecture's options.  TOML has no null: the settings left unset (``None``: decided from
+Keys are config field names (``epochs``, ``patch_size``, ``class_weights``...), flat or grouped in tables,
+except ``[model_options]``, whose keys are the architecture's options.  A table named after a config section
+(``[data]``, ``[optimisation]``, ``[patches]``... :mod:`Functions.engine.config`) holds that section's keys;
+any other table only groups (``[model] epochs = 3`` is ``epochs = 3``).  TOML has no null: the settings left unset (``None``: decided from
 the data) are listed in ``unset = ["channels", ...]``.  :func:`write_recipe` is a tiny TOML writer for
 exactly these values (booleans, numbers, strings, lists of them, one level of tables), so
 ``train --config runs/X/recipe.toml`` repeats run X.
@@ -51,23 +52,30 @@ def _load(path: Path) -> dict:
     return data
 
 
-def read_recipe(path: str | Path, known: Iterable[str]) -> dict:
-    """The settings of the recipe file ``path`` as ``{field: value}`` (sections flattened, ``unset`` keys None).
+def read_recipe(path: str | Path, known: Iterable[str], sections: dict | None = None) -> dict:
+    """The settings of the recipe file ``path`` as ``{field: value}`` (tables flattened, ``unset`` keys None).
 
-    ``known``: the keys a recipe may hold.  One :class:`UserError` naming the file and the key for a key that
-    does not exist (with the closest known key), and for a file that is missing or not valid TOML/YAML.
+    ``known``: the keys a recipe may hold; ``sections``: ``{section name: keys}``, the keys a table of that name
+    may hold.  One :class:`UserError` naming the file and the key for a key that does not exist (with the
+    closest known key) or sits in another section's table, and for a file that is missing or not valid
+    TOML/YAML.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"--config {path} does not exist; give a recipe file (.toml), e.g. a run folder's "
                         "recipe.toml")
-    known = set(known)
+    known, sections = set(known), sections or {}
     flat: dict = {}
     for key, value in _load(path).items():
         key = str(key).replace("-", "_")
         if isinstance(value, dict) and key not in TABLES:
             for k, v in value.items():
-                flat[str(k).replace("-", "_")] = v
+                k = str(k).replace("-", "_")
+                if key in sections and k not in sections[key] and k != UNSET:
+                    home = [name for name, keys in sections.items() if k in keys]
+                    where = f"; it belongs in [{home[0]}]" if home else _hint(k, sections[key] | known)
+                    raise UserError(f"--config {path}: [{key}] has no key {k!r}{where}")
+                flat[k] = v
         else:
             flat[key] = value
     unset = flat.pop(UNSET, [])
@@ -77,10 +85,13 @@ def read_recipe(path: str | Path, known: Iterable[str]) -> dict:
         flat[str(key).replace("-", "_")] = None
     for key in flat:
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; see `python -m Functions train --help-all`"
-            raise UserError(f"--config {path}: unknown key {key!r}{hint}")
+            raise UserError(f"--config {path}: unknown key {key!r}{_hint(key, known)}")
     return flat
+
+
+def _hint(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else "; see `python -m Functions train --help-all`"
 
 
 def toml_value(value) -> str:
@@ -104,28 +115,39 @@ def toml_value(value) -> str:
     raise UserError(f"cannot write {value!r} ({type(value).__name__}) to a recipe file")
 
 
-def recipe_text(values: dict, header: Iterable[str] = ()) -> str:
-    """The TOML text of ``values``: comment lines, plain keys, ``unset = [...]``, then the tables."""
+def recipe_text(values: dict, header: Iterable[str] = (), sections: dict | None = None) -> str:
+    """The TOML text of ``values``: comment lines, plain keys, ``unset = [...]``, then the tables.
+
+    ``sections``: ``{section name: keys}``; the keys of each are written as a ``[section]`` table (in that
+    order), the others as plain keys.
+    """
     lines = [f"# {h}" if h else "#" for h in header]
     if lines:
         lines.append("")
     tables = {k: v for k, v in values.items() if isinstance(v, dict)}
     unset = [k for k, v in values.items() if v is None]
+    grouped = {k for keys in (sections or {}).values() for k in keys}
     for key, value in values.items():
-        if value is not None and key not in tables:
+        if value is not None and key not in tables and key not in grouped:
             lines.append(f"{key} = {toml_value(value)}")
     if unset:
         lines.append(f"{UNSET} = {toml_value(unset)}")
+    for name, keys in (sections or {}).items():
+        body = [f"{k} = {toml_value(values[k])}" for k in keys
+                if k in values and values[k] is not None and k not in tables]
+        if body:
+            lines += ["", f"[{name}]"] + body
     for name, table in tables.items():
         lines += ["", f"[{name}]"]
         lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if v is not None]
     return "\n".join(lines) + "\n"
 
 
-def write_recipe(path: str | Path, values: dict, header: Iterable[str] = ()) -> Path:
-    """Write ``values`` as a recipe file (atomically); returns the path."""
+def write_recipe(path: str | Path, values: dict, header: Iterable[str] = (), sections: dict | None = None) -> Path:
+    """Write ``values`` as a recipe file (atomically), ``sections`` as tables (:func:`recipe_text`); returns
+    the path."""
     from Functions.base.runs import atomic_write_text
 
     path = Path(path)
-    atomic_write_text(path, recipe_text(values, header))
+    atomic_write_text(path, recipe_text(values, header, sections))
     return path
