@@ -12,7 +12,9 @@
 Determinism: the order of epoch ``e`` depends only on ``(seed, e)``, and the
 augmentation of sample ``j`` in epoch ``e`` only on ``(seed, e, j)`` (its own
 generator), not on the batch size, the batch it falls in or thread timing, so
-a run can be repeated and resumed.
+a run can be repeated and resumed.  (Keras' ``fit`` advances the stream once
+before its first epoch, so a training run's epoch ``e`` draws the stream's
+epoch ``e + 1``; the mapping is the same on a resumed run.)
 """
 
 from __future__ import annotations

@@ -28,8 +28,11 @@ Resuming (``train(resume_config(run_dir), resume=True)``, or ``python -m
 Functions train --resume RUN_DIR``) restarts from the last epoch committed in
 ``backup/``: model and optimizer weights (with the learning rate and step
 count), the history rows, the best value so far and the early-stopping /
-learning-rate-plateau counters.  The shuffling and augmentation of epoch
-``e`` depend only on ``(seed, e)``, so they continue as if uninterrupted.
+learning-rate-plateau counters.  The shuffling and augmentation of each epoch
+depend only on the seed and the epoch number, so they continue as if uninterrupted.
+(Keras' ``fit`` advances the batch stream once before its first epoch, so the
+model's epoch ``e`` draws the stream's epoch ``e + 1``, on a resumed run too;
+notebook 03's written-out loop shows it.)
 """
 
 from __future__ import annotations
