@@ -11,6 +11,11 @@ the recipe's: compare the figures as two measurements of one data set, not as a 
     python benchmarks/planner.py                                  # every data set, 15 minutes each (hours)
     python benchmarks/planner.py --only nuclei --minutes 0.3      # smoke run on the offline sample
 
+``--modes planned default recipe`` adds, for each data set, the built-in defaults under the same budget
+(``--no-plan --time-budget M``: the path before the planner, which the plan must never fall below) and the
+hand-set recipe itself (``--config recipes/X.toml``, its own epochs or budget).  Results are written to
+``planner.json`` after every run, so an interrupted sweep keeps what it measured.
+
 Arguments after ``--`` go to every ``train`` command (a smoke run may add ``--subset 12``).  Run folders stay
 under ``--out`` (default ``runs/planner-<time>``).
 """
@@ -54,22 +59,28 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=15.0, help="--time-budget of every run (%(default)s)")
     p.add_argument("--only", nargs="+", choices=sorted(DATASETS), help="these data sets only")
+    p.add_argument("--modes", nargs="+", default=["planned"], choices=["planned", "default", "recipe"],
+                   help="planned: no flag; default: --no-plan; recipe: --config recipes/X.toml (%(default)s)")
     p.add_argument("--out", type=Path, help="folder of the run folders (default runs/planner-<time>)")
     args = p.parse_args(argv)
     args.extra = extra
     return args
 
 
-def run_one(name: str, minutes: float, out: Path, extra: list[str]) -> dict:
+def run_one(name: str, minutes: float, out: Path, extra: list[str], mode: str = "planned") -> dict:
     folder, flags, keys, recipe, figure, where = DATASETS[name]
-    cmd = [sys.executable, "-m", "Functions", "train", "--data", str(folder), "--time-budget", f"{minutes:g}",
-           *flags, "--out", str(out / name), *extra]
+    run = out / (name if mode == "planned" else f"{name}-{mode}")
+    if mode == "recipe":
+        how = ["--config", str(REPO / "recipes" / recipe)]
+    else:
+        how = ["--time-budget", f"{minutes:g}"] + (["--no-plan"] if mode == "default" else [])
+    cmd = [sys.executable, "-m", "Functions", "train", "--data", str(folder), *how, *flags, "--out", str(run), *extra]
     print("$ " + " ".join(cmd), flush=True)
     env = {**os.environ, "PYTHONPATH": str(REPO / "Code") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=REPO, env=env)
-    metrics = json.loads((out / name / "metrics.json").read_text())
-    return {"name": name, "seconds": time.time() - t0, "epochs": metrics.get("epochs_trained"),
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"name": name, "mode": mode, "seconds": time.time() - t0, "epochs": metrics.get("epochs_trained"),
             "planned": {k: metrics.get(k) for k in keys}, "recipe": recipe, "figure": figure, "where": where}
 
 
@@ -83,15 +94,17 @@ def main(argv=None) -> int:
         if not DATASETS[name][0].is_dir():
             print(f"skip {name}: {DATASETS[name][0]} is not here", flush=True)
             continue
-        rows.append(run_one(name, args.minutes, out, args.extra))
-    print(f"\n| data set | planned run ({args.minutes:g} min, no other flag) | epochs | hand-set recipe | its figure |")
-    print("|---|---|---:|---|---|")
+        for mode in args.modes:
+            rows.append(run_one(name, args.minutes, out, args.extra, mode))
+            (out / "planner.json").write_text(json.dumps(rows, indent=2, default=str))
+    print(f"\n| data set | run ({args.minutes:g} min) | metrics | epochs | hand-set recipe | its figure |")
+    print("|---|---|---|---:|---|---|")
+    label = {"planned": "plan, no other flag", "default": "--no-plan (built-in defaults)", "recipe": "the recipe file"}
     for r in rows:
         planned = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["planned"].items())
         figure = (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["figure"].items()) + f" ({r['where']})" if r["figure"]
                   else r["where"])
-        print(f"| {r['name']} | {planned} | {r['epochs']} | recipes/{r['recipe']} | {figure} |")
-    (out / "planner.json").write_text(json.dumps(rows, indent=2, default=str))
+        print(f"| {r['name']} | {label[r['mode']]} | {planned} | {r['epochs']} | recipes/{r['recipe']} | {figure} |")
     return 0
 
 
