@@ -317,3 +317,22 @@ def test_verbose_leaves_the_backend_lines_alone(monkeypatch, capsys):
         quiet.uninstall()
         if was:
             quiet.install(verbose=False)
+
+
+def test_evaluate_run_takes_the_runs_own_tta_unless_told(tmp_path):
+    """``evaluate --run`` repeats the run's test figure: no flag means the run's ``tta``; the flags override it."""
+    import json
+
+    from Functions.cli import build_parser
+    from Functions.commands.evaluate import run_tta
+
+    on, off, broken = tmp_path / "on", tmp_path / "off", tmp_path / "broken"
+    for folder, text in ((on, json.dumps({"tta": True})), (off, json.dumps({"tta": False})), (broken, "{not json")):
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+    assert run_tta(on) is True and run_tta(off) is False
+    assert run_tta(broken) is False and run_tta(tmp_path / "missing") is False
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--run", str(on)]).tta is None          # None: the run decides
+    assert parser.parse_args(["evaluate", "--run", str(on), "--no-tta"]).tta is False
+    assert parser.parse_args(["evaluate", "--run", str(off), "--tta"]).tta is True

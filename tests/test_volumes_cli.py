@@ -308,3 +308,22 @@ def test_cli_refuses_a_2d_flag_that_3d_runs_would_ignore(volumes_dir, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {flag} is a 2-D setting that 3-D runs do not read") and "\n" not in err
     assert not out.exists()
+
+
+def test_cli_evaluate_run_repeats_the_runs_own_tta(cli_run, tmp_path, capsys):
+    """A 3-D run trained with ``tta``: ``evaluate --run`` with no flag scores as the run did (flips on)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cli_run, run, ignore=shutil.ignore_patterns("evaluation-*", "predictions"))
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "tta": True}))
+    scores = {}
+    for name, flags in (("default", []), ("tta", ["--tta"]), ("plain", ["--no-tta"])):
+        capsys.readouterr()
+        assert cli.main(["evaluate", "--run", str(run), "--split", "test", "--out", str(tmp_path / name),
+                         *flags]) == 0
+        printed = capsys.readouterr().out
+        assert ("scored its test split with test-time flips" in printed) == (name == "default"), name
+        scores[name] = pd.read_csv(tmp_path / name / "metrics.csv")["dice"].to_numpy()
+    np.testing.assert_array_equal(scores["default"], scores["tta"])

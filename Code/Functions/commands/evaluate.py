@@ -54,7 +54,9 @@ Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
     ``split.json``.  Writes ``metrics.csv`` (same columns), ``summary.csv``,
     ``worst.png`` (lowest-Dice images with overlays) and ``report.md`` to a
     new folder (``--out``, default ``RUN_DIR/evaluation-<split>``).
-    ``--tta`` averages the four flips and prints the change it makes.
+    ``--tta`` averages the four flips and prints the change it makes.  For a 3-D run, without ``--tta`` or
+    ``--no-tta`` the run's own setting (``tta`` in its ``config.json``) decides, so the run's test figure is
+    repeated; a 2-D run is scored plain unless ``--tta`` asks for both figures.
 """
 
 from __future__ import annotations
@@ -114,12 +116,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trained.add_argument("--data-dir", metavar="DIR", help="where registered datasets are stored")
     trained.add_argument("--split", choices=("train", "val", "test", "all"),
                          help="which part to score (default: test for the run's own data, all for other data)")
-    trained.add_argument("--tta", action="store_true",
-                         help="test-time augmentation: average the four flips and print its effect")
+    trained.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                         help="test-time augmentation: average the four flips and print its effect (default: "
+                              "plain for a 2-D run; a 3-D run as it scored its own test split, its config's "
+                              "tta; --no-tta: the plain prediction)")
     trained.add_argument("--batch-size", type=int, default=8, metavar="N", help="(%(default)s)")
 
 
+def _is_volume_run(run_dir) -> bool:
+    from Functions.inference.volumes import is_volume_run
+
+    return is_volume_run(run_dir)
+
+
+def run_tta(run_dir) -> bool:
+    """Whether run ``run_dir`` scored its test split with test-time flips (``tta`` in its ``config.json``).
+
+    ``evaluate --run`` uses it when neither ``--tta`` nor ``--no-tta`` is given, so that a new process
+    repeats the run's own test figure.  A run without a readable ``config.json`` counts as no TTA.
+    """
+    import json
+    from pathlib import Path
+
+    try:
+        return bool(json.loads((Path(run_dir) / "config.json").read_text()).get("tta", False))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "run", None) and getattr(args, "tta", False) is None and _is_volume_run(args.run):
+        args.tta = run_tta(args.run)                   # a 3-D run: repeat the run's own test figure
+        if args.tta:
+            print(f"{args.run} scored its test split with test-time flips (tta in config.json): so does this "
+                  "evaluation; --no-tta for the plain prediction")
+    elif getattr(args, "tta", None) is None:           # 2-D: the plain figure; --tta prints both
+        args.tta = False
     if getattr(args, "task", "semantic") == "panoptic":
         if getattr(args, "run", None):
             return _run_panoptic_trained(args)

@@ -150,11 +150,10 @@ REFERENCES: dict[str, Reference] = {r.recipe: r for r in (
                 "U-Net F1 0.770 (F1 of a binary mask is its Dice; Al-Dhabyani et al. 2020 published the data)"),
     _unmeasured("drive", "drive", "semantic", "dice",
                 "F1 0.816 inside the field of view, retina-unet (orobix/retina-unet, DRIVE test set)"),
-    Reference("msd_hippocampus", "msd-hippocampus", "semantic", "dice", 0.8268, 0.02,
-              "the figure: 4 minutes of training under load (7 epochs; the README's --time-budget 4); the "
-              "recipe trains 15 minutes, whose own figure is not yet measured", SHARED_CPU,
-              "README results table, MSD Task04 Hippocampus half: mean of anterior 0.831 and posterior 0.822 on "
-              "20 test volumes, each on its own grid",
+    Reference("msd_hippocampus", "msd-hippocampus", "semantic", "dice", 0.8945, 0.02,
+              "15 minutes of training (the recipe's time_budget; 83 epochs on the quiet CPU)", SHARED_CPU,
+              "README results table, MSD Task04 Hippocampus half: mean of anterior 0.9019 and posterior 0.8872 on "
+              "20 test volumes, each on its own grid (benchmarks/LOG.md, the planner sweep)",
               "nnU-Net 0.90 / 0.89 (MSD test set; Isensee et al. 2018, arXiv 1809.10486)",
               "measured on half of the set (130 volumes); the download holds all 260, so more training volumes "
               "and other test volumes"),
