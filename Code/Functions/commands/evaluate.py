@@ -123,12 +123,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trained.add_argument("--batch-size", type=int, default=8, metavar="N", help="(%(default)s)")
 
 
-def _is_volume_run(run_dir) -> bool:
-    from Functions.inference.volumes import is_volume_run
-
-    return is_volume_run(run_dir)
-
-
 def run_tta(run_dir) -> bool:
     """Whether run ``run_dir`` scored its test split with test-time flips (``tta`` in its ``config.json``).
 
@@ -145,7 +139,9 @@ def run_tta(run_dir) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "run", None) and getattr(args, "tta", False) is None and _is_volume_run(args.run):
+    from Functions.inference.volumes import is_volume_run
+
+    if getattr(args, "run", None) and getattr(args, "tta", False) is None and is_volume_run(args.run):
         args.tta = run_tta(args.run)                   # a 3-D run: repeat the run's own test figure
         if args.tta:
             print(f"{args.run} scored its test split with test-time flips (tta in config.json): so does this "
@@ -167,8 +163,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "masks", None):
         return _run_folders(args)
     if getattr(args, "run", None):
-        from Functions.inference.volumes import is_volume_run
-
         if is_volume_run(args.run):                   # a `train --dims 3` run: scored per volume, in mm
             return _run_volumes(args)
         return _run_trained(args)
