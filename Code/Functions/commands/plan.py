@@ -15,8 +15,9 @@ DESCRIPTION = ("Read a data set once (sizes, spacings, modality, intensities, ob
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_source(p, "nuclei")
-    p.add_argument("--task", choices=("semantic", "instance"), default="semantic",
-                   help="instance: plan the 3-class head + watershed (%(default)s)")
+    p.add_argument("--task", choices=("semantic", "instance", "panoptic"),
+                   help="instance: plan the 3-class head + watershed; panoptic: typed objects (default: as train "
+                        "chooses - panoptic when class maps lie beside the instance maps, else semantic)")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="the training budget the plan fits")
     p.add_argument("--dims", type=int, choices=(2, 3), help="2-D images or 3-D volumes (default: from the folder)")
     p.add_argument("--seed", type=int, default=42, help="seed of the subset whose pixels are read (%(default)s)")
@@ -30,7 +31,7 @@ def run(args) -> int:
     if args.data and args.dataset:
         raise UserError("--data and --dataset were both given; give one of them, not both")
     plan = make_plan(args.data, args.dataset, args.data_dir, task=args.task, time_budget=args.time_budget,
-                     dims=args.dims, seed=args.seed)
+                     dims=args.dims, seed=args.seed, given={"task"} if args.task else set())
     print("\n".join(plan.lines()))
     fp = plan.fingerprint
     print(f"Fingerprint: sizes {fp.size_min} to {fp.size_max} (median {fp.size_median}), spacing "

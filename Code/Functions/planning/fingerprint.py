@@ -48,7 +48,7 @@ class Fingerprint:
     modality_source: str                  # "dataset.json", "header" or "intensities"
     modality_shares: dict = field(default_factory=dict)
     intensity: dict = field(default_factory=dict)   # mean, std, p0.5, p99.5 of the raw values (measured subset)
-    mask_kind: str = "binary"             # "binary", "classes" or "instances"
+    mask_kind: str = "binary"             # "binary", "classes", "instances" or "typed instances" (+ class maps)
     n_classes: int = 2                    # including background
     foreground_share: float = 0.0         # mean share of labelled pixels per image (class balance)
     objects_per_image: float = 0.0        # median count of objects (instances, else connected components)
@@ -61,6 +61,11 @@ class Fingerprint:
     layout_split: dict = field(default_factory=dict)  # {"train": n, "val": n, "test": n} the layout's own split
     layout_note: str = ""                 # what the layout says about its split (e.g. an unlabelled imagesTs/)
     roi_samples: int = 0                  # samples that ship a region-of-interest mask (DRIVE field of view)
+    object_types: int = 0                 # typed instances: object (nucleus) types T, ids 1..T in the class maps
+    stuff_classes: int = 0                # typed instances: stuff (tissue) classes S, ids T+1..T+S
+    class_names: list = field(default_factory=list)   # typed instances: names of the T types then the S stuff
+    type_shares: dict = field(default_factory=dict)   # typed instances: share of the measured objects per type
+    types_source: str = ""                # "classes.json" or "class maps" (ids seen inside / outside objects)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -224,6 +229,8 @@ def fingerprint_images(samples, root: str, seed: int = 0, near_duplicates: bool 
         n_classes=n_classes, foreground_share=round(float(np.mean(fg_shares)), 4),
         objects_per_image=float(np.median(counts)), object_area_median=float(np.median(areas)) if areas else 0.0,
         touching_share=round(n_touch / n_obj, 4) if n_obj else 0.0)
+    if instances:
+        _object_types(fp, [samples[i] for i in pick])
     _count_groups(fp, groups)
     if near_duplicates:
         _near_duplicates(fp, samples, seed)
@@ -231,6 +238,63 @@ def fingerprint_images(samples, root: str, seed: int = 0, near_duplicates: bool 
     fp.roi_samples = sum(getattr(s, "roi", None) is not None for s in samples)
     fp.seconds = round(time.time() - t0, 2)
     return fp
+
+
+def has_class_maps(sample) -> bool:
+    """Whether a sample's instance map (``instances/<stem>``) has a class map of the same stem in ``classes/``
+    beside it: the PNG-pair layout of typed objects (:mod:`Functions.data.panoptic_io`; CoNSeP, PanNuke and
+    CoNIC are converted to it)."""
+    from Functions.data.imaging import is_image_file
+    from Functions.data.panoptic_io import CLASS_DIR
+
+    inst = getattr(sample, "instances", None)
+    if inst is None:
+        return False
+    folder = Path(inst).parent.parent / CLASS_DIR
+    return folder.is_dir() and any(is_image_file(p) for p in folder.glob(Path(inst).stem + ".*"))
+
+
+def _object_types(fp: Fingerprint, measured) -> None:
+    """Typed instances: the object types and stuff classes (``classes.json``, else the ids the measured class
+    maps hold inside and outside objects) and each type's share of the measured objects."""
+    from collections import Counter
+
+    from Functions.data.panoptic_io import infer_panoptic_classes, panoptic_class_info, sample_panoptic_maps
+
+    typed = [s for s in measured if has_class_maps(s)]
+    if not typed or len(typed) < len(measured):
+        return
+    try:
+        maps = [sample_panoptic_maps(s) for s in typed]
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable class map: one line naming the folder
+        raise UserError(f"cannot read the class maps beside {typed[0].instances} ({type(exc).__name__}: {exc}); "
+                        "fix or remove the file") from None
+    info = panoptic_class_info(Path(typed[0].instances).parent.parent)
+    if info:
+        t, s, names, source = info["num_classes"], info["stuff_classes"], info["class_names"] or [], "classes.json"
+    else:
+        try:
+            t, s = infer_panoptic_classes(maps)
+        except UserError:                         # a subset need not show every type: the largest id inside objects
+            t = max((int(c[i > 0].max()) for i, c in maps if (i > 0).any()), default=0)
+            s = len({int(v) for i, c in maps for v in np.unique(c[i == 0]) if v > t})
+        names, source = [], "class maps"
+    votes: Counter = Counter()
+    for inst, cls in maps:
+        ids, index = np.unique(inst[inst > 0], return_inverse=True)
+        if ids.size:
+            per_object = np.zeros((ids.size, t + 1), np.int64)
+            typed_px = cls[inst > 0]
+            keep = (typed_px >= 1) & (typed_px <= t)
+            np.add.at(per_object, (index[keep], typed_px[keep]), 1)
+            votes.update((np.argmax(per_object[:, 1:], axis=1) + 1).tolist())
+    total = sum(votes.values())
+    label = (lambda k: names[k - 1] if k - 1 < len(names) else f"type {k}")
+    fp.mask_kind, fp.object_types, fp.stuff_classes, fp.types_source = "typed instances", int(t), int(s), source
+    fp.class_names = list(names)
+    fp.type_shares = {label(k): round(votes[k] / total, 3) for k in range(1, t + 1)} if total else {}
 
 
 def _count_groups(fp: Fingerprint, groups) -> None:

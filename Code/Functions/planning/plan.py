@@ -38,8 +38,10 @@ class Plan:
     def lines(self) -> list[str]:
         """The plan as printed: one line per choice, ``field = value  reason``."""
         fp = self.fingerprint
+        kind = fp.mask_kind + (f" ({fp.object_types} types, {fp.stuff_classes} stuff)"
+                               if fp.mask_kind == "typed instances" else "")
         head = (f"Plan for {fp.root}: {fp.n_samples} {'volumes' if fp.dims == 3 else 'images'}, "
-                f"{fp.modality}, masks {fp.mask_kind} (fingerprint in {fp.seconds:g} s, pixels of "
+                f"{fp.modality}, masks {kind} (fingerprint in {fp.seconds:g} s, pixels of "
                 f"{fp.n_measured}); `train --help-all` lists every setting")
         out = [head]
         for c in self.choices:
@@ -70,6 +72,6 @@ def make_plan(data: str | None = None, dataset: str | None = None, data_dir: str
               seed: int = 0, given=()) -> Plan:
     """Fingerprint ``--data`` / ``--dataset`` (default: the offline nuclei sample) and plan a run on it."""
     fp = fingerprint(data, dataset, data_dir, dims=dims, seed=seed)
-    task = task or "semantic"
-    return Plan(fp, plan_rules(fp, task=task, time_budget=time_budget, given=set(given)), task=task,
-                time_budget=time_budget, given=set(given))
+    choices = plan_rules(fp, task=task or "semantic", time_budget=time_budget, given=set(given))
+    task = next((c.value for c in choices if c.field == "task"), task or "semantic")
+    return Plan(fp, choices, task=task, time_budget=time_budget, given=set(given))

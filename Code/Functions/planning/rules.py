@@ -60,19 +60,38 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
     from Functions.data.augmentation import preset_for
 
     long = bool(time_budget) and time_budget >= LONG_BUDGET
+    task = image_task(fp, task, given)
     out = [Choice("dims", 2, f"{fp.n_samples} 2-D images (no dataset.json + imagesTr/ volume layout)")]
     sizes = f"{_size(fp.size_min)} to {_size(fp.size_max)}, median {_size(fp.size_median)}"
-    native = (fp.size_spread >= NATIVE_SPREAD or min(fp.size_median) >= NATIVE_SIDE) and "image_size" not in given
+    side_median = min(fp.size_median)
+    # objects scored one by one are never shrunk: images above 128 px keep their size (whole, when square and a
+    # multiple of 16, else as native patches)
+    counted = task in ("instance", "panoptic") and side_median > PATCH and "image_size" not in given
+    whole = (counted and fp.size_spread == 1.0 and fp.size_median[0] == fp.size_median[1]
+             and side_median % 16 == 0)
+    native = "image_size" not in given and (fp.size_spread >= NATIVE_SPREAD or side_median >= NATIVE_SIDE
+                                             or (counted and not whole))
+    shrink = (f"--task {task} scores objects one by one: resizing to 128 px would shrink a median object of "
+              f"{fp.object_area_median:g} px to {fp.object_area_median * (PATCH / side_median) ** 2:.0f} px, where "
+              f"touching ones merge")
     if native:
-        side = min(PATCH, max(16, (min(fp.size_median) // 16) * 16))
+        side = min(PATCH, max(16, (side_median // 16) * 16))
+        why = (f"image sizes {sizes} (areas differ {fp.size_spread:g}x)" if fp.size_spread >= NATIVE_SPREAD
+               or side_median >= NATIVE_SIDE else f"image sizes {sizes}; {shrink}")
         out.append(Choice("patch_size", side,
-                          f"image sizes {sizes} (areas differ {fp.size_spread:g}x): native {side}-px patches, "
-                          f"whole images by sliding window; DSB2018 Dice 0.9097 native vs 0.9006 resized to 128 "
-                          f"({BENCH} 'Native resolution (issue 17)'); 192-px patches scored lower (run AE)"))
+                          f"{why}: native {side}-px patches, whole images by sliding window; DSB2018 Dice 0.9097 "
+                          f"native vs 0.9006 resized to 128 ({BENCH} 'Native resolution (issue 17)'); 192-px patches "
+                          "scored lower (run AE)"))
         out.append(Choice("patch_sampling", "area",
-                          f"sizes differ: patches in proportion to image area; DSB2018 Dice 0.9097 vs 0.8965 per image, "
+                          f"patches in proportion to image area; DSB2018 Dice 0.9097 vs 0.8965 per image, "
                           f"1024x1024 fields 0.40 -> 0.83 ({BENCH} 'Native resolution', runs A-B)"))
         out.append(patches_per_image(fp, side, time_budget))
+    elif whole:
+        out.append(Choice("patch_size", None, f"every image {sizes}: trained whole at its own size"))
+        out.append(Choice("image_size", side_median,
+                          f"{shrink}; the images keep their own {side_median} px (no resize; DSB2018 Dice 0.9097 at "
+                          f"native resolution vs 0.9006 resized to 128, {BENCH} 'Native resolution (issue 17)'; "
+                          "HoVer-Net trains PanNuke's 256-px tiles at 256)"))
     else:
         why = ("--image-size given: resize" if "image_size" in given
                else f"image sizes {sizes} (areas differ {fp.size_spread:g}x, below {NATIVE_SPREAD:g}x): resize")
@@ -112,8 +131,11 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
         out.append(Choice("decoder", "tuned", "watershed thresholds, smallest marker and object tuned on the "
                           "validation split, again per kind of image with 5 or more (train does it; runs M-O: test "
                           "AP50 +0.013)"))
+    elif task == "panoptic":
+        out += panoptic_rules(fp, given)
     else:
-        hint = "; --task instance trains a 3-class head + watershed" if fp.mask_kind == "instances" else ""
+        hint = {"instances": "; --task instance trains a 3-class head + watershed",
+                "typed instances": "; --task panoptic trains the object types too"}.get(fp.mask_kind, "")
         out.append(Choice("task", "semantic", f"masks hold {fp.mask_kind} ({objects}){hint}"))
         out.append(Choice("loss", "bce_dice", f"BCE + soft Dice, the measured default ({BENCH} 'Accuracy per budget')"))
     out.append(Choice("model", "unet", f"U-Net base 16, depth 4 (1.95 M parameters); wider deep levels (run AG) and "
@@ -143,6 +165,46 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
     out.append(Choice("near_duplicates", dup_share >= DUPLICATES,
                       f"{fp.near_duplicate_samples} of {fp.hashed} hashed images have a near-duplicate "
                       f"({dup_share:.1%}; grouped from {DUPLICATES:.0%}, BUSI has copies)"))
+    return out
+
+
+def image_task(fp, task: str, given: set) -> str:
+    """The task of a 2-D plan: the one asked for, or ``panoptic`` when the user named none and the masks are
+    typed instances (class maps beside the instance maps).  UserError (one line) for ``--task panoptic`` on data
+    without class maps."""
+    if task == "panoptic" and fp.mask_kind != "typed instances":
+        from Functions.base.errors import UserError
+
+        raise UserError(f"--task panoptic needs typed objects, but the masks of {fp.root} hold {fp.mask_kind}: give "
+                        "instances/<name>.png and classes/<name>.png beside images/ (make-sample --kind panoptic "
+                        "shows the layout; CoNSeP, PanNuke and CoNIC folders as published work too), or drop --task")
+    if "task" not in given and task == "semantic" and fp.mask_kind == "typed instances":
+        return "panoptic"
+    return task
+
+
+def panoptic_rules(fp, given: set) -> list[Choice]:
+    """Task, loss and class weights for typed instances (``--task panoptic``)."""
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in fp.type_shares.items()) or "none measured"
+    why = ("--task panoptic asked" if "task" in given else
+           "the masks are typed instances (a class map beside each instance map): nothing asked, so the plan "
+           "keeps the types")
+    stuff = (f"{fp.stuff_classes} stuff class(es) {', '.join(fp.class_names[fp.object_types:]) or ''}".rstrip()
+             if fp.stuff_classes else "no stuff class")
+    out = [Choice("task", "panoptic",
+                  f"{why}; {fp.object_types} object type(s) ({shares} of the measured objects), {stuff} "
+                  f"({fp.types_source}), {fp.objects_per_image:g} objects per image: one softmax head over "
+                  "background, boundary, each type's interior and the stuff, decoded by watershed and each object's "
+                  "majority type (HoVer-Net's rule); test mPQ, bPQ, mPQ+; --task semantic or instance drops the "
+                  "types"),
+           Choice("loss", "cce_dice", f"softmax head of {2 + fp.object_types + fp.stuff_classes} classes: "
+                                      f"cross-entropy + soft Dice (panoptic sample: mPQ 0.962, bPQ 0.970; on "
+                                      f"instances +0.013 DSB score over cross-entropy alone, {BENCH} runs C-D)")]
+    rare = min(fp.type_shares.values(), default=1.0)
+    out.append(Choice("class_weights", None,
+                      f"unweighted classes: the rarest type holds {rare:.0%} of the measured objects; weighting "
+                      "rare types is not measured here (mPQ averages the types, so a rare type counts as much as a "
+                      "common one: a user may try --class-weights)"))
     return out
 
 
