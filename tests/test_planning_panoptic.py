@@ -161,18 +161,37 @@ def test_published_layouts_plan_panoptic_with_their_own_types(tmp_path, monkeypa
     assert "task = panoptic" in printed and "test 2" in printed
 
 
-def test_train_with_no_task_flag_trains_and_scores_the_types(tmp_path):
+def test_train_with_no_task_flag_trains_and_scores_the_types_and_evaluate_repeats_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
     run = tmp_path / "run"
-    tiny = ["--epochs", "1", "--batch-size", "4", "--model-option", "base_filters=4", "--model-option", "depth=2",
-            "--progress-every", "0", "--verbose", "0", "--image-size", "64"]
+    tiny = ["--epochs", "2", "--batch-size", "4", "--model-option", "base_filters=4", "--model-option", "depth=2",
+            "--progress-every", "0", "--verbose", "0", "--image-size", "64", "--tta"]
     assert main(["train", "--data", str(SAMPLE), "--out", str(run), *tiny]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert (config["task"], config["loss"], config["object_types"], config["stuff_classes"]) == (
-        "panoptic", "cce_dice", 3, 2)
+    assert (config["task"], config["loss"], config["object_types"], config["stuff_classes"], config["tta"]) == (
+        "panoptic", "cce_dice", 3, 2, True)
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("mpq", "bpq", "mpq_plus"):
         assert 0.0 <= metrics[key] <= 1.0, key
     planned = json.loads((run / "plan.json").read_text())
     assert planned["task"] == "panoptic"
     applied = {c["field"]: c["applied"] for c in planned["choices"]}
-    assert applied["task"] and applied["loss"] and not applied["batch_size"]
+    assert applied["task"] and applied["loss"] and not applied["batch_size"] and not applied["tta"]
+    # a new process: evaluate --task panoptic --run takes the run's own test-time flips and repeats its figure
+    env = dict(os.environ, PYTHONPATH=str(REPO / "Code"))
+    proc = subprocess.run([sys.executable, "-m", "Functions", "evaluate", "--task", "panoptic", "--run", str(run)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test-time flips (tta in config.json)" in proc.stdout and "(TTA: 4 flips averaged)" in proc.stdout
+    summary = json.loads((run / "evaluation-panoptic-test" / "summary.json").read_text())
+    assert summary["tta"] is True
+    for key in ("mpq", "bpq", "mpq_plus"):
+        assert summary[key] == pytest.approx(metrics[key], abs=1e-9), key
+    proc = subprocess.run([sys.executable, "-m", "Functions", "evaluate", "--task", "panoptic", "--run", str(run),
+                           "--no-tta", "--out", str(tmp_path / "plain")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TTA" not in proc.stdout and json.loads((tmp_path / "plain" / "summary.json").read_text())["tta"] is False

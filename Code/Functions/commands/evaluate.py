@@ -54,9 +54,10 @@ Run mode (``--run RUN_DIR [--data DIR | --dataset NAME] [--split S] [--tta]``)
     ``split.json``.  Writes ``metrics.csv`` (same columns), ``summary.csv``,
     ``worst.png`` (lowest-Dice images with overlays) and ``report.md`` to a
     new folder (``--out``, default ``RUN_DIR/evaluation-<split>``).
-    ``--tta`` averages the four flips and prints the change it makes.  For a 3-D run, without ``--tta`` or
-    ``--no-tta`` the run's own setting (``tta`` in its ``config.json``) decides, so the run's test figure is
-    repeated; a 2-D run is scored plain unless ``--tta`` asks for both figures.
+    ``--tta`` averages the four flips and prints the change it makes.  For a 3-D run and with ``--task instance``
+    or ``panoptic``, without ``--tta`` or ``--no-tta`` the run's own setting (``tta`` in its ``config.json``)
+    decides, so the run's test figure is repeated; a 2-D semantic run is scored plain unless ``--tta`` asks for
+    both figures.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="which part to score (default: test for the run's own data, all for other data)")
     trained.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                          help="test-time augmentation: average the four flips and print its effect (default: "
-                              "plain for a 2-D run; a 3-D run as it scored its own test split, its config's "
-                              "tta; --no-tta: the plain prediction)")
+                              "plain for a 2-D semantic run; a 3-D run and --task instance or panoptic as the run "
+                              "scored its own test split, its config's tta; --no-tta: the plain prediction)")
     trained.add_argument("--batch-size", type=int, default=8, metavar="N", help="(%(default)s)")
 
 
@@ -141,12 +142,14 @@ def run_tta(run_dir) -> bool:
 def run(args: argparse.Namespace) -> int:
     from Functions.inference.volumes import is_volume_run
 
-    if getattr(args, "run", None) and getattr(args, "tta", False) is None and is_volume_run(args.run):
-        args.tta = run_tta(args.run)                   # a 3-D run: repeat the run's own test figure
+    one_figure = getattr(args, "task", "semantic") in ("instance", "panoptic") or (
+        getattr(args, "run", None) and is_volume_run(args.run))
+    if getattr(args, "run", None) and getattr(args, "tta", False) is None and one_figure:
+        args.tta = run_tta(args.run)                   # 3-D, instance, panoptic: repeat the run's own test figure
         if args.tta:
             print(f"{args.run} scored its test split with test-time flips (tta in config.json): so does this "
                   "evaluation; --no-tta for the plain prediction")
-    elif getattr(args, "tta", None) is None:           # 2-D: the plain figure; --tta prints both
+    elif getattr(args, "tta", None) is None:           # 2-D semantic: the plain figure; --tta prints both
         args.tta = False
     if getattr(args, "task", "semantic") == "panoptic":
         if getattr(args, "run", None):
