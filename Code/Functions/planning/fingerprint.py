@@ -259,16 +259,15 @@ def _object_types(fp: Fingerprint, measured) -> None:
     maps hold inside and outside objects) and each type's share of the measured objects."""
     from collections import Counter
 
-    from Functions.data.panoptic_io import infer_panoptic_classes, panoptic_class_info, sample_panoptic_maps
+    from Functions.data.panoptic_io import (infer_panoptic_classes, majority_types, panoptic_class_info,
+                                            sample_panoptic_maps)
 
     typed = [s for s in measured if has_class_maps(s)]
     if not typed or len(typed) < len(measured):
         return
     try:
         maps = [sample_panoptic_maps(s) for s in typed]
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an unreadable class map: one line naming the folder
+    except (OSError, ValueError) as exc:          # an unreadable class map: one line naming the folder
         raise UserError(f"cannot read the class maps beside {typed[0].instances} ({type(exc).__name__}: {exc}); "
                         "fix or remove the file") from None
     info = panoptic_class_info(Path(typed[0].instances).parent.parent)
@@ -282,14 +281,9 @@ def _object_types(fp: Fingerprint, measured) -> None:
             s = len({int(v) for i, c in maps for v in np.unique(c[i == 0]) if v > t})
         names, source = [], "class maps"
     votes: Counter = Counter()
-    for inst, cls in maps:
-        ids, index = np.unique(inst[inst > 0], return_inverse=True)
-        if ids.size:
-            per_object = np.zeros((ids.size, t + 1), np.int64)
-            typed_px = cls[inst > 0]
-            keep = (typed_px >= 1) & (typed_px <= t)
-            np.add.at(per_object, (index[keep], typed_px[keep]), 1)
-            votes.update((np.argmax(per_object[:, 1:], axis=1) + 1).tolist())
+    for inst, cls in maps:                        # each object's type: its pixels' majority (HoVer-Net's rule)
+        ids, first = np.unique(inst.ravel(), return_index=True)
+        votes.update(majority_types(inst, cls, t).ravel()[first[ids > 0]].tolist())
     total = sum(votes.values())
     label = (lambda k: names[k - 1] if k - 1 < len(names) else f"type {k}")
     fp.mask_kind, fp.object_types, fp.stuff_classes, fp.types_source = "typed instances", int(t), int(s), source
