@@ -326,3 +326,37 @@ def test_few_large_images_get_patches_per_epoch_from_the_budget_and_keep_their_o
     many = fp(664, (520, 696))                           # many images (DSB2018-like): the measured two
     values = {c.field: c.value for c in plan_rules(many, time_budget=12)}
     assert values["patches_per_image"] == 2 and values["split"] == "auto" and "roi" not in values
+
+
+@pytest.mark.parametrize("name, shape, base, depth", [("unet", (128, 128, 3), 16, 4), ("unet", (64, 64, 1), 16, 2),
+                                                      ("unet3d", (16, 32, 32, 1), 8, 3)])
+def test_batch_memory_estimate_matches_the_built_model(name, shape, base, depth):
+    from Functions.models import build_model
+    from Functions.planning.rules import unet_sample_bytes
+
+    model = build_model(name, shape, 1, base_filters=base, depth=depth)
+    stored = sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers)   # every map kept for backward
+    dims = len(shape) - 1
+    estimate = unet_sample_bytes(shape[:-1] if dims == 3 else shape[0], base, depth, dims=dims,
+                                 channels=shape[-1]) / 8                           # bytes / (float32 x 2)
+    assert estimate == pytest.approx(stored, rel=0.1)
+
+
+def test_batch_size_comes_from_the_memory_target(monkeypatch):
+    from Functions.planning import rules
+
+    per_sample = rules.unet_sample_bytes(128, 16, 4, channels=3)
+    # hand-computed: 15 maps x (128^2*16 + 64^2*32 + 32^2*64 + 16^2*128 + 8^2*256) + the 128^2*3 input, x 4 B x 2
+    elements = 15 * (262144 + 131072 + 65536 + 32768 + 16384) + 49152
+    assert per_sample == 8 * elements
+    monkeypatch.setattr("Functions.base.runtime.total_memory_bytes", lambda: 64 * 2 ** 30)
+    choice = rules.batch_rule(8, per_sample, "why")
+    assert choice.value == 8 and "nnU-Net" in choice.reason and "8.0 GB" in choice.reason
+    small = 4 * 3 * per_sample                     # a quarter of this RAM holds 3 samples
+    monkeypatch.setattr("Functions.base.runtime.total_memory_bytes", lambda: small)
+    choice = rules.batch_rule(8, per_sample, "why")
+    assert choice.value == 3 and "a quarter of this machine's" in choice.reason and "3 fit" in choice.reason
+    monkeypatch.setattr("Functions.base.runtime.total_memory_bytes", lambda: int(per_sample))
+    assert rules.batch_rule(8, per_sample, "why").value == 1           # never below one sample
+    monkeypatch.setattr("Functions.base.runtime.total_memory_bytes", lambda: None)
+    assert rules.memory_target()[0] == rules.MEMORY_TARGET

@@ -187,6 +187,15 @@ def set_precision(mixed: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
 
+def total_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (``os.sysconf``; None where the platform does not tell).  The
+    total, not what is free now: the planner's batch rule must not change with the machine's load."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def has_gpu() -> bool:
     import keras
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 #: Largest / smallest image area at or above which 2-D images are trained on native-resolution patches.
 NATIVE_SPREAD = 2.0
 #: A median image side at or above which images are trained on native patches even when all share one size.
@@ -35,6 +37,14 @@ LARGE_IMAGE = 4
 COVERAGE = 2
 #: ... but an epoch holds at most nnU-Net's 250 iterations x the batch size patches.
 NNUNET_ITERATIONS = 250
+
+#: Memory one training batch may fill with activations and their gradients: nnU-Net's 8 GB GPU target, at most a
+#: quarter of this machine's RAM (a laptop learner's CPU).
+MEMORY_TARGET = 8 * 2 ** 30
+#: Feature maps a U-Net level keeps for the backward pass, per element of its map (two conv + normalisation +
+#: activation in the encoder and again in the decoder, pooling, up-sampling, concatenation): the estimate is within
+#: 7 % of the summed layer outputs of the built Keras U-Nets (2-D and 3-D; tests/test_planning.py).
+UNET_TENSORS = 15
 
 BENCH = "benchmarks/LOG.md"
 NNUNET = "nnU-Net (Isensee et al. 2021, Nature Methods)"
@@ -147,8 +157,12 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
                           f"{side}-px patches: depth {depth}, so the deepest level is still {side // 2 ** depth} px "
                           f"across, as 128-px patches at depth 4 leave 8 px ({NNUNET}: pool while the map is "
                           "at least 4-8 px)"))
-    out.append(Choice("batch_size", 8, f"batch 8; batch 4 scored lower (0.8969 vs 0.9017 Dice, {BENCH} issue 9 "
-                                       f"table; run AF)"))
+    side = next((c.value for c in out if c.field == "patch_size"), None) or next(
+        (c.value for c in out if c.field == "image_size"), PATCH)
+    depth = next((c.value["depth"] for c in out if c.field == "model_options"), 4)
+    out.append(batch_rule(8, unet_sample_bytes(side, 16, depth, dims=2, channels=fp.channels),
+                          f"batch 8 at most; batch 4 scored lower (0.8969 vs 0.9017 Dice, {BENCH} issue 9 table; "
+                          "run AF)"))
     out += _schedule(time_budget, native, default_epochs=25)
     out.append(Choice("tta", long, f"test-time flips: +0.0016 Dice / +0.005 DSB score for 4x the prediction time "
                                    f"({BENCH} run F)" + ("" if long else f"; off below a {LONG_BUDGET:g}-minute "
@@ -166,6 +180,34 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
                       f"{fp.near_duplicate_samples} of {fp.hashed} hashed images have a near-duplicate "
                       f"({dup_share:.1%}; grouped from {DUPLICATES:.0%}, BUSI has copies)"))
     return out
+
+
+def unet_sample_bytes(side, base: int, depth: int, dims: int = 2, channels: int = 1) -> float:
+    """Estimated training memory of one sample in a U-Net (float32 activations kept for the backward pass and
+    their gradients): :data:`UNET_TENSORS` maps per level of ``base * 2**level`` channels, at ``side / 2**level``
+    per axis; ``side`` one number or one per axis."""
+    sides = [float(side)] * dims if np.isscalar(side) else [float(v) for v in side]
+    elements = sum(np.prod([v / 2 ** level for v in sides]) * base * 2 ** level for level in range(depth + 1))
+    return 2 * 4 * (UNET_TENSORS * elements + np.prod(sides) * channels)
+
+
+def memory_target() -> tuple[float, str]:
+    """``(bytes, why)``: :data:`MEMORY_TARGET`, or a quarter of this machine's RAM when that is less."""
+    from Functions.base.runtime import total_memory_bytes
+
+    ram = total_memory_bytes()
+    if ram and ram / 4 < MEMORY_TARGET:
+        return ram / 4, f"a quarter of this machine's {ram / 2 ** 30:.0f} GB of RAM"
+    return float(MEMORY_TARGET), f"{NNUNET}'s 8 GB target"
+
+
+def batch_rule(most: int, per_sample: float, why: str) -> Choice:
+    """The batch size: ``most`` unless fewer samples fit :func:`memory_target` (at least 1)."""
+    budget, where = memory_target()
+    n = int(max(1, min(most, budget // per_sample)))
+    return Choice("batch_size", n, f"{why}; one sample needs about {per_sample / 2 ** 20:.0f} MB for activations and "
+                                   f"gradients, so {int(budget // per_sample)} fit {budget / 2 ** 30:.1f} GB "
+                                   f"({where}): batch {n}")
 
 
 def image_task(fp, task: str, given: set) -> str:
@@ -314,7 +356,9 @@ def volume_rules(fp, *, task: str, time_budget: float | None, given: set) -> lis
                               f"({NNUNET})"}.get(intensity, f"modality {fp.modality}: chosen from the intensities")))
     out.append(Choice("model", "unet3d", "3-D U-Net, 8 base filters, depth 3 (sample Dice 0.9608 with the 3-D "
                                          "defaults, README 'Volumes')"))
-    out.append(Choice("batch_size", 2, f"two patches per batch ({NNUNET}: batch 2)"))
+    patch = [min(a, b) for a, b in zip(fp.size_median, (48, 96, 96))]
+    out.append(batch_rule(2, unet_sample_bytes(patch, 8, 3, dims=3, channels=fp.channels),
+                          f"two patches per batch at most ({NNUNET}: batch 2)"))
     classes = fp.n_classes - 1
     out.append(Choice("task", "semantic", f"{classes} labelled structure(s), foreground {fp.foreground_share:.1%} of "
                                           "the voxels: one in three patches centred on a structure"))
