@@ -55,6 +55,8 @@ log = logging.getLogger("Functions")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Affines closer than this (mm) count as the same voxel grid (as in medical_io: float32 headers, MSD labels).
 AFFINE_TOLERANCE = 1e-2
+#: Largest automatic patch ``(D, H, W)``: fits a CPU; pass ``patch_size`` for bigger ones on a GPU.
+MAX_AUTO_PATCH = (48, 96, 96)
 
 
 # ----------------------------------------------------------------------------- the Volume type
@@ -905,3 +907,12 @@ def find_volumes(root: str | os.PathLike) -> VolumeDataset:
     if not cases:
         raise UserError(f"{img_dir} holds no .nii/.nii.gz volumes or DICOM series folders")
     return VolumeDataset(root=root, cases=tuple(cases), labels={}, modality={}, name=root.name)
+
+
+def auto_patch(shapes, depth: int = 3, cap=MAX_AUTO_PATCH) -> tuple[int, int, int]:
+    """The training patch and sliding-window tile of ``train --dims 3`` when none is given: the median volume
+    shape of ``shapes`` ``[(D, H, W), ...]``, capped at ``cap``, rounded down to multiples of ``2**depth`` (at
+    least one); the planner estimates memory on the same patch."""
+    factor = 2 ** depth
+    median = np.median(np.array(shapes), axis=0)
+    return tuple(int(max(factor, (min(m, c) // factor) * factor)) for m, c in zip(median, cap))

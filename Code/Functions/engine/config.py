@@ -316,7 +316,7 @@ class Volumes(Section):
     """3-D runs (``train --dims 3``): patches of whole volumes at one voxel spacing, intensities by modality.
 
     ``patch_size`` ``[D, H, W]`` (None: the median volume shape, at most
-    :data:`Functions.engine.volumes.MAX_AUTO_PATCH`, rounded down to a multiple of ``2**depth``);
+    :data:`Functions.data.volumes.MAX_AUTO_PATCH`, rounded down to a multiple of ``2**depth``);
     ``target_spacing`` ``[z, y, x]`` mm (None: the median of the training volumes); ``intensity``
     ``auto``/``ct``/``mri``/``none``; ``window`` ``[center, width]`` HU for CT; ``patches_per_volume``
     training patches drawn from each training volume per epoch, ``foreground_fraction`` of them centred on a

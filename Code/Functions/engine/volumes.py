@@ -41,13 +41,12 @@ import numpy as np
 
 from Functions.base.errors import UserError
 from Functions.base.runs import summary_json
+from Functions.data.volumes import auto_patch
 from Functions.engine.config import RunConfig, Segmentation, Volumes
 from Functions.engine.fit import Task, fit
 from Functions.engine.fit import resume_config as resume_run_config
 from Functions.engine.segmentation import TrainConfig, compile_model, monitor_name
 
-#: Largest automatic patch ``(D, H, W)``: fits a CPU; pass ``patch_size`` for bigger ones on a GPU.
-MAX_AUTO_PATCH = (48, 96, 96)
 
 
 @dataclass
@@ -144,13 +143,6 @@ def volume_source(config: VolumeConfig):
     if config.data:
         return find_volumes(config.data)
     return find_volumes(sample_dir("volumes"))
-
-
-def auto_patch(shapes, depth: int = 3, cap=MAX_AUTO_PATCH) -> tuple[int, int, int]:
-    """Median volume shape, capped at ``cap``, rounded down to multiples of ``2**depth`` (at least one)."""
-    factor = 2 ** depth
-    median = np.median(np.array(shapes), axis=0)
-    return tuple(int(max(factor, (min(m, c) // factor) * factor)) for m, c in zip(median, cap))
 
 
 def prepare_volumes(config: VolumeConfig, dataset=None) -> dict:

@@ -150,16 +150,15 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
         out.append(Choice("loss", "bce_dice", f"BCE + soft Dice, the measured default ({BENCH} 'Accuracy per budget')"))
     out.append(Choice("model", "unet", f"U-Net base 16, depth 4 (1.95 M parameters); wider deep levels (run AG) and "
                                        f"the Attention U-Net (AH-AI) stayed inside its spread ({BENCH})"))
-    side = next((c.value for c in out if c.field == "patch_size"), None)
+    side = chosen(out, "patch_size")
     if side and side < PATCH:
         depth = max(2, min(4, (side // 8).bit_length() - 1))
         out.append(Choice("model_options", {"depth": depth},
                           f"{side}-px patches: depth {depth}, so the deepest level is still {side // 2 ** depth} px "
                           f"across, as 128-px patches at depth 4 leave 8 px ({NNUNET}: pool while the map is "
                           "at least 4-8 px)"))
-    side = next((c.value for c in out if c.field == "patch_size"), None) or next(
-        (c.value for c in out if c.field == "image_size"), PATCH)
-    depth = next((c.value["depth"] for c in out if c.field == "model_options"), 4)
+    side = chosen(out, "patch_size") or chosen(out, "image_size", PATCH)
+    depth = chosen(out, "model_options", {}).get("depth", 4)
     out.append(batch_rule(8, unet_sample_bytes(side, 16, depth, dims=2, channels=fp.channels),
                           f"batch 8 at most; batch 4 scored lower (0.8969 vs 0.9017 Dice, {BENCH} issue 9 table; "
                           "run AF)"))
@@ -180,6 +179,11 @@ def image_rules(fp, *, task: str, time_budget: float | None, given: set) -> list
                       f"{fp.near_duplicate_samples} of {fp.hashed} hashed images have a near-duplicate "
                       f"({dup_share:.1%}; grouped from {DUPLICATES:.0%}, BUSI has copies)"))
     return out
+
+
+def chosen(choices: list[Choice], field: str, default=None):
+    """The value the plan so far gives ``field``, else ``default``."""
+    return next((c.value for c in choices if c.field == field), default)
 
 
 def unet_sample_bytes(side, base: int, depth: int, dims: int = 2, channels: int = 1) -> float:
@@ -346,7 +350,7 @@ def volume_rules(fp, *, task: str, time_budget: float | None, given: set) -> lis
                       f"mm on {fp.n_measured} volumes" + (f" (anisotropic {aniso:.1f}x: kept as measured)" if aniso > 3
                                                           else "")))
     out.append(Choice("patch_size", None, f"median volume {_size(fp.size_median)} voxels: the patch is that shape, "
-                                          "at most 48x96x96, in multiples of 2**depth (engine.volumes.auto_patch; "
+                                          "at most 48x96x96, in multiples of 2**depth (data.volumes.auto_patch; "
                                           f"{NNUNET})"))
     modality = fp.modality.lower()
     intensity = "ct" if modality == "ct" else ("mri" if modality in ("mri", "mr") else "auto")
@@ -356,8 +360,9 @@ def volume_rules(fp, *, task: str, time_budget: float | None, given: set) -> lis
                               f"({NNUNET})"}.get(intensity, f"modality {fp.modality}: chosen from the intensities")))
     out.append(Choice("model", "unet3d", "3-D U-Net, 8 base filters, depth 3 (sample Dice 0.9608 with the 3-D "
                                          "defaults, README 'Volumes')"))
-    patch = [min(a, b) for a, b in zip(fp.size_median, (48, 96, 96))]
-    out.append(batch_rule(2, unet_sample_bytes(patch, 8, 3, dims=3, channels=fp.channels),
+    from Functions.data.volumes import auto_patch
+
+    out.append(batch_rule(2, unet_sample_bytes(auto_patch([fp.size_median], 3), 8, 3, dims=3, channels=fp.channels),
                           f"two patches per batch at most ({NNUNET}: batch 2)"))
     classes = fp.n_classes - 1
     out.append(Choice("task", "semantic", f"{classes} labelled structure(s), foreground {fp.foreground_share:.1%} of "
