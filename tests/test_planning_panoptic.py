@@ -195,3 +195,10 @@ def test_train_with_no_task_flag_trains_and_scores_the_types_and_evaluate_repeat
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "TTA" not in proc.stdout and json.loads((tmp_path / "plain" / "summary.json").read_text())["tta"] is False
+
+
+def test_an_unreadable_class_map_is_one_line_naming_it(tmp_path, capsys):
+    root = typed_tree(tmp_path / "typed")
+    (root / "classes" / "t1.png").write_bytes(b"not a png")
+    err = cli_fails(capsys, ["plan", "--data", str(root)], str(root / "classes" / "t1.png"), "replace or remove")
+    assert "t0.png" not in err                    # the broken file is named, not its neighbour

@@ -254,22 +254,30 @@ def has_class_maps(sample) -> bool:
     return folder.is_dir() and any(is_image_file(p) for p in folder.glob(Path(inst).stem + ".*"))
 
 
+def _panoptic_maps(sample) -> tuple[np.ndarray, np.ndarray]:
+    """``(instance map, class map)`` of one sample; a map the readers cannot decode is one line naming it."""
+    from Functions.data.panoptic_io import sample_panoptic_maps
+
+    try:
+        return sample_panoptic_maps(sample)
+    except UserError:                             # already names the file and the fix
+        raise
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the instance or class map of {sample.image} ({type(exc).__name__}: {exc}); "
+                        "fix or remove the file") from None
+
+
 def _object_types(fp: Fingerprint, measured) -> None:
     """Typed instances: the object types and stuff classes (``classes.json``, else the ids the measured class
     maps hold inside and outside objects) and each type's share of the measured objects."""
     from collections import Counter
 
-    from Functions.data.panoptic_io import (infer_panoptic_classes, majority_types, panoptic_class_info,
-                                            sample_panoptic_maps)
+    from Functions.data.panoptic_io import infer_panoptic_classes, majority_types, panoptic_class_info
 
     typed = [s for s in measured if has_class_maps(s)]
     if not typed or len(typed) < len(measured):
         return
-    try:
-        maps = [sample_panoptic_maps(s) for s in typed]
-    except (OSError, ValueError) as exc:          # an unreadable class map: one line naming the folder
-        raise UserError(f"cannot read the class maps beside {typed[0].instances} ({type(exc).__name__}: {exc}); "
-                        "fix or remove the file") from None
+    maps = [_panoptic_maps(s) for s in typed]
     info = panoptic_class_info(Path(typed[0].instances).parent.parent)
     if info:
         t, s, names, source = info["num_classes"], info["stuff_classes"], info["class_names"] or [], "classes.json"
